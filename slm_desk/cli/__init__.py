@@ -1,0 +1,49 @@
+"""The `slm-desk` command. Each subcommand is a thin face over the core; heavy imports happen inside them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from slm_desk import __version__
+from slm_desk.cli import info, run
+from slm_desk.errors import SlmDeskError
+
+DESCRIPTION = """\
+Small local language models for narrow, high-volume jobs: the model answers in a task's JSON contract,
+code validates the answer, and anything not clearly right is marked for escalation or review.
+
+examples:
+  echo "Customer reports duplicate charge on invoice INV-8821." | slm-desk run extract-ticket
+  slm-desk run route-ticket --input "I don't recognise a payment on my card"
+  slm-desk tasks
+  slm-desk doctor
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slm-desk", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"slm-desk {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run.add_parser(commands)
+    info.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.handler(args))
+    except SlmDeskError as exc:
+        print(f"slm-desk: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("slm-desk: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,93 @@
+"""Commands that describe the installation: `tasks`, `paths`, `doctor`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from slm_desk import locations
+from slm_desk.catalog import BUNDLED_ID, BUNDLED_INSTALL, bundled_model_path
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    tasks = commands.add_parser(
+        "tasks",
+        help="list task contracts, or print one",
+        description="List the tasks (built-in and yours), or print one task file.\n\n"
+        "Your tasks live in the folder `slm-desk paths` shows as 'tasks'; a file there named like a\n"
+        "built-in task overrides it. Start from a built-in one:\n"
+        "  slm-desk tasks show extract-ticket > \"$(slm-desk paths --get tasks)/my-task.toml\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tasks.add_argument("action", nargs="?", choices=["show"], help="show: print the task file NAME")
+    tasks.add_argument("name", nargs="?", help="task name, with show")
+    tasks.set_defaults(handler=cmd_tasks)
+
+    paths = commands.add_parser("paths", help="print where config, data, models and logs live")
+    paths.add_argument("--json", action="store_true", help="print JSON")
+    paths.add_argument("--get", metavar="KEY", help="print one path only (config, tasks, data, history, models, logs)")
+    paths.set_defaults(handler=cmd_paths)
+
+    doctor = commands.add_parser(
+        "doctor", help="check the llama.cpp build, paths and a tiny inference",
+        description="Print llama.cpp's CPU features and GPU backends, the model and data paths, and run a tiny\n"
+        "inference in a child process. A crash there (e.g. SIGILL from a build for the wrong CPU) is\n"
+        "reported with the command that fixes it. Exit 0 when healthy, 1 otherwise.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    doctor.set_defaults(handler=cmd_doctor)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from slm_desk import tasks
+
+    if args.action == "show":
+        if not args.name:
+            raise SystemExit("slm-desk tasks show: give a task name (see `slm-desk tasks`)")
+        text, _ = tasks.task_text(args.name)
+        tasks.load_task(args.name)
+        print(text, end="" if text.endswith("\n") else "\n")
+        return 0
+    for name, origin in tasks.task_names().items():
+        try:
+            summary = tasks.load_task(name).description
+        except Exception as exc:  # a broken user file must not hide the others
+            summary = f"BROKEN: {str(exc).splitlines()[0]}"
+        print(f"{name:<18} {origin:<9} {summary}")
+    return 0
+
+
+def cmd_paths(args: argparse.Namespace) -> int:
+    paths = {key: str(value) for key, value in locations.all_paths().items()}
+    if args.get:
+        if args.get not in paths:
+            raise SystemExit(f"slm-desk paths: unknown key {args.get!r}; one of {', '.join(paths)}")
+        print(paths[args.get])
+    elif args.json:
+        print(json.dumps(paths, indent=2))
+    else:
+        for key, value in paths.items():
+            print(f"{key:<12} {value}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from slm_desk import doctor, hardware
+
+    build = hardware.llama_build_info()
+    print(f"llama-cpp-python {build['llama_cpp_python']}")
+    print(f"  {build['system_info']}")
+    print(f"  GPU offload: {'yes (Metal/CUDA build)' if build['gpu_offload'] else 'no (CPU build)'}; mmap: {build['mmap']}")
+    print(f"physical cores: {hardware.physical_cores()}; memory: {hardware.total_memory_bytes() / 2**30:.1f} GiB")
+    for key, value in locations.all_paths().items():
+        print(f"{key:<12} {value}")
+    model = bundled_model_path()
+    if model is None:
+        print(f"bundled model {BUNDLED_ID}: NOT INSTALLED\n  hint: {BUNDLED_INSTALL}")
+        return 1
+    print(f"bundled model {BUNDLED_ID}: {model}")
+    result = doctor.probe_inference(doctor.probe_command(str(model)))
+    print(f"tiny inference: {result.message}")
+    if not result.ok:
+        print(f"  hint: {result.hint}")
+    return 0 if result.ok else 1

@@ -1,0 +1,48 @@
+"""config.toml, read into frozen pydantic models. A missing file means all defaults."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from slm_desk import locations
+from slm_desk.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuntimeConfig(_Section):
+    threads: int = Field(0, ge=0, description="CPU threads for llama.cpp; 0 means the number of physical cores.")
+    gpu_layers: int | Literal["auto"] = Field(
+        "auto", description="Layers to offload to Metal/CUDA; 'auto' offloads all when the build supports a GPU, else 0."
+    )
+    n_ctx: int = Field(2048, ge=256, description="Context window in tokens; inputs that do not fit are refused, never cut.")
+    n_batch: int = Field(512, ge=8, description="Prompt tokens evaluated per llama.cpp batch.")
+
+
+class HistoryConfig(_Section):
+    enabled: bool = Field(True, description="Record every run in the SQLite history; `--no-log` skips one run.")
+
+
+class ModelsConfig(_Section):
+    small: str = Field("smollm2-135m", description="Model id used by `run` when --model is not given.")
+
+
+class Config(_Section):
+    runtime: RuntimeConfig = RuntimeConfig()
+    history: HistoryConfig = HistoryConfig()
+    models: ModelsConfig = ModelsConfig()
+
+
+def load_config() -> Config:
+    path = locations.config_file()
+    if not path.exists():
+        return Config()
+    try:
+        return Config.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise ConfigError(f"{path} is not a valid slm-desk config: {exc}", f"fix or remove {path}") from exc

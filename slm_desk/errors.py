@@ -1,0 +1,43 @@
+"""Errors a person can act on: every one carries a hint that names the fix, and an exit code."""
+
+from __future__ import annotations
+
+
+class SlmDeskError(Exception):
+    """Base error. `hint` tells the user what to do next; `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class UsageError(SlmDeskError):
+    """The command line or its input is wrong: unknown task, empty or non-text input."""
+
+    exit_code = 2
+
+
+class InputTooLong(UsageError):
+    """The input does not fit the model's context window; we never truncate silently."""
+
+
+class TaskError(UsageError):
+    """A task file cannot be read, or asks for something we cannot enforce."""
+
+
+class ConfigError(UsageError):
+    """config.toml is malformed."""
+
+
+class ModelNotFound(UsageError):
+    """The requested model is not installed."""
+
+
+class RuntimeFailure(SlmDeskError):
+    """llama.cpp failed to load a model or to generate."""

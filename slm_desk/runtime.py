@@ -1,0 +1,183 @@
+"""llama.cpp behind one small class: load once, render chat prompts, generate under a JSON grammar.
+
+The fixed part of a task's prompt (instructions and few-shot examples) is a token prefix shared by every
+input. `Llama.generate` keeps the longest common prefix of the previous call in the KV cache, so a batch
+pays for that prefix once; `Generation.cached_tokens` reports how much was reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from slm_desk.catalog import ModelRef
+from slm_desk.config import RuntimeConfig
+from slm_desk.errors import InputTooLong, RuntimeFailure
+from slm_desk.hardware import physical_cores
+
+FinishReason = Literal["stop", "length", "cancelled"]
+log = logging.getLogger("slm_desk.llama")
+_log_callback: Any = None
+
+
+def quiet_llama_logs() -> None:
+    """Send llama.cpp's own log lines to Python logging instead of stderr (stderr is for our diagnostics).
+
+    llama-cpp-python's callback prints whatever its level map calls an error, and that map predates
+    llama.cpp's current level numbers, so loading chatter leaks. SLM_DESK_DEBUG=1 shows it all.
+    """
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    if os.environ.get("SLM_DESK_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG)
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        log.debug(text.decode("utf-8", "replace").rstrip())
+
+    _log_callback = forward  # keep a reference: ctypes does not
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+    seconds: float
+
+
+class Engine:
+    """One loaded GGUF model. Not thread-safe: one generation at a time."""
+
+    def __init__(self, model: ModelRef, config: RuntimeConfig) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        quiet_llama_logs()
+        self.model = model
+        self.config = config
+        self.threads = config.threads or physical_cores()
+        gpu_layers = config.gpu_layers
+        if gpu_layers == "auto":
+            gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        self.gpu_layers = gpu_layers
+        started = time.perf_counter()
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(model.path),
+                n_ctx=config.n_ctx,
+                n_batch=config.n_batch,
+                n_threads=self.threads,
+                n_gpu_layers=gpu_layers,
+                use_mmap=True,
+                seed=0,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise RuntimeFailure(
+                f"llama.cpp could not load {model.path}: {exc}",
+                "check the file with `slm-desk doctor`; a partial download must be pulled again",
+            ) from exc
+        self.load_seconds = time.perf_counter() - started
+        model_ptr = self._llm._model
+        self._eos = self._llm.token_eos()
+        bos_text = model_ptr.token_get_text(self._llm.token_bos())
+        self._bos_text = bos_text
+        self._add_bos = self._llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise RuntimeFailure(f"{model.path} has no chat template", "use an instruct model whose GGUF carries one")
+        self._formatter = Jinja2ChatFormatter(
+            template=template, eos_token=model_ptr.token_get_text(self._eos), bos_token=bos_text
+        )
+        self._grammars: dict[str, Any] = {}
+        self._vocab = llama_cpp.llama_model_get_vocab(model_ptr.model)
+        self._is_eog = llama_cpp.llama_vocab_is_eog
+
+    @property
+    def n_ctx(self) -> int:
+        return self._llm.n_ctx()
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The chat template applied to messages, ending with the assistant's turn opened."""
+        return self._formatter(messages=messages).prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        add_bos = self._add_bos and not text.startswith(self._bos_text)
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def grammar(self, schema: dict[str, Any]) -> Any:
+        """The llama.cpp grammar for a JSON Schema, compiled once per schema."""
+        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            gbnf = json_schema_to_gbnf(json.dumps(schema), prop_order=list(schema.get("properties", {})))
+            self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return self._grammars[key]
+
+    def check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
+        if prompt_tokens + max_tokens > self.n_ctx:
+            raise InputTooLong(
+                f"input too long: the prompt is {prompt_tokens} tokens and the answer needs up to {max_tokens}, "
+                f"but the context window is {self.n_ctx} tokens; nothing was truncated",
+                "shorten the input, or raise [runtime] n_ctx in config.toml (or pass --ctx N)",
+            )
+
+    def generate(
+        self,
+        tokens: list[int],
+        schema: dict[str, Any],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Generation:
+        """Greedy generation constrained to `schema`, stopping at end-of-generation or `max_tokens`."""
+        self.check_fits(len(tokens), max_tokens)
+        started = time.perf_counter()
+        previous = self._llm._input_ids.tolist()
+        cached = min(self._llm.longest_token_prefix(previous, tokens), len(tokens) - 1)
+        out = bytearray()
+        shown = 0
+        count = 0
+        finish: FinishReason = "length"
+        try:
+            for token in self._llm.generate(tokens, temp=0.0, grammar=self.grammar(schema), reset=True):
+                if self._is_eog(self._vocab, token):
+                    finish = "stop"
+                    break
+                out += self._llm.detokenize([token], prev_tokens=None)
+                count += 1
+                if on_text is not None:
+                    text = out.decode("utf-8", "ignore")
+                    if len(text) > shown:
+                        on_text(text[shown:])
+                        shown = len(text)
+                if cancelled is not None and cancelled():
+                    finish = "cancelled"
+                    break
+                if count >= max_tokens:
+                    break
+        except RuntimeError as exc:
+            raise RuntimeFailure(f"llama.cpp failed while generating: {exc}", "run `slm-desk doctor`") from exc
+        return Generation(
+            text=out.decode("utf-8", "replace"),
+            prompt_tokens=len(tokens),
+            cached_tokens=cached,
+            completion_tokens=count,
+            finish_reason=finish,
+            seconds=time.perf_counter() - started,
+        )

@@ -1,0 +1,158 @@
+"""Task contracts: TOML files holding instructions, few-shot examples, a JSON Schema, validators and risk levels.
+
+Built-in tasks ship in `slm_desk/builtin_tasks/`; a file of the same name in the user's tasks folder
+overrides one. A task is checked when it loads: the schema must be enforceable by the grammar, label
+fields must list their risk, and every few-shot example must itself pass the task's validation.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from slm_desk import locations
+from slm_desk.errors import TaskError, UsageError
+from slm_desk.schema_guard import UnenforceableSchema, check_schema
+from slm_desk.validators import Validator, fields_named, template_slots
+
+Risk = Literal["low", "medium", "high"]
+
+
+class Example(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: str
+    output: str = Field(description="the exact JSON the model should answer with")
+
+
+class Task(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = Field(1, ge=1, description="bump when the contract changes; calibration is kept per version")
+    description: str
+    instructions: str
+    schema_text: str = Field(alias="schema", description="JSON Schema of the output, as JSON text")
+    examples: list[Example] = Field(default_factory=list)
+    validators: list[Validator] = Field(default_factory=list)
+    labels: dict[str, dict[str, Risk]] = Field(default_factory=dict, description="label field -> label -> risk")
+    template: str | None = Field(None, description="text with {slot} placeholders filled from the output")
+    max_tokens: int = Field(128, gt=0, le=4096, description="generation budget for one answer")
+    source: str = Field("", exclude=True, description="where the task was loaded from")
+
+    @field_validator("schema_text")
+    @classmethod
+    def _schema_is_json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"schema is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, dict) or parsed.get("type") != "object":
+            raise ValueError('schema must be a JSON object schema with "type": "object"')
+        return value
+
+    @cached_property
+    def schema(self) -> dict[str, Any]:
+        return json.loads(self.schema_text)
+
+    @cached_property
+    def fields(self) -> list[str]:
+        return list(self.schema.get("properties", {}))
+
+    def risk_of(self, field: str, label: Any) -> Risk | None:
+        return self.labels.get(field, {}).get(label) if isinstance(label, str) else None
+
+
+def _consistency_errors(task: Task) -> list[str]:
+    """Everything a schema validator alone would not catch in a task file."""
+    errors: list[str] = []
+    try:
+        jsonschema.Draft202012Validator.check_schema(task.schema)
+    except jsonschema.SchemaError as exc:
+        errors.append(f"schema is not valid JSON Schema: {exc.message}")
+    try:
+        check_schema(task.schema)
+    except UnenforceableSchema as exc:
+        errors.append(str(exc))
+    for validator in task.validators:
+        errors += [f"validator '{validator.kind}' names unknown field {f!r}" for f in fields_named(validator) if f not in task.fields]
+    for field, risks in task.labels.items():
+        allowed = set(task.schema.get("properties", {}).get(field, {}).get("enum", []))
+        if field not in task.fields:
+            errors.append(f"labels name unknown field {field!r}")
+        elif set(risks) != allowed:
+            errors.append(f"labels for {field!r} must list exactly the schema's enum {sorted(allowed)}, got {sorted(risks)}")
+    if task.template is not None:
+        errors += [f"template slot {{{s}}} is not a schema property" for s in template_slots(task.template) if s not in task.fields]
+    return errors
+
+
+def _example_errors(task: Task) -> list[str]:
+    from slm_desk.validation import validate_output
+
+    errors = []
+    for i, example in enumerate(task.examples, 1):
+        _, problems = validate_output(task, example.output, example.input)
+        errors += [f"example {i} ({example.input[:40]!r}): {p}" for p in problems]
+    return errors
+
+
+def parse_task(text: str, name: str, source: str) -> Task:
+    """Parse and check one task file's text; raise TaskError naming every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskError(f"task file {source} is not valid TOML: {exc}", "fix the file's syntax") from exc
+    data.setdefault("name", name)
+    try:
+        task = Task.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise TaskError(f"task file {source} is invalid: {problems}", "see 'Task files' in the README") from exc
+    problems = _consistency_errors(task)
+    if not problems:
+        problems = _example_errors(task)
+    if problems:
+        raise TaskError(f"task {task.name!r} ({source}) is refused:\n  - " + "\n  - ".join(problems),
+                        "fix the task file; `slm-desk tasks show NAME` prints a working built-in one")
+    return task
+
+
+def _builtin_files() -> dict[str, Any]:
+    folder = resources.files("slm_desk") / "builtin_tasks"
+    return {entry.name.removesuffix(".toml"): entry for entry in folder.iterdir() if entry.name.endswith(".toml")}
+
+
+def _user_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(locations.user_tasks_dir().glob("*.toml"))}
+
+
+def task_names() -> dict[str, str]:
+    """Every task name and where it comes from ('built-in' or 'user'), users overriding built-ins."""
+    names = {name: "built-in" for name in _builtin_files()}
+    names.update({name: "user" for name in _user_files()})
+    return dict(sorted(names.items()))
+
+
+def task_text(name: str) -> tuple[str, str]:
+    """The raw TOML of a task and where it lives."""
+    user = _user_files()
+    if name in user:
+        return user[name].read_text(encoding="utf-8"), str(user[name])
+    builtin = _builtin_files()
+    if name in builtin:
+        return builtin[name].read_text(encoding="utf-8"), f"built-in:{name}"
+    known = ", ".join(task_names()) or "none"
+    raise UsageError(f"unknown task {name!r}", f"known tasks: {known}; `slm-desk tasks` lists them")
+
+
+def load_task(name: str) -> Task:
+    text, source = task_text(name)
+    return parse_task(text, name, source)

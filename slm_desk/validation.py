@@ -1,0 +1,31 @@
+"""Check a model's answer against the task contract: JSON, JSON Schema, then the task's validators."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+
+if TYPE_CHECKING:
+    from slm_desk.tasks import Task
+
+
+def validate_output(task: Task, text: str, source: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """Return the parsed output and the list of problems (empty when it is valid)."""
+    try:
+        output = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, [f"answer is not complete JSON ({exc.msg} at character {exc.pos})"]
+    if not isinstance(output, dict):
+        return None, ["answer must be a JSON object"]
+    validator = jsonschema.Draft202012Validator(task.schema)
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path)) or 'output'}: {e.message}"
+        for e in sorted(validator.iter_errors(output), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    if errors:
+        return output, errors
+    for rule in task.validators:
+        errors += rule.check(output, source, task.template)
+    return output, errors
