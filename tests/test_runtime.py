@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from slm_desk import prompt
+from slm_desk.errors import InputTooLong
+from slm_desk.hardware import physical_cores
+from slm_desk.runner import Cancelled, TaskRunner
+from slm_desk.tasks import load_task
+
+
+def test_defaults_follow_the_machine(engine) -> None:
+    import llama_cpp
+
+    assert engine.threads == physical_cores() >= 1
+    assert engine.gpu_layers == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
+    assert engine.n_ctx == 2048
+
+
+def test_prefix_is_a_token_prefix_of_every_prompt(engine) -> None:
+    task = load_task("extract-ticket")
+    prefix = engine.tokenize(engine.render(prompt.prefix_messages(task)))
+    # the rendered prefix ends with an opened assistant turn; drop it and compare the rest
+    full_a = engine.tokenize(engine.render(prompt.task_messages(task, "first input")))
+    full_b = engine.tokenize(engine.render(prompt.task_messages(task, "second, different input")))
+    common = next(i for i, (a, b) in enumerate(zip(full_a, full_b)) if a != b)
+    assert common >= len(prefix) - 5
+
+
+def test_check_fits_refuses_instead_of_truncating(engine) -> None:
+    with pytest.raises(InputTooLong, match="context window is 2048"):
+        engine.check_fits(2000, 100)
+
+
+def test_streaming_text_matches_the_result_and_cancel_stops(engine) -> None:
+    runner = TaskRunner(load_task("extract-ticket"), engine)
+    pieces: list[str] = []
+    result = runner.run("Refund INV-3 please", on_text=pieces.append)
+    assert "".join(pieces).startswith("{") and result.tokens.completion > 0
+    with pytest.raises(Cancelled):
+        runner.run("Refund INV-3 please", cancelled=lambda: True)

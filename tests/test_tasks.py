@@ -1,0 +1,76 @@
+"""Task files: built-ins load, users can override, and bad files are refused with the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from slm_desk import tasks
+from slm_desk.errors import TaskError, UsageError
+from slm_desk.validation import validate_output
+
+BUILTINS = {"rewrite-query", "extract-ticket", "extract-booking", "draft-reply", "route-ticket", "guard"}
+
+
+def test_all_builtin_tasks_load_with_examples() -> None:
+    assert BUILTINS <= set(tasks.task_names())
+    for name in BUILTINS:
+        task = tasks.load_task(name)
+        assert task.examples, name
+        assert task.description and task.instructions
+
+
+def test_extract_ticket_contract_matches_the_spec() -> None:
+    task = tasks.load_task("extract-ticket")
+    props = task.schema["properties"]
+    assert props["issue_type"]["enum"] == ["billing", "technical", "account", "other"]
+    assert props["urgency"]["enum"] == ["low", "medium", "high"]
+    ok = '{"issue_type": "billing", "invoice_id": "INV-8821", "urgency": "high"}'
+    assert validate_output(task, ok, "duplicate charge on INV-8821")[1] == []
+    invented = validate_output(task, ok, "duplicate charge on my last invoice")[1]
+    assert invented == ["invoice_id 'INV-8821' does not appear in the input; copy it exactly or use null"]
+    assert validate_output(task, ok.replace("INV-8821", "8821"), "INV-8821 8821")[1]
+
+
+def test_route_ticket_marks_fraud_high_risk() -> None:
+    assert tasks.load_task("route-ticket").risk_of("route", "fraud_or_security") == "high"
+
+
+def test_user_task_overrides_builtin(user_task) -> None:
+    user_task("forced-fail", as_name="guard")
+    assert tasks.task_names()["guard"] == "user"
+    assert tasks.load_task("guard").fields == ["name"]
+
+
+def test_unknown_task_names_the_known_ones() -> None:
+    with pytest.raises(UsageError) as caught:
+        tasks.load_task("no-such-task")
+    assert "extract-ticket" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [
+        ("malformed", "is not valid TOML"),
+        ("unenforceable", "schema keyword 'minimum'"),
+        ("lying-example", "example 1"),
+    ],
+)
+def test_bad_task_files_are_refused(user_task, file: str, expected: str) -> None:
+    user_task(file)
+    with pytest.raises(TaskError) as caught:
+        tasks.load_task(file)
+    assert expected in str(caught.value)
+
+
+def test_labels_must_match_the_schema_enum(user_task) -> None:
+    path = user_task("forced-fail", as_name="mislabelled")
+    path.write_text(path.read_text().replace("[[validators]]", '[labels.name]\nMaria = "low"\n\n[[validators]]', 1))
+    with pytest.raises(TaskError, match="labels for 'name' must list exactly the schema's enum"):
+        tasks.load_task("mislabelled")
+
+
+def test_validator_naming_unknown_field_is_refused(user_task) -> None:
+    path = user_task("forced-fail", as_name="typo")
+    path.write_text(path.read_text().replace('fields = ["name"]', 'fields = ["nmae"]'))
+    with pytest.raises(TaskError, match="unknown field 'nmae'"):
+        tasks.load_task("typo")
