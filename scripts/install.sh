@@ -7,7 +7,8 @@
 # llama-cpp-python ships no binary wheel on PyPI, so it is compiled here. A plain build uses
 # -march=native, which on some Linux servers emits AMX instructions the kernel refuses (SIGILL on the
 # first inference). So on Linux/x86 we turn GGML_NATIVE off and enable only the SIMD sets that
-# /proc/cpuinfo reports. Metal is llama.cpp's default on macOS; CUDA is enabled when nvcc is found.
+# /proc/cpuinfo reports. Metal is llama.cpp's default on macOS; CUDA is enabled when nvcc is installed
+# and nvidia-smi lists a GPU.
 # Set CMAKE_ARGS yourself to override all of this. The built wheel is kept in a cache folder keyed by
 # the flags, because pip's own wheel cache ignores CMAKE_ARGS.
 set -euo pipefail
@@ -24,7 +25,8 @@ detect_cmake_args() {
         Darwin) echo "-DGGML_METAL=on" ;;
         Linux)
             local args="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
-            if command -v nvcc >/dev/null 2>&1; then
+            # CUDA only when a GPU is really there: a CUDA toolkit alone (common on build boxes) is not enough.
+            if command -v nvcc >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q "^GPU"; then
                 args="$args -DGGML_CUDA=on"
             fi
             if [[ "$(uname -m)" == "x86_64" ]]; then
