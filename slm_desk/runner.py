@@ -91,7 +91,7 @@ class TaskRunner:
         cancelled: Callable[[], bool] | None,
     ) -> Generation:
         tokens = self.engine.tokenize(self.engine.render(messages))
-        generation = self.engine.generate(tokens, self.task.schema, self.task.max_tokens, on_text, cancelled)
+        generation = self.engine.generate(tokens, self.task.output_schema, self.task.max_tokens, on_text, cancelled)
         if generation.finish_reason == "cancelled":
             raise Cancelled()
         return generation

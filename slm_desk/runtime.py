@@ -113,7 +113,7 @@ class Engine:
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """The chat template applied to messages, ending with the assistant's turn opened."""
-        return self._formatter(messages=messages).prompt
+        return self._formatter(messages=messages).prompt  # type: ignore[arg-type]  # plain dicts are the TypedDicts
 
     def tokenize(self, text: str) -> list[int]:
         add_bos = self._add_bos and not text.startswith(self._bos_text)

@@ -101,7 +101,7 @@ def _branch(schema: dict[str, Any], path: str) -> tuple[set[str], list[tuple[Any
 
 def _why(key: str, schema: dict[str, Any]) -> str:
     if isinstance(schema.get("type"), list):
-        return "a list of types drops every other constraint; use anyOf: [{...constrained...}, {\"type\": \"null\"}]"
+        return 'a list of types drops every other constraint; use anyOf: [{...constrained...}, {"type": "null"}]'
     if key == "format":
         return f"format {schema['format']!r} is not enforced (only {', '.join(sorted(GRAMMAR_FORMATS))})"
     if key in {"minLength", "maxLength"} and "pattern" in schema:

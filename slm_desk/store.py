@@ -49,11 +49,22 @@ class Store:
                    confidence, decision, reason, attempts, latency_ms, prompt_tokens, cached_tokens, completion_tokens)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
-                    result.task, result.task_version, result.model, result.input,
+                    result.task,
+                    result.task_version,
+                    result.model,
+                    result.input,
                     None if result.output is None else json.dumps(result.output),
-                    result.rejected_output, int(result.valid), json.dumps(result.errors), result.confidence,
-                    result.decision, result.reason, result.attempts, result.latency_ms,
-                    result.tokens.prompt, result.tokens.cached, result.tokens.completion,
+                    result.rejected_output,
+                    int(result.valid),
+                    json.dumps(result.errors),
+                    result.confidence,
+                    result.decision,
+                    result.reason,
+                    result.attempts,
+                    result.latency_ms,
+                    result.tokens.prompt,
+                    result.tokens.cached,
+                    result.tokens.completion,
                 ),
             )
         return int(cursor.lastrowid or 0)

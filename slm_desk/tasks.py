@@ -59,12 +59,12 @@ class Task(BaseModel):
         return value
 
     @cached_property
-    def schema(self) -> dict[str, Any]:
+    def output_schema(self) -> dict[str, Any]:
         return json.loads(self.schema_text)
 
     @cached_property
     def fields(self) -> list[str]:
-        return list(self.schema.get("properties", {}))
+        return list(self.output_schema.get("properties", {}))
 
     def risk_of(self, field: str, label: Any) -> Risk | None:
         return self.labels.get(field, {}).get(label) if isinstance(label, str) else None
@@ -74,23 +74,33 @@ def _consistency_errors(task: Task) -> list[str]:
     """Everything a schema validator alone would not catch in a task file."""
     errors: list[str] = []
     try:
-        jsonschema.Draft202012Validator.check_schema(task.schema)
+        jsonschema.Draft202012Validator.check_schema(task.output_schema)
     except jsonschema.SchemaError as exc:
         errors.append(f"schema is not valid JSON Schema: {exc.message}")
     try:
-        check_schema(task.schema)
+        check_schema(task.output_schema)
     except UnenforceableSchema as exc:
         errors.append(str(exc))
     for validator in task.validators:
-        errors += [f"validator '{validator.kind}' names unknown field {f!r}" for f in fields_named(validator) if f not in task.fields]
+        errors += [
+            f"validator '{validator.kind}' names unknown field {f!r}"
+            for f in fields_named(validator)
+            if f not in task.fields
+        ]
     for field, risks in task.labels.items():
-        allowed = set(task.schema.get("properties", {}).get(field, {}).get("enum", []))
+        allowed = set(task.output_schema.get("properties", {}).get(field, {}).get("enum", []))
         if field not in task.fields:
             errors.append(f"labels name unknown field {field!r}")
         elif set(risks) != allowed:
-            errors.append(f"labels for {field!r} must list exactly the schema's enum {sorted(allowed)}, got {sorted(risks)}")
+            errors.append(
+                f"labels for {field!r} must list exactly the schema's enum {sorted(allowed)}, got {sorted(risks)}"
+            )
     if task.template is not None:
-        errors += [f"template slot {{{s}}} is not a schema property" for s in template_slots(task.template) if s not in task.fields]
+        errors += [
+            f"template slot {{{s}}} is not a schema property"
+            for s in template_slots(task.template)
+            if s not in task.fields
+        ]
     return errors
 
 
@@ -114,14 +124,16 @@ def parse_task(text: str, name: str, source: str) -> Task:
     try:
         task = Task.model_validate({**data, "source": source})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise TaskError(f"task file {source} is invalid: {problems}", "see 'Task files' in the README") from exc
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise TaskError(f"task file {source} is invalid: {reasons}", "see 'Task files' in the README") from exc
     problems = _consistency_errors(task)
     if not problems:
         problems = _example_errors(task)
     if problems:
-        raise TaskError(f"task {task.name!r} ({source}) is refused:\n  - " + "\n  - ".join(problems),
-                        "fix the task file; `slm-desk tasks show NAME` prints a working built-in one")
+        raise TaskError(
+            f"task {task.name!r} ({source}) is refused:\n  - " + "\n  - ".join(problems),
+            "fix the task file; `slm-desk tasks show NAME` prints a working built-in one",
+        )
     return task
 
 

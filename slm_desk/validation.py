@@ -19,7 +19,7 @@ def validate_output(task: Task, text: str, source: str) -> tuple[dict[str, Any] 
         return None, [f"answer is not complete JSON ({exc.msg} at character {exc.pos})"]
     if not isinstance(output, dict):
         return None, ["answer must be a JSON object"]
-    validator = jsonschema.Draft202012Validator(task.schema)
+    validator = jsonschema.Draft202012Validator(task.output_schema)
     errors = [
         f"{'/'.join(map(str, e.absolute_path)) or 'output'}: {e.message}"
         for e in sorted(validator.iter_errors(output), key=lambda e: list(map(str, e.absolute_path)))

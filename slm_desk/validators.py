@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -137,7 +137,7 @@ class TemplateSlots(_Validator):
 
 
 Validator = Annotated[
-    Union[Verbatim, Regex, NoNewDigits, NonEmpty, MaxLength, NullIff, TemplateSlots], Field(discriminator="kind")
+    Verbatim | Regex | NoNewDigits | NonEmpty | MaxLength | NullIff | TemplateSlots, Field(discriminator="kind")
 ]
 
 

@@ -18,6 +18,10 @@ def test_core_modules_exist() -> None:
 
 
 def test_core_does_not_import_textual() -> None:
-    code = "import sys\n" + "".join(f"import {m}\n" for m in CORE) + "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'llama_cpp')))"
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in CORE)
+        + "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'llama_cpp')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"core modules pulled in: {out}"

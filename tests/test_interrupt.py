@@ -14,7 +14,10 @@ from pathlib import Path
 def test_ctrl_c_mid_batch_keeps_output_and_history_consistent(slm_home: Path) -> None:
     child = subprocess.Popen(
         [sys.executable, "-m", "slm_desk", "run", "extract-ticket", "--jsonl"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
     )
     assert child.stdin and child.stdout
     child.stdin.write(b"".join(f"Refund invoice INV-{n} please, it was charged twice.\n".encode() for n in range(40)))

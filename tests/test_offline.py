@@ -23,13 +23,20 @@ raise SystemExit(main(sys.argv[1:]))
 
 
 def run_without_network(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", NO_NETWORK, *args], input=stdin, capture_output=True, text=True,
-                          timeout=300, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
 
 
 def test_the_hook_really_blocks_sockets() -> None:
-    probe = NO_NETWORK.replace("from slm_desk.cli import main\nraise SystemExit(main(sys.argv[1:]))",
-                               "import socket\nsocket.socket()")
+    probe = NO_NETWORK.replace(
+        "from slm_desk.cli import main\nraise SystemExit(main(sys.argv[1:]))", "import socket\nsocket.socket()"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode != 0 and "network use during run: socket.__new__" in done.stderr
 

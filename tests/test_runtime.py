@@ -23,7 +23,7 @@ def test_prefix_is_a_token_prefix_of_every_prompt(engine) -> None:
     # the rendered prefix ends with an opened assistant turn; drop it and compare the rest
     full_a = engine.tokenize(engine.render(prompt.task_messages(task, "first input")))
     full_b = engine.tokenize(engine.render(prompt.task_messages(task, "second, different input")))
-    common = next(i for i, (a, b) in enumerate(zip(full_a, full_b)) if a != b)
+    common = next(i for i, (a, b) in enumerate(zip(full_a, full_b, strict=False)) if a != b)
     assert common >= len(prefix) - 5
 
 

@@ -16,7 +16,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         description="List the tasks (built-in and yours), or print one task file.\n\n"
         "Your tasks live in the folder `slm-desk paths` shows as 'tasks'; a file there named like a\n"
         "built-in task overrides it. Start from a built-in one:\n"
-        "  slm-desk tasks show extract-ticket > \"$(slm-desk paths --get tasks)/my-task.toml\"",
+        '  slm-desk tasks show extract-ticket > "$(slm-desk paths --get tasks)/my-task.toml"',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     tasks.add_argument("action", nargs="?", choices=["show"], help="show: print the task file NAME")
@@ -29,7 +29,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     paths.set_defaults(handler=cmd_paths)
 
     doctor = commands.add_parser(
-        "doctor", help="check the llama.cpp build, paths and a tiny inference",
+        "doctor",
+        help="check the llama.cpp build, paths and a tiny inference",
         description="Print llama.cpp's CPU features and GPU backends, the model and data paths, and run a tiny\n"
         "inference in a child process. A crash there (e.g. SIGILL from a build for the wrong CPU) is\n"
         "reported with the command that fixes it. Exit 0 when healthy, 1 otherwise.",
@@ -77,7 +78,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     build = hardware.llama_build_info()
     print(f"llama-cpp-python {build['llama_cpp_python']}")
     print(f"  {build['system_info']}")
-    print(f"  GPU offload: {'yes (Metal/CUDA build)' if build['gpu_offload'] else 'no (CPU build)'}; mmap: {build['mmap']}")
+    gpu = "yes (Metal/CUDA build)" if build["gpu_offload"] else "no (CPU build)"
+    print(f"  GPU offload: {gpu}; mmap: {build['mmap']}")
     print(f"physical cores: {hardware.physical_cores()}; memory: {hardware.total_memory_bytes() / 2**30:.1f} GiB")
     for key, value in locations.all_paths().items():
         print(f"{key:<12} {value}")

@@ -43,15 +43,21 @@ examples:
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser(
-        "run", help="run a task on stdin or --input, print a validated JSON envelope",
-        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run",
+        help="run a task on stdin or --input, print a validated JSON envelope",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("task", help="task name (see `slm-desk tasks`)")
     parser.add_argument("--input", "-i", metavar="TEXT", help="the input text, instead of stdin")
     parser.add_argument("--jsonl", action="store_true", help="one input per stdin line, one envelope per line")
-    parser.add_argument("--model", "-m", metavar="ID", help="model id or path to a .gguf (default: config [models] small)")
+    parser.add_argument(
+        "--model", "-m", metavar="ID", help="model id or path to a .gguf (default: config [models] small)"
+    )
     parser.add_argument("--no-log", action="store_true", help="do not record this run in the history (sensitive input)")
-    parser.add_argument("--ctx", type=int, metavar="N", help="context window in tokens (default: config [runtime] n_ctx)")
+    parser.add_argument(
+        "--ctx", type=int, metavar="N", help="context window in tokens (default: config [runtime] n_ctx)"
+    )
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     parser.set_defaults(handler=cmd_run)
 
@@ -60,7 +66,9 @@ def _read_text(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"the input is not UTF-8 text (bad byte at offset {exc.start})", "pass plain UTF-8 text") from exc
+        raise UsageError(
+            f"the input is not UTF-8 text (bad byte at offset {exc.start})", "pass plain UTF-8 text"
+        ) from exc
 
 
 def _jsonl_inputs(stream: IO[bytes]) -> Iterator[tuple[int, Any, str | SlmDeskError]]:
@@ -79,7 +87,11 @@ def _jsonl_inputs(stream: IO[bytes]) -> Iterator[tuple[int, Any, str | SlmDeskEr
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield number, None, UsageError(f"line {number} is not valid JSON: {exc.msg}", 'write {"input": "..."} or plain text')
+            yield (
+                number,
+                None,
+                UsageError(f"line {number} is not valid JSON: {exc.msg}", 'write {"input": "..."} or plain text'),
+            )
             continue
         text = item.get("input") if isinstance(item, dict) else None
         if not isinstance(text, str):
@@ -109,13 +121,13 @@ class _Session:
     """The loaded model, runner and history for one `run` invocation."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from slm_desk import locations
         from slm_desk.catalog import resolve_model
         from slm_desk.config import load_config
         from slm_desk.runner import TaskRunner
         from slm_desk.runtime import Engine
         from slm_desk.store import Store
         from slm_desk.tasks import load_task
-        from slm_desk import locations
 
         config = load_config()
         task = load_task(args.task)
@@ -136,7 +148,9 @@ class _Session:
 
     def emit_error(self, error: SlmDeskError, **extra: Any) -> None:
         with _deferred_interrupt():
-            _print({**extra, "error": error.message, "hint": error.hint, "valid": False, "output": None, "decision": None})
+            _print(
+                {**extra, "error": error.message, "hint": error.hint, "valid": False, "output": None, "decision": None}
+            )
         self.counts["error"] += 1
         print(f"slm-desk: {error}", file=sys.stderr)
 
