@@ -33,6 +33,10 @@ class HistoryConfig(_Section):
 
 class ModelsConfig(_Section):
     small: str = Field("smollm2-135m", description="Model id used by `run` when --model is not given.")
+    escalation: str | None = Field(None, description="Local model id hard cases escalate to (see [escalation]).")
+    memory_budget_gb: float | None = Field(
+        None, gt=0, description="Memory `pull` may plan a model into; default: this machine's RAM less 1 GiB."
+    )
 
 
 class Config(_Section):
@@ -49,3 +53,22 @@ def load_config() -> Config:
         return Config.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise ConfigError(f"{path} is not a valid slm-desk config: {exc}", f"fix or remove {path}") from exc
+
+
+def set_value(section: str, key: str, value: object) -> None:
+    """Write one setting into config.toml, keeping the rest of the file and its comments as the user wrote them."""
+    import tomlkit
+
+    path = locations.config_file()
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
+    if section not in document:
+        document[section] = tomlkit.table()
+    document[section][key] = value  # type: ignore[index]
+    candidate = tomlkit.dumps(document)
+    try:
+        Config.model_validate(tomllib.loads(candidate))
+    except ValidationError as exc:
+        raise ConfigError(f"[{section}] {key} = {value!r} is not a valid setting: {exc}", "see the README") from exc
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(candidate, encoding="utf-8")
+    tmp.replace(path)

@@ -21,6 +21,7 @@ INVOICE_TICKET = "Customer reports duplicate charge on invoice INV-8821."
 def slm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "slm-home"
     monkeypatch.setenv("SLM_DESK_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # huggingface_hub caches files of its own there
     monkeypatch.delenv("SLM_DESK_DEBUG", raising=False)
     return home
 

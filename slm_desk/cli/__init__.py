@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from slm_desk import __version__
-from slm_desk.cli import info, run
+from slm_desk.cli import info, models, run
 from slm_desk.errors import SlmDeskError
 
 DESCRIPTION = """\
@@ -18,6 +18,8 @@ examples:
   echo "Customer reports duplicate charge on invoice INV-8821." | slm-desk run extract-ticket
   slm-desk run route-ticket --input "I don't recognise a payment on my card"
   slm-desk tasks
+  slm-desk models
+  slm-desk pull qwen2.5-1.5b
   slm-desk doctor
 """
 
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"slm-desk {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run.add_parser(commands)
+    models.add_parsers(commands)
     info.add_parsers(commands)
     return parser
 

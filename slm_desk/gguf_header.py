@@ -1,0 +1,150 @@
+"""Read a GGUF file's metadata from its header alone, without loading (or even having) the weights.
+
+Works on a prefix of the file, so `pull` can check a remote file with one Range request before downloading
+it: is it GGUF at all, what architecture, how large a KV cache will it need.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+MAGIC = b"GGUF"
+HEADER_PROBE_BYTES = 8 * 2**20
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+# llama.cpp's `general.file_type` (enum llama_ftype) for the quantisations people actually download.
+FILE_TYPES = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    32: "BF16",
+}
+
+
+class NotGGUF(ValueError):
+    """The bytes do not start with the GGUF magic."""
+
+
+class Truncated(ValueError):
+    """The header continues past the bytes we have."""
+
+
+class _Reader:
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def take(self, n: int) -> bytes:
+        data = self.stream.read(n)
+        if len(data) < n:
+            raise Truncated(f"header needs more than the {self.stream.tell()} bytes available")
+        return data
+
+    def scalar(self, kind: int) -> Any:
+        fmt = _SCALARS[kind]
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        return self.take(self.scalar(10)).decode("utf-8", "replace")
+
+    def value(self, kind: int) -> Any:
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            item_kind, count = self.scalar(4), self.scalar(10)
+            items = [self.value(item_kind) for _ in range(count)]
+            # vocabularies are huge and useless here: keep their length only
+            return items if count <= 64 else f"<array of {count}>"
+        if kind not in _SCALARS:
+            raise NotGGUF(f"unknown GGUF value type {kind}")
+        return self.scalar(kind)
+
+
+def read_metadata(stream: BinaryIO) -> dict[str, Any]:
+    """All key/value metadata of a GGUF header (large arrays summarised)."""
+    reader = _Reader(stream)
+    magic = stream.read(4)
+    if magic != MAGIC:
+        raise NotGGUF(f"not a GGUF file (it starts with {magic!r}, not {MAGIC!r})")
+    version = reader.scalar(4)
+    if version not in (2, 3):
+        raise NotGGUF(f"unsupported GGUF version {version}")
+    tensor_count, kv_count = reader.scalar(10), reader.scalar(10)
+    meta: dict[str, Any] = {"gguf.version": version, "gguf.tensor_count": tensor_count}
+    for _ in range(kv_count):
+        key = reader.string()
+        meta[key] = reader.value(reader.scalar(4))
+    return meta
+
+
+def read_file_metadata(path: Path) -> dict[str, Any]:
+    with path.open("rb") as f:
+        return read_metadata(f)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a person wants to know before running a model, from its header."""
+
+    architecture: str
+    name: str
+    size_label: str
+    quantization: str
+    context_length: int
+    layers: int
+    kv_heads: int
+    key_dim: int
+    value_dim: int
+    has_chat_template: bool
+
+    def kv_cache_bytes(self, n_ctx: int) -> int:
+        """f16 K and V for every layer at `n_ctx` tokens: llama.cpp's default cache type."""
+        return n_ctx * self.layers * self.kv_heads * (self.key_dim + self.value_dim) * 2
+
+
+def shape(meta: dict[str, Any]) -> ModelShape:
+    arch = str(meta.get("general.architecture", "unknown"))
+
+    def get(key: str, default: int = 0) -> int:
+        value = meta.get(f"{arch}.{key}", default)
+        return int(value) if isinstance(value, (int, float)) else default
+
+    heads = get("attention.head_count", 1) or 1
+    embedding = get("embedding_length")
+    file_type = meta.get("general.file_type")
+    return ModelShape(
+        architecture=arch,
+        name=str(meta.get("general.name", "")),
+        size_label=str(meta.get("general.size_label", "")),
+        quantization=FILE_TYPES.get(file_type, f"type {file_type}") if isinstance(file_type, int) else "unknown",
+        context_length=get("context_length"),
+        layers=get("block_count"),
+        kv_heads=get("attention.head_count_kv", heads) or heads,
+        key_dim=get("attention.key_length", embedding // heads),
+        value_dim=get("attention.value_length", embedding // heads),
+        has_chat_template=bool(meta.get("tokenizer.chat_template")),
+    )
