@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slm_desk import locations
 from slm_desk.errors import ConfigError
@@ -39,10 +39,29 @@ class ModelsConfig(_Section):
     )
 
 
+class EscalationConfig(_Section):
+    enabled: bool = Field(False, description="Send hard cases to a larger model. Off by default.")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1.")
+    model: str | None = Field(None, description="Model name the endpoint expects.")
+    api_key_env: str | None = Field(None, description="Name of the env var holding the key; the key is never stored.")
+    local_model: str | None = Field(None, description="Instead of an endpoint: an installed GGUF model id.")
+    timeout_s: float = Field(60, gt=0, description="Per request.")
+    retries: int = Field(2, ge=0, le=5, description="Retries with backoff on timeouts, 429 and 5xx.")
+    max_per_day: int = Field(500, ge=0, description="Escalation calls allowed per local day.")
+    auto: bool = Field(False, description="Escalate in pipe mode without --escalate.")
+
+    @model_validator(mode="after")
+    def _target(self) -> EscalationConfig:
+        if self.enabled and not self.local_model and not (self.base_url and self.model):
+            raise ValueError("enabled escalation needs base_url and model, or local_model")
+        return self
+
+
 class Config(_Section):
     runtime: RuntimeConfig = RuntimeConfig()
     history: HistoryConfig = HistoryConfig()
     models: ModelsConfig = ModelsConfig()
+    escalation: EscalationConfig = EscalationConfig()
 
 
 def load_config() -> Config:

@@ -1,20 +1,63 @@
-"""Accept, escalate or send to review: the task's risk rules applied to one validated result."""
+"""Accept, escalate or send to review: the task's risk rules and its calibration applied to one result.
+
+The reasons, in the order they are checked:
+1. validation failed after the retry;
+2. a label whose risk level always needs a second check (high risk by default);
+3. confidence below the threshold for the answer's labels (from calibration, or --accept-at);
+4. otherwise accept. A task that was never calibrated and has no --accept-at is accepted on validity alone,
+   and the reason says so.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-from slm_desk.tasks import Task
+if TYPE_CHECKING:
+    from slm_desk.calibration import Profile
+    from slm_desk.tasks import Task
 
 Decision = Literal["accept", "escalate", "review"]
 
 
-def decide(task: Task, output: dict[str, Any] | None, errors: list[str]) -> tuple[Decision, str]:
-    """The decision and a reason a person can read."""
-    if errors:
-        return "review", "validation failed after retry: " + "; ".join(errors)
-    assert output is not None
-    high = [f"{f}={output[f]}" for f in task.labels if task.risk_of(f, output.get(f)) == "high"]
-    if high:
-        return "review", f"high-risk label {', '.join(high)} always needs a second check"
-    return "accept", "valid; task not calibrated, so no confidence threshold applied"
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+    threshold: float | None = None
+
+
+def decide(
+    task: Task,
+    output: dict[str, Any] | None,
+    errors: list[str],
+    confidence: float | None,
+    profile: Profile | None = None,
+    accept_at: float | None = None,
+    can_escalate: bool = False,
+) -> Verdict:
+    not_sure: Decision = "escalate" if can_escalate else "review"
+    if errors or output is None:
+        return Verdict(not_sure, "validation failed after retry: " + "; ".join(errors or ["no answer"]))
+    groups = task.groups(output)
+    always = [g for g, risk in groups if task.rule(risk).always_review]
+    if always:
+        return Verdict("review", f"high-risk label {', '.join(always)} always needs a second check")
+    if accept_at is not None:
+        threshold, source = accept_at, "--accept-at"
+    elif profile is not None:
+        missing = [g for g, _ in groups if g in profile.thresholds and profile.thresholds[g].threshold is None]
+        if missing:
+            return Verdict(not_sure, f"calibration cannot support the precision target for {', '.join(missing)}")
+        values = [(t, g) for g, _ in groups if g in profile.thresholds and (t := profile.thresholds[g].threshold)]
+        if not values:
+            return Verdict(not_sure, f"no calibration data for {', '.join(g for g, _ in groups)}")
+        threshold, group = max(values)
+        source = f"{group} at {profile.thresholds[group].target:.0%} precision"
+    else:
+        return Verdict("accept", "valid; task not calibrated, so no confidence threshold applied")
+    assert threshold is not None
+    if confidence is None or confidence < threshold:
+        shown = "unknown" if confidence is None else f"{confidence:.3f}"
+        return Verdict(not_sure, f"confidence {shown} below the threshold {threshold:.4g} ({source})", threshold)
+    return Verdict("accept", f"valid; confidence {confidence:.3f} >= threshold {threshold:.4g} ({source})", threshold)

@@ -24,11 +24,14 @@ class RunResult(BaseModel):
     rejected_output: str | None = Field(None, description="the last invalid answer, for inspection only")
     valid: bool
     errors: list[str]
-    confidence: float | None = None
+    confidence: float | None = Field(None, description="calibrated when the task has a calibration profile")
+    raw_confidence: float | None = Field(None, description="minimum over fields, before calibration")
     field_confidence: dict[str, float] | None = None
     decision: Decision
     reason: str
     rendered: str | None = Field(None, description="the task template filled with the output")
+    escalated: bool = False
+    escalation: dict[str, Any] | None = Field(None, description="what the larger model was asked and answered")
     attempts: int
     latency_ms: int
     tokens: Tokens

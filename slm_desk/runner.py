@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from slm_desk import prompt
+from slm_desk.confidence import field_confidences, overall
 from slm_desk.decision import decide
 from slm_desk.errors import UsageError
 from slm_desk.results import RunResult, Tokens
@@ -49,6 +50,7 @@ class TaskRunner:
         messages = prompt.task_messages(task, text)
         totals = Tokens()
         output, errors, raw = None, ["no answer"], ""
+        generation: Generation | None = None
         attempts = 0
         while attempts < MAX_ATTEMPTS:
             attempts += 1
@@ -66,7 +68,9 @@ class TaskRunner:
                 break
             messages = prompt.retry_messages(task, text, raw, errors)
         valid = not errors
-        decision, reason = decide(task, output if valid else None, errors)
+        fields = field_confidences(task, generation, self.engine) if generation and output is not None else None
+        confidence = overall(fields) if fields else None
+        verdict = decide(task, output if valid else None, errors, confidence)
         return RunResult(
             task=task.name,
             task_version=task.version,
@@ -76,8 +80,11 @@ class TaskRunner:
             rejected_output=None if valid else raw,
             valid=valid,
             errors=errors,
-            decision=decision,
-            reason=reason,
+            confidence=confidence,
+            raw_confidence=confidence,
+            field_confidence=fields,
+            decision=verdict.decision,
+            reason=verdict.reason,
             rendered=render_template(task.template, output) if valid and task.template and output else None,
             attempts=attempts,
             latency_ms=round((time.perf_counter() - started) * 1000),

@@ -12,8 +12,10 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 from slm_desk.catalog import ModelRef
 from slm_desk.config import RuntimeConfig
@@ -57,6 +59,10 @@ class Generation:
     completion_tokens: int
     finish_reason: FinishReason
     seconds: float
+    prompt: list[int] = field(default_factory=list, repr=False)
+    tokens: list[int] = field(default_factory=list, repr=False)
+    pieces: list[bytes] = field(default_factory=list, repr=False)
+    probs: list[float] = field(default_factory=list, repr=False, metadata={"doc": "raw (pre-grammar) probability"})
 
 
 class Engine:
@@ -106,6 +112,8 @@ class Engine:
         self._grammars: dict[str, Any] = {}
         self._vocab = llama_cpp.llama_model_get_vocab(model_ptr.model)
         self._is_eog = llama_cpp.llama_vocab_is_eog
+        self._get_logits = llama_cpp.llama_get_logits_ith
+        self._n_vocab = self._llm.n_vocab()
 
     @property
     def n_ctx(self) -> int:
@@ -154,12 +162,20 @@ class Engine:
         shown = 0
         count = 0
         finish: FinishReason = "length"
+        generated: list[int] = []
+        pieces: list[bytes] = []
+        probs: list[float] = []
         try:
             for token in self._llm.generate(tokens, temp=0.0, grammar=self.grammar(schema), reset=True):
                 if self._is_eog(self._vocab, token):
                     finish = "stop"
                     break
-                out += self._llm.detokenize([token], prev_tokens=None)
+                # the context still holds the logits this token was sampled from (it is evaluated on resume)
+                probs.append(float(np.exp(self._log_softmax()[token])))
+                piece = self._llm.detokenize([token], prev_tokens=None)
+                generated.append(token)
+                pieces.append(piece)
+                out += piece
                 count += 1
                 if on_text is not None:
                     text = out.decode("utf-8", "ignore")
@@ -180,4 +196,39 @@ class Engine:
             completion_tokens=count,
             finish_reason=finish,
             seconds=time.perf_counter() - started,
+            prompt=list(tokens),
+            tokens=generated,
+            pieces=pieces,
+            probs=probs,
         )
+
+    def _log_softmax(self) -> np.ndarray:
+        """Log-probabilities of the next token from the last evaluated position (before any grammar)."""
+        pointer = self._get_logits(self._llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        return shifted - np.log(np.exp(shifted).sum())
+
+    def continuation_logprobs(self, prefix: list[int], candidates: list[list[int]]) -> list[float]:
+        """Log-probability of each candidate token sequence right after `prefix`.
+
+        Used to score a label field over all of its allowed values. The prefix is normally what was just
+        generated, so it is still in the KV cache and only its last token is evaluated again.
+        """
+        llm = self._llm
+        results = []
+        for candidate in candidates:
+            common = llm.longest_token_prefix(llm._input_ids.tolist(), prefix)
+            llm.n_tokens = min(common, len(prefix) - 1)
+            llm.eval(prefix[llm.n_tokens :])
+            total = 0.0
+            for i, token in enumerate(candidate):
+                total += float(self._log_softmax()[token])
+                if i < len(candidate) - 1:
+                    llm.eval([token])
+            results.append(total)
+        return results
+
+    def tokenize_plain(self, text: str) -> list[int]:
+        """Tokens of a text fragment in the middle of a sequence: no BOS, no special tokens."""
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)

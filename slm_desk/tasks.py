@@ -25,6 +25,22 @@ from slm_desk.validators import Validator, fields_named, template_slots
 Risk = Literal["low", "medium", "high"]
 
 
+class RiskRule(BaseModel):
+    """How sure an accepted answer with this risk must be: precision `target`, or always a second check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: float = Field(gt=0.5, lt=1.0, description="precision an accepted answer must reach")
+    always_review: bool = Field(False, description="never accept automatically, whatever the confidence")
+
+
+DEFAULT_RISK: dict[Risk, RiskRule] = {
+    "low": RiskRule(target=0.80),
+    "medium": RiskRule(target=0.90),
+    "high": RiskRule(target=0.97, always_review=True),
+}
+
+
 class Example(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,6 +60,8 @@ class Task(BaseModel):
     validators: list[Validator] = Field(default_factory=list)
     labels: dict[str, dict[str, Risk]] = Field(default_factory=dict, description="label field -> label -> risk")
     template: str | None = Field(None, description="text with {slot} placeholders filled from the output")
+    risk: dict[Risk, RiskRule] = Field(default_factory=dict, description="per risk level; defaults in DEFAULT_RISK")
+    default_risk: Risk = Field("low", description="risk of an answer that has no label field")
     max_tokens: int = Field(128, gt=0, le=4096, description="generation budget for one answer")
     source: str = Field("", exclude=True, description="where the task was loaded from")
 
@@ -68,6 +86,14 @@ class Task(BaseModel):
 
     def risk_of(self, field: str, label: Any) -> Risk | None:
         return self.labels.get(field, {}).get(label) if isinstance(label, str) else None
+
+    def rule(self, risk: Risk) -> RiskRule:
+        return self.risk.get(risk, DEFAULT_RISK[risk])
+
+    def groups(self, output: dict[str, Any]) -> list[tuple[str, Risk]]:
+        """The calibration groups an answer falls in ('field=label', or '*' without labels) and their risk."""
+        groups = [(f"{f}={output.get(f)}", self.risk_of(f, output.get(f)) or self.default_risk) for f in self.labels]
+        return groups or [("*", self.default_risk)]
 
 
 def _consistency_errors(task: Task) -> list[str]:

@@ -48,7 +48,7 @@ def cli(slm_home: Path):
             input=data if data is not None else b"",
             capture_output=True,
             timeout=timeout,
-            env={**os.environ, "SLM_DESK_HOME": str(slm_home)},
+            env=os.environ.copy(),  # SLM_DESK_HOME as the test has it now (slm_home unless it moved it)
         )
         return CliResult(done.returncode, done.stdout.decode(), done.stderr.decode())
 

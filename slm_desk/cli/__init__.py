@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from slm_desk import __version__
-from slm_desk.cli import info, models, run
+from slm_desk.cli import info, models, quality, run
 from slm_desk.errors import SlmDeskError
 
 DESCRIPTION = """\
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run.add_parser(commands)
     models.add_parsers(commands)
+    quality.add_parsers(commands)
     info.add_parsers(commands)
     return parser
 

@@ -59,6 +59,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--ctx", type=int, metavar="N", help="context window in tokens (default: config [runtime] n_ctx)"
     )
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
+    parser.add_argument(
+        "--accept-at",
+        type=float,
+        metavar="P",
+        help="accept only answers with confidence >= P for this run (overrides calibration)",
+    )
+    parser.add_argument(
+        "--escalate",
+        action="store_true",
+        help="send answers the policy cannot accept to the larger model in [escalation]",
+    )
     parser.set_defaults(handler=cmd_run)
 
 
@@ -118,12 +129,14 @@ def _deferred_interrupt() -> Iterator[None]:
 
 
 class _Session:
-    """The loaded model, runner and history for one `run` invocation."""
+    """The loaded model, cascade and store for one `run` invocation."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from slm_desk import locations
+        from slm_desk import calibration, locations
+        from slm_desk.cascade import Cascade
         from slm_desk.catalog import resolve_model
         from slm_desk.config import load_config
+        from slm_desk.escalation import make_escalator
         from slm_desk.runner import TaskRunner
         from slm_desk.runtime import Engine
         from slm_desk.store import Store
@@ -131,17 +144,31 @@ class _Session:
 
         config = load_config()
         task = load_task(args.task)
+        if args.accept_at is not None and not 0 <= args.accept_at <= 1:
+            raise UsageError(f"--accept-at {args.accept_at} is not a probability", "pass a number from 0 to 1")
         model = resolve_model(args.model or config.models.small)
         overrides = {k: v for k, v in {"n_ctx": args.ctx, "threads": args.threads}.items() if v is not None}
         runtime = config.runtime.model_copy(update=overrides)
-        self.runner = TaskRunner(task, Engine(model, runtime))
-        self.store = Store(locations.history_db()) if config.history.enabled and not args.no_log else None
+        self.store = Store(locations.history_db())
+        self.log = config.history.enabled and not args.no_log
+        escalator = make_escalator(config.escalation, self.store, runtime)
+        if args.escalate and escalator is None:
+            raise UsageError(
+                "--escalate needs escalation configured", "add an [escalation] section to config.toml (see the README)"
+            )
+        self.cascade = Cascade(
+            TaskRunner(task, Engine(model, runtime)),
+            profile=calibration.load(self.store, task.name, task.version, model.id),
+            accept_at=args.accept_at,
+            escalator=escalator,
+            consent=args.escalate or config.escalation.auto,
+        )
         self.counts = {"accept": 0, "escalate": 0, "review": 0, "invalid": 0, "error": 0}
 
     def emit(self, text: str, **extra: Any) -> None:
-        result = self.runner.run(text)
+        result = self.cascade.run(text)
         with _deferred_interrupt():
-            if self.store is not None:
+            if self.log:
                 self.store.record(result)
             _print(result.envelope(**extra))
         self.counts["invalid" if not result.valid else result.decision] += 1
@@ -211,6 +238,5 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stderr.close()
         return EXIT_OK
     finally:
-        if session.store is not None:
-            session.store.close()
+        session.store.close()
     return session.exit_code()

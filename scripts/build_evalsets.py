@@ -1,0 +1,99 @@
+"""Build slm-desk's built-in eval sets from PolyAI's public data (CC BY 4.0) in ../shared/data.
+
+    python scripts/build_evalsets.py [DATA_DIR]
+
+Writes slm_desk/evalsets/route-ticket.jsonl (banking77 intents mapped to route-ticket's six queues) and
+extract-booking.jsonl (restaurant8k slot spans), lines of {"input": ..., "output": {...}}. Deterministic
+(seeded); few-shot example inputs of the tasks are left out so an eval never scores a memorised example.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import sys
+import tomllib
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "slm_desk" / "evalsets"
+PER_ROUTE, BOOKINGS = 50, 300
+ROUTES = {
+    "card_issue": "card_arrival card_linking card_delivery_estimate card_not_working contactless_not_working "
+    "getting_virtual_card card_acceptance get_physical_card visa_or_mastercard disposable_card_limits card_swallowed "
+    "getting_spare_card order_physical_card virtual_card_not_working get_disposable_virtual_card activate_my_card "
+    "card_about_to_expire apple_pay_or_google_pay supported_cards_and_currencies",
+    "payments_and_transfers": "pending_cash_withdrawal automatic_top_up pending_top_up cancel_transfer top_up_limits "
+    "wrong_amount_of_cash_received transfer_not_received_by_recipient top_up_reverted "
+    "balance_not_updated_after_cheque_or_cash_deposit topping_up_by_card declined_cash_withdrawal pending_card_payment "
+    "declined_transfer Refund_not_showing_up request_refund declined_card_payment pending_transfer transfer_timing "
+    "reverted_card_payment? beneficiary_not_allowed receiving_money failed_transfer transfer_into_account verify_top_up "
+    "top_up_by_cash_or_cheque top_up_failed balance_not_updated_after_bank_transfer exchange_via_app",
+    "account_access": "pin_blocked passcode_forgotten change_pin edit_personal_details why_verify_identity "
+    "unable_to_verify_identity verify_my_identity verify_source_of_funds terminate_account",
+    "fees_and_charges": "exchange_rate card_payment_wrong_exchange_rate extra_charge_on_statement "
+    "top_up_by_bank_transfer_charge card_payment_fee_charged transaction_charged_twice transfer_fee_charged "
+    "wrong_exchange_rate_for_cash_withdrawal exchange_charge top_up_by_card_charge cash_withdrawal_charge",
+    "fraud_or_security": "lost_or_stolen_card compromised_card card_payment_not_recognised "
+    "direct_debit_payment_not_recognised cash_withdrawal_not_recognised lost_or_stolen_phone",
+    "other": "age_limit fiat_currency_support atm_support country_support",
+}
+ROUTE_OF = {intent: route for route, intents in ROUTES.items() for intent in intents.split()}
+SLOTS = ["people", "date", "time", "first_name", "last_name"]
+
+
+def example_inputs(task: str) -> set[str]:
+    data = tomllib.loads((ROOT / "slm_desk" / "builtin_tasks" / f"{task}.toml").read_text())
+    return {e["input"] for e in data.get("examples", [])}
+
+
+def routes(data: Path) -> list[dict]:
+    categories = json.loads((data / "banking77" / "categories.json").read_text())
+    unmapped = set(categories) - set(ROUTE_OF)
+    assert not unmapped, f"intents without a route: {sorted(unmapped)}"
+    skip = example_inputs("route-ticket")
+    by_route: dict[str, list[str]] = defaultdict(list)
+    with (data / "banking77" / "train.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["text"] not in skip:
+                by_route[ROUTE_OF[row["category"]]].append(row["text"].strip())
+    rng = random.Random(77)
+    items = [{"input": text, "output": {"route": route}}
+             for route in ROUTES for text in rng.sample(sorted(set(by_route[route])), PER_ROUTE)]
+    rng.shuffle(items)
+    return items
+
+
+def bookings(data: Path) -> list[dict]:
+    skip = example_inputs("extract-booking")
+    items, seen = [], set()
+    for record in json.loads((data / "restaurant8k" / "train.json").read_text(encoding="utf-8")):
+        text = record["userInput"]["text"]
+        if text in skip or text in seen:
+            continue
+        seen.add(text)
+        output = dict.fromkeys(SLOTS)
+        for label in record.get("labels", []):
+            span = label["valueSpan"]
+            output[label["slot"]] = text[span.get("startIndex", 0) : span["endIndex"]]
+        items.append({"input": text, "output": output})
+    rng = random.Random(8)
+    with_slots = [i for i in items if any(i["output"].values())]
+    without = [i for i in items if not any(i["output"].values())]
+    chosen = rng.sample(with_slots, BOOKINGS * 4 // 5) + rng.sample(without, BOOKINGS // 5)
+    rng.shuffle(chosen)
+    return chosen
+
+
+def write(name: str, items: list[dict]) -> None:
+    path = OUT / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+    print(f"{path.relative_to(ROOT)}: {len(items)} items")
+
+
+if __name__ == "__main__":
+    data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
+    write("route-ticket", routes(data_dir))
+    write("extract-booking", bookings(data_dir))

@@ -1,0 +1,204 @@
+"""`slm-desk calibrate`, `review` and `evalset`: measuring confidence, and the people who fix what it misses."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+CALIBRATE_HELP = """\
+Run TASK on labelled examples, compare each answer with the gold output, and store a calibration profile for
+this task version and model: reliability table, ECE, Brier score, a monotone recalibration map, and per label
+the acceptance threshold that meets the task's risk target (e.g. 80 % precision for low-risk labels) with a
+95 % upper confidence bound on the error rate. `run` applies the latest profile automatically.
+
+--data is JSONL, one {"input": "...", "output": {...}} per line; without it the task's built-in eval set is
+used (route-ticket and extract-booking have one).
+
+examples:
+  slm-desk calibrate route-ticket --limit 200
+  slm-desk calibrate extract-ticket --data my-tickets.jsonl --json > report.json
+"""
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cal = commands.add_parser(
+        "calibrate",
+        help="measure and calibrate a task's confidence on labelled data",
+        description=CALIBRATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cal.add_argument("task")
+    cal.add_argument("--data", metavar="FILE", help="labelled JSONL (default: the task's built-in eval set)")
+    cal.add_argument("--model", "-m", metavar="ID", help="model id (default: config [models] small)")
+    cal.add_argument("--limit", type=int, metavar="N", help="use the first N examples only")
+    cal.add_argument("--json", action="store_true", help="print the profile as JSON")
+    cal.set_defaults(handler=cmd_calibrate)
+
+    review = commands.add_parser(
+        "review",
+        help="the human review queue: list, accept, correct, reject",
+        description="Answers the policy did not accept wait here for a person.\n"
+        "  slm-desk review                               list pending items\n"
+        "  slm-desk review show ID                       one item in full\n"
+        "  slm-desk review accept ID                     the shown answer is right\n"
+        "  slm-desk review correct ID --output '{...}'   give the right answer (checked against the task)\n"
+        "  slm-desk review reject ID                     no answer is right for this input\n"
+        "Accepted and corrected answers join the task's eval set (`slm-desk evalset export TASK`).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    review.add_argument("action", nargs="?", choices=["show", "accept", "correct", "reject"])
+    review.add_argument("id", nargs="?", type=int)
+    review.add_argument("--output", metavar="JSON", help="with correct: the right answer")
+    review.add_argument("--task", help="list one task's items only")
+    review.add_argument("--json", action="store_true", help="print JSON")
+    review.set_defaults(handler=cmd_review)
+
+    evalset = commands.add_parser(
+        "evalset",
+        help="export a task's eval set (failures, escalations, corrections) as JSONL",
+        description="slm-desk evalset export TASK [--gold-only] > TASK.jsonl\n\n"
+        'Writes {"input", "output"} lines, the format calibrate and eval read. Labels from people (accepted or\n'
+        "corrected reviews) win over the larger model's (escalations); --gold-only keeps people's labels only.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evalset.add_argument("action", choices=["export"])
+    evalset.add_argument("task")
+    evalset.add_argument("--gold-only", action="store_true")
+    evalset.set_defaults(handler=cmd_evalset)
+
+
+def _store() -> Any:
+    from slm_desk import locations
+    from slm_desk.store import Store
+
+    return Store(locations.history_db())
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from slm_desk import calibration
+    from slm_desk.catalog import resolve_model
+    from slm_desk.config import load_config
+    from slm_desk.errors import UsageError
+    from slm_desk.evalset import read_jsonl, resolve_data
+    from slm_desk.runner import TaskRunner
+    from slm_desk.runtime import Engine
+    from slm_desk.tasks import load_task
+
+    task = load_task(args.task)
+    path = resolve_data(task.name, args.data)
+    items = read_jsonl(path)[: args.limit] if args.limit else read_jsonl(path)
+    if len(items) < 20:
+        raise UsageError(f"{len(items)} labelled examples are too few to calibrate on", "give at least 20, better 200+")
+    config = load_config()
+    runner = TaskRunner(task, Engine(resolve_model(args.model or config.models.small), config.runtime))
+    print(f"calibrating {task.name} v{task.version} on {len(items)} examples from {path}", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if done % max(1, total // 20) == 0 or done == total:
+            print(f"  {done}/{total}", file=sys.stderr, flush=True)
+
+    profile = calibration.calibrate(task, runner, items, progress)
+    store = _store()
+    calibration.save(store, profile)
+    store.close()
+    if args.json:
+        print(profile.model_dump_json(indent=2))
+    else:
+        print(render_profile(profile))
+    return 0
+
+
+def _bar(value: float | None, width: int = 30) -> str:
+    if value is None:
+        return " " * width
+    filled = round(value * width)
+    return "#" * filled + "." * (width - filled)
+
+
+def render_profile(p: Any) -> str:
+    lines = [
+        f"{p.task} v{p.task_version} on {p.model}: {p.n_examples} examples, {p.n_valid} valid, "
+        f"{p.accuracy:.1%} of valid answers fully right",
+        "field accuracy: " + ", ".join(f"{f} {a:.1%}" for f, a in p.field_accuracy.items()),
+        "",
+        "reliability diagram (raw confidence; # = accuracy, | = where accuracy would equal confidence)",
+    ]
+    for b in p.reliability_raw:
+        if not b.count:
+            continue
+        bar = list(_bar(b.accuracy))
+        mid = min(int(((b.lower + b.upper) / 2) * 30), 29)
+        bar[mid] = "|"
+        lines.append(
+            f"  {b.lower:.1f}-{b.upper:.1f}  n={b.count:<4} conf {b.mean_confidence:.2f}  "
+            f"acc {b.accuracy:.2f}  {''.join(bar)}"
+        )
+    h = p.heldout
+    lines += [
+        "",
+        f"ECE    raw {p.ece_raw:.3f}   held-out: raw {h['ece_raw']:.3f} -> recalibrated {h['ece_calibrated']:.3f}"
+        f"   (n={h['n']})",
+        f"Brier  raw {p.brier_raw:.3f}   held-out: raw {h['brier_raw']:.3f}"
+        f" -> recalibrated {h['brier_calibrated']:.3f}",
+        "",
+        "acceptance thresholds (on recalibrated confidence):",
+    ]
+    for group, t in p.thresholds.items():
+        lines.append(f"  {group:<36} {t.risk:<6} target {t.target:.0%}  n={t.n:<4} {t.note}")
+    return "\n".join(lines)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from slm_desk import review
+    from slm_desk.errors import UsageError
+
+    store = _store()
+    try:
+        if args.action is None:
+            items = review.pending(store, args.task)
+            if args.json:
+                print(json.dumps(items, indent=2, ensure_ascii=False))
+            else:
+                for item in items:
+                    text = item["input"].replace("\n", " ")
+                    print(f"{item['id']:>5}  {item['task']:<16} {text[:50]:<50}  {item['reason'][:60]}")
+                print(f"{len(items)} pending", file=sys.stderr)
+            return 0
+        if args.id is None:
+            raise UsageError(f"review {args.action} needs an item id", "list them with `slm-desk review`")
+        if args.action == "show":
+            print(json.dumps(review.get(store, args.id), indent=2, ensure_ascii=False))
+        elif args.action == "accept":
+            print(json.dumps(review.accept(store, args.id), ensure_ascii=False))
+        elif args.action == "correct":
+            if not args.output:
+                raise UsageError("review correct needs --output '{...}'", "give the right answer as JSON")
+            print(json.dumps(review.correct(store, args.id, args.output), ensure_ascii=False))
+        else:
+            review.reject(store, args.id)
+            print(f"rejected {args.id}")
+        return 0
+    finally:
+        store.close()
+
+
+def cmd_evalset(args: argparse.Namespace) -> int:
+    from slm_desk import evalset
+
+    store = _store()
+    try:
+        written = 0
+        for item in evalset.export(store, args.task, include_teacher=not args.gold_only):
+            print(json.dumps({"input": item["input"], "output": item["output"]}, ensure_ascii=False))
+            written += 1
+        counts = evalset.counts(store, args.task)
+        waiting = counts.get("unlabelled", 0)
+        print(
+            f"{written} examples written; {waiting} failures still wait for a label in `slm-desk review`",
+            file=sys.stderr,
+        )
+        return 0
+    finally:
+        store.close()

@@ -1,0 +1,85 @@
+"""The human review queue: answers the policy would not accept, waiting for a person.
+
+Accepting or correcting an item writes a gold example into the task's eval set (the next calibration and eval
+use it); rejecting marks the input as one the task should not answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slm_desk.errors import UsageError
+from slm_desk.store import Store
+from slm_desk.tasks import load_task
+from slm_desk.validation import validate_output
+
+
+def pending(store: Store, task: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    where, args = ("AND task = ?", [task]) if task else ("", [])
+    rows = store.db.execute(
+        f"SELECT * FROM review WHERE status = 'pending' {where} ORDER BY id LIMIT ?", [*args, limit]
+    )
+    return [dict(row) for row in rows]
+
+
+def get(store: Store, item_id: int) -> dict[str, Any]:
+    row = store.db.execute("SELECT * FROM review WHERE id = ?", (item_id,)).fetchone()
+    if row is None:
+        raise UsageError(f"no review item {item_id}", "list them with `slm-desk review`")
+    if row["status"] != "pending":
+        raise UsageError(
+            f"review item {item_id} was already {row['status']}", "list pending ones with `slm-desk review`"
+        )
+    return dict(row)
+
+
+def _resolve(store: Store, item: dict[str, Any], status: str, output: Any, label: str) -> None:
+    with store.db:
+        store.db.execute(
+            "UPDATE review SET status = ?, final_output = ?, resolved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+            "WHERE id = ?",
+            (status, None if output is None else json.dumps(output), item["id"]),
+        )
+        # the placeholder a validation failure left is replaced by the person's verdict
+        store.db.execute("DELETE FROM evalset WHERE run_id = ? AND label = 'unlabelled'", (item["run_id"],))
+        store.add_example(
+            item["task"], item["task_version"], item["input"], output, f"review_{status}", label, item["run_id"]
+        )
+
+
+def accept(store: Store, item_id: int) -> dict[str, Any]:
+    """The shown answer is right as it is."""
+    item = get(store, item_id)
+    candidate = json.loads(item["candidate"]) if item["candidate"] else None
+    if not isinstance(candidate, dict):
+        raise UsageError(
+            f"item {item_id} has no valid answer to accept",
+            f"give the right one: slm-desk review correct {item_id} --output '{{...}}'",
+        )
+    problems = validate_output(load_task(item["task"]), json.dumps(candidate), item["input"])[1]
+    if problems:
+        raise UsageError(
+            f"item {item_id}'s answer is invalid: {'; '.join(problems)}",
+            f"correct it: slm-desk review correct {item_id} --output '{{...}}'",
+        )
+    _resolve(store, item, "accepted", candidate, "gold")
+    return candidate
+
+
+def correct(store: Store, item_id: int, output_text: str) -> dict[str, Any]:
+    """A person's answer, held to the same contract as the model's."""
+    item = get(store, item_id)
+    output, problems = validate_output(load_task(item["task"]), output_text, item["input"])
+    if problems or output is None:
+        raise UsageError(
+            f"the correction does not fit task {item['task']}: {'; '.join(problems)}",
+            f"see the contract: slm-desk tasks show {item['task']}",
+        )
+    _resolve(store, item, "corrected", output, "gold")
+    return output
+
+
+def reject(store: Store, item_id: int) -> None:
+    """No answer is right (the input is out of scope); kept out of the exported eval set."""
+    _resolve(store, get(store, item_id), "rejected", None, "rejected")

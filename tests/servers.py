@@ -1,0 +1,90 @@
+"""Real HTTP servers on 127.0.0.1 for the escalation tests: llama.cpp's OpenAI-compatible server, and a mute one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def llama_server(model: Path, alias: str = "larger") -> Iterator[str]:
+    """`python -m llama_cpp.server` with a GGUF, as a user would run it; yields its /v1 base URL."""
+    port = free_port()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            alias,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                    if json.loads(r.read())["data"]:
+                        break
+            except OSError as exc:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"llama_cpp.server did not start: {child.stderr.read().decode()[-2000:]}"
+                    ) from exc  # type: ignore[union-attr]
+                time.sleep(0.3)
+        yield base
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def mute_server() -> Iterator[str]:
+    """Accepts connections and never answers: what a hung endpoint looks like."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
