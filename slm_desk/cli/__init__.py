@@ -13,6 +13,7 @@ from slm_desk.errors import SlmDeskError
 DESCRIPTION = """\
 Small local language models for narrow, high-volume jobs: the model answers in a task's JSON contract,
 code validates the answer, and anything not clearly right is marked for escalation or review.
+A bare `slm-desk` opens the terminal app.
 
 examples:
   echo "Customer reports duplicate charge on invoice INV-8821." | slm-desk run extract-ticket
@@ -24,12 +25,33 @@ examples:
 """
 
 
+def _add_ui(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ui = commands.add_parser(
+        "ui",
+        help="open the terminal app (what a bare `slm-desk` does)",
+        description="The Textual app: Run (F1), History (F2), Review (F3), Models (F4), "
+        "Calibration (F6), Settings (F7); ctrl+p opens the command palette, ctrl+q quits.",
+    )
+    ui.add_argument("--task", help="task to select on the Run screen")
+    ui.set_defaults(handler=_cmd_ui)
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        print("slm-desk: the app needs a terminal; for pipes use `slm-desk run TASK` (see --help)", file=sys.stderr)
+        return 2
+    from slm_desk.tui import run_app
+
+    return run_app(args.task)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slm-desk", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"slm-desk {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_ui(commands)
     run.add_parser(commands)
     models.add_parsers(commands)
     quality.add_parsers(commands)
@@ -41,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        args = parser.parse_args(["ui"])
     try:
         return int(args.handler(args))
     except SlmDeskError as exc:

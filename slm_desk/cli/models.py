@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 PULL_HELP = """\
 Download a GGUF model into slm-desk's model folder and verify it.
@@ -81,52 +80,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listing() -> list[dict[str, Any]]:
-    from slm_desk import catalog
-    from slm_desk.config import load_config
-
-    config = load_config()
-    entries = catalog.load_catalog()
-    installed = set(catalog.installed_ids())
-    rows: list[dict[str, Any]] = []
-    for entry in entries.values():
-        record = catalog.installed_record(entry.id)
-        rows.append(
-            {
-                "id": entry.id,
-                "repo": entry.repo,
-                "file": entry.file,
-                "size_bytes": record["size"] if record else entry.size_bytes,
-                "license": entry.license,
-                "role": entry.role,
-                "installed": entry.id in installed,
-                "bundled": bool(entry.bundled),
-                "good_for": entry.good_for,
-                "default_for": [r for r in ("small", "escalation") if getattr(config.models, r) == entry.id],
-            }
-        )
-    for model_id in sorted(installed - set(entries)):
-        record = catalog.installed_record(model_id) or {}
-        rows.append(
-            {
-                "id": model_id,
-                "repo": record.get("repo"),
-                "file": record.get("file"),
-                "size_bytes": record.get("size"),
-                "license": "see the repository",
-                "role": None,
-                "installed": True,
-                "bundled": False,
-                "good_for": "pulled by address",
-                "default_for": [r for r in ("small", "escalation") if getattr(config.models, r) == model_id],
-            }
-        )
-    return rows
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     if args.action is None:
-        rows = _listing()
+        from slm_desk.catalog import listing
+        from slm_desk.config import load_config
+
+        rows = listing(load_config())
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0

@@ -129,40 +129,26 @@ def _deferred_interrupt() -> Iterator[None]:
 
 
 class _Session:
-    """The loaded model, cascade and store for one `run` invocation."""
+    """The desk's cascade for one `run` invocation, and what it has printed so far."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from slm_desk import calibration, locations
-        from slm_desk.cascade import Cascade
-        from slm_desk.catalog import resolve_model
-        from slm_desk.config import load_config
-        from slm_desk.escalation import make_escalator
-        from slm_desk.runner import TaskRunner
-        from slm_desk.runtime import Engine
-        from slm_desk.store import Store
-        from slm_desk.tasks import load_task
+        from slm_desk.desk import Desk
 
-        config = load_config()
-        task = load_task(args.task)
         if args.accept_at is not None and not 0 <= args.accept_at <= 1:
             raise UsageError(f"--accept-at {args.accept_at} is not a probability", "pass a number from 0 to 1")
-        model = resolve_model(args.model or config.models.small)
+        self.desk = Desk()
+        config = self.desk.config
         overrides = {k: v for k, v in {"n_ctx": args.ctx, "threads": args.threads}.items() if v is not None}
         runtime = config.runtime.model_copy(update=overrides)
-        self.store = Store(locations.history_db())
+        self.store = self.desk.store
         self.log = config.history.enabled and not args.no_log
-        escalator = make_escalator(config.escalation, self.store, runtime)
-        if args.escalate and escalator is None:
+        self.cascade = self.desk.cascade(
+            args.task, args.model, runtime, args.accept_at, consent=args.escalate or config.escalation.auto
+        )
+        if args.escalate and self.cascade.escalator is None:
             raise UsageError(
                 "--escalate needs escalation configured", "add an [escalation] section to config.toml (see the README)"
             )
-        self.cascade = Cascade(
-            TaskRunner(task, Engine(model, runtime)),
-            profile=calibration.load(self.store, task.name, task.version, model.id),
-            accept_at=args.accept_at,
-            escalator=escalator,
-            consent=args.escalate or config.escalation.auto,
-        )
         self.counts = {"accept": 0, "escalate": 0, "review": 0, "invalid": 0, "error": 0}
 
     def emit(self, text: str, **extra: Any) -> None:

@@ -1,0 +1,95 @@
+"""SlmDeskApp: six screens (run, history, review, models, calibration, settings) over one headless Desk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from slm_desk.desk import Desk
+from slm_desk.errors import SlmDeskError
+from slm_desk.runner import Cancelled
+from slm_desk.tui.calibration_screen import CalibrationScreen
+from slm_desk.tui.history_screen import HistoryScreen
+from slm_desk.tui.messages import ConfigChanged, RerunRequested
+from slm_desk.tui.models_screen import ModelsScreen
+from slm_desk.tui.review_screen import ReviewScreen
+from slm_desk.tui.run_screen import RunScreen
+from slm_desk.tui.settings_screen import SettingsScreen
+
+SCREENS = [
+    ("run", "Run", "f1", "Run a task on some input"),
+    ("history", "History", "f2", "Past runs: search, open, re-run"),
+    ("review", "Review", "f3", "The human review queue"),
+    ("models", "Models", "f4", "Catalog and installed models: pull, remove, defaults"),
+    ("calibration", "Calib", "f6", "Reliability diagram, ECE and thresholds per task"),
+    ("settings", "Settings", "f7", "Escalation, runtime, logging"),
+]
+
+
+class SlmDeskApp(App[None]):
+    TITLE = "slm-desk"
+    CSS_PATH = "app.tcss"
+    # priority: the F-keys switch screens even from a text editor (TextArea would take F6/F7 otherwise)
+    BINDINGS = [Binding(key, f"switch_mode('{mode}')", title, priority=True) for mode, title, key, _ in SCREENS]
+
+    def __init__(self, initial_task: str | None = None, desk: Desk | None = None) -> None:
+        super().__init__()
+        self.desk = desk or Desk()
+        self.initial_task = initial_task
+        self.add_mode("run", lambda: RunScreen(self.initial_task))
+        for mode, screen in [
+            ("history", HistoryScreen),
+            ("review", ReviewScreen),
+            ("models", ModelsScreen),
+            ("calibration", CalibrationScreen),
+            ("settings", SettingsScreen),
+        ]:
+            self.add_mode(mode, screen)
+
+    def on_mount(self) -> None:
+        self.switch_mode("run")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, title, key, help_text in SCREENS:
+            yield SystemCommand(f"Go to {title} ({key})", help_text, lambda m=mode: self.switch_mode(m))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # no footer entry for the screen you are on
+        return not (action == "switch_mode" and parameters and parameters[0] == self.current_mode)
+
+    @on(RerunRequested)
+    def rerun(self, message: RerunRequested) -> None:
+        self.switch_mode("run")
+        screen = self.screen
+        if isinstance(screen, RunScreen):
+            screen.start(message.task, message.text)
+
+    @on(ConfigChanged)
+    def config_changed(self) -> None:
+        self.refresh_bindings()
+
+    def worker_state(self, event: Worker.StateChanged) -> None:
+        """The one place worker errors are turned into notifications, and the UI put back."""
+        if event.state not in (WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        error = event.worker.error
+        if event.state == WorkerState.CANCELLED or isinstance(error, Cancelled):
+            reason = "cancelled"
+            self.notify("generation cancelled")
+        elif isinstance(error, SlmDeskError):
+            reason = error.message
+            self.notify(error.hint or error.message, title=error.message, severity="error", timeout=10)
+        else:
+            reason = f"failed: {error!r}"
+            self.notify(repr(error), title=f"{event.worker.name} failed", severity="error", timeout=10)
+        for screen in self.screen_stack:
+            if isinstance(screen, RunScreen) and event.worker.group == "inference":
+                screen.worker_failed(reason)
+            if isinstance(screen, ModelsScreen) and event.worker.group == "pull":
+                screen.query_one("#pull-progress").display = False

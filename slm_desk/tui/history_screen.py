@@ -1,0 +1,72 @@
+"""History: every recorded run, searchable; open one to see it in full or run it again."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from slm_desk.tui.base import DeskScreen
+from slm_desk.tui.messages import RerunRequested
+from slm_desk.tui.modals import RunDetail
+
+
+class HistoryScreen(DeskScreen):
+    SUB_TITLE = "History"
+    BINDINGS = [
+        Binding("enter", "open", "Open"),
+        Binding("ctrl+f", "search", "Search"),
+        Binding("ctrl+l", "reload", "Reload"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="search input, output or reason", id="search")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="count")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        table.add_columns("id", "time", "task", "decision", "valid", "model", "input")
+        self.action_reload()
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+
+    @on(Input.Changed, "#search")
+    def action_reload(self) -> None:
+        search = self.query_one("#search", Input).value.strip() or None
+        runs = self.app.desk.store.runs(limit=500, search=search)  # type: ignore[attr-defined]
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for run in runs:
+            table.add_row(
+                str(run["id"]),
+                run["created_at"][5:19].replace("T", " "),
+                run["task"],
+                run["decision"],
+                "yes" if run["valid"] else "NO",
+                run["model"],
+                run["input"].replace("\n", " ")[:60],
+                key=str(run["id"]),
+            )
+        self.query_one("#count", Static).update(f"{len(runs)} runs" + (f" matching {search!r}" if search else ""))
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    @on(DataTable.RowSelected, "#runs")
+    def action_open(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        if table.row_count == 0:
+            return
+        run_id = int(table.get_row_at(table.cursor_row)[0])
+        [run] = [r for r in self.app.desk.store.runs(limit=1000) if r["id"] == run_id]  # type: ignore[attr-defined]
+
+        def closed(choice: str | None) -> None:
+            if choice == "rerun":
+                self.app.post_message(RerunRequested(run["task"], run["input"]))
+
+        self.app.push_screen(RunDetail(run), closed)

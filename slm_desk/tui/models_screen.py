@@ -1,0 +1,121 @@
+"""Models: the catalog and what is installed, whether it fits this machine; pull, remove, set defaults."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+
+from slm_desk import catalog, download, fit
+from slm_desk.config import set_value
+from slm_desk.errors import SlmDeskError
+from slm_desk.tui.base import DeskScreen
+from slm_desk.tui.messages import ConfigChanged
+from slm_desk.tui.modals import Confirm
+
+
+class ModelsScreen(DeskScreen):
+    SUB_TITLE = "Models"
+    BINDINGS = [
+        Binding("p", "pull", "Pull"),
+        Binding("d", "remove", "Remove"),
+        Binding("s", "default('small')", "Set small"),
+        Binding("e", "default('escalation')", "Set escalation"),
+        Binding("ctrl+l", "reload", "Reload"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="model-detail")
+        yield ProgressBar(id="pull-progress", show_eta=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#models", DataTable).add_columns("id", "size", "installed", "role", "fits", "licence")
+        self.query_one("#pull-progress", ProgressBar).display = False
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        desk = self.app.desk  # type: ignore[attr-defined]
+        table = self.query_one("#models", DataTable)
+        table.clear()
+        self.rows = {row["id"]: row for row in catalog.listing(desk.config)}
+        for row in self.rows.values():
+            estimate = fit.estimate(int(row["size_bytes"] or 0), None, desk.config.runtime.n_ctx)
+            state = "bundled" if row["bundled"] and row["installed"] else ("yes" if row["installed"] else "-")
+            role = (row["role"] or "") + "".join(f" [{d}]" for d in row["default_for"])
+            table.add_row(
+                row["id"],
+                f"{(row['size_bytes'] or 0) / 1e9:.2f} GB",
+                state,
+                role,
+                "yes" if estimate.fits else "NO",
+                row["license"],
+                key=row["id"],
+            )
+
+    def _current(self) -> dict:
+        table = self.query_one("#models", DataTable)
+        return self.rows[str(table.get_row_at(table.cursor_row)[0])]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and hasattr(self, "rows"):
+            row = self.rows[str(event.row_key.value)]
+            self.query_one("#model-detail", Static).update(
+                f"{row['id']}: {row['good_for']}\n{row['repo']} / {row['file']}",
+            )
+
+    def action_pull(self) -> None:
+        row = self._current()
+        if row["installed"]:
+            self.notify(f"{row['id']} is already installed")
+            return
+        bar = self.query_one("#pull-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=row["size_bytes"] or None, progress=0)
+        self.pull_model(row["id"])
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pull", name="pull")
+    def pull_model(self, model_id: str) -> None:
+        desk = self.app.desk  # type: ignore[attr-defined]
+        bar = self.query_one("#pull-progress", ProgressBar)
+
+        def progress(done: int, total: int | None) -> None:
+            self.app.call_from_thread(bar.update, total=total, progress=done)
+
+        pulled = download.pull(model_id, n_ctx=desk.config.runtime.n_ctx, progress=progress)
+        self.app.call_from_thread(self._pulled, pulled.id)
+
+    def _pulled(self, model_id: str) -> None:
+        self.query_one("#pull-progress", ProgressBar).display = False
+        self.notify(f"{model_id} installed and verified")
+        self.action_reload()
+
+    def action_remove(self) -> None:
+        row = self._current()
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                download.remove(row["id"])
+            except SlmDeskError as exc:
+                self.notify(exc.hint, title=exc.message, severity="error")
+                return
+            self.notify(f"removed {row['id']}")
+            self.action_reload()
+
+        self.app.push_screen(Confirm(f"Remove {row['id']} from this machine?", yes="Remove"), confirmed)
+
+    def action_default(self, role: str) -> None:
+        row = self._current()
+        if not row["installed"]:
+            self.notify(f"pull {row['id']} first (p)", severity="warning")
+            return
+        set_value("models", role, row["id"])
+        self.app.desk.reload_config()  # type: ignore[attr-defined]
+        self.app.post_message(ConfigChanged())
+        self.notify(f"default {role} model: {row['id']}")
+        self.action_reload()

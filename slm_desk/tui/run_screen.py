@@ -1,0 +1,185 @@
+"""The Run screen: pick a task, type or paste input, run it; the answer streams in and is shown field by field."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Header, OptionList, Static, TextArea
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from slm_desk.results import RunResult
+from slm_desk.tasks import load_task, task_names
+from slm_desk.tui.base import DeskScreen
+from slm_desk.tui.modals import Confirm, consent_question
+from slm_desk.tui.widgets import ResultView, fill_fields
+
+
+class RunScreen(DeskScreen):
+    SUB_TITLE = "Run"
+    BINDINGS = [
+        Binding("ctrl+r", "run", "Run"),
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+o", "copy", "Copy"),
+        Binding("ctrl+g", "escalate", "Escalate"),
+    ]
+
+    class Completed(Message):
+        def __init__(self, result: RunResult) -> None:
+            super().__init__()
+            self.result = result
+
+    def __init__(self, initial_task: str | None = None) -> None:
+        super().__init__()
+        self.initial_task = initial_task
+        self.result: RunResult | None = None
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal():
+            with Vertical(id="task-pane"):
+                yield Static("Tasks", classes="pane-title")
+                yield OptionList(*self._task_options(), id="tasks")
+                yield Static("", id="task-description")
+            with Vertical(id="work-pane"):
+                yield TextArea(id="input", placeholder="Type or paste the input, then ctrl+r")
+                yield Static("", id="status")
+                yield Static("", id="stream")
+                yield DataTable(id="fields", cursor_type="row", zebra_stripes=True)
+                yield ResultView(id="verdict")
+        yield Footer(compact=True)
+
+    def _task_options(self) -> list[Option]:
+        return [Option(name, id=name) for name in task_names()]
+
+    def on_mount(self) -> None:
+        tasks = self.query_one("#tasks", OptionList)
+        names = list(task_names())
+        start = self.initial_task if self.initial_task in names else "extract-ticket"
+        tasks.highlighted = names.index(start) if start in names else 0
+        self.query_one("#input", TextArea).focus()
+        self._status("ready: ctrl+r runs the highlighted task on the input")
+
+    @property
+    def task_name(self) -> str:
+        tasks = self.query_one("#tasks", OptionList)
+        option = tasks.get_option_at_index(tasks.highlighted or 0)
+        return str(option.id)
+
+    @on(OptionList.OptionHighlighted, "#tasks")
+    def show_description(self) -> None:
+        try:
+            description = load_task(self.task_name).description
+        except Exception as exc:  # a broken user task file: say so, do not crash the screen
+            description = f"cannot load: {str(exc).splitlines()[0]}"
+        self.query_one("#task-description", Static).update(description)
+
+    @on(OptionList.OptionSelected, "#tasks")
+    def task_chosen(self) -> None:
+        self.query_one("#input", TextArea).focus()
+
+    def _status(self, text: str) -> None:
+        self.query_one("#status", Static).update(text)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "escalate":
+            app = self.app
+            return bool(getattr(app, "desk", None) and app.desk.config.escalation.enabled)  # type: ignore[attr-defined]
+        if action == "cancel":
+            return self.running or None
+        return True
+
+    def start(self, task: str, text: str) -> None:
+        """Select a task, fill the input and run it (used by History's re-run)."""
+        names = list(task_names())
+        if task in names:
+            self.query_one("#tasks", OptionList).highlighted = names.index(task)
+        self.query_one("#input", TextArea).text = text
+        self.action_run()
+
+    def action_run(self) -> None:
+        text = self.query_one("#input", TextArea).text
+        if not text.strip():
+            self.notify("type an input first", severity="warning")
+            return
+        self.running = True
+        self.query_one("#stream", Static).update("")
+        self.query_one(ResultView).clear()
+        self.query_one("#fields", DataTable).clear(columns=True)
+        self._status(f"running {self.task_name}... (Esc cancels)")
+        self.refresh_bindings()
+        self.run_inference(self.task_name, text)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="inference", name="run")
+    def run_inference(self, task: str, text: str) -> None:
+        worker = get_current_worker()
+        cascade = self.app.desk.cascade(task)  # type: ignore[attr-defined]
+        streamed: list[str] = []
+
+        def on_text(piece: str) -> None:
+            streamed.append(piece)
+            self.app.call_from_thread(self.query_one("#stream", Static).update, "".join(streamed)[-400:])
+
+        result = cascade.run(text, on_text=on_text, cancelled=lambda: worker.is_cancelled)
+        self.post_message(self.Completed(result))
+
+    @on(Completed)
+    def completed(self, message: Completed) -> None:
+        self.running = False
+        self.result = message.result
+        desk = self.app.desk  # type: ignore[attr-defined]
+        if desk.config.history.enabled:
+            desk.store.record(message.result)
+        fill_fields(self.query_one("#fields", DataTable), message.result)
+        self.query_one(ResultView).show(message.result)
+        hint = "  ctrl+g escalates" if message.result.decision == "escalate" else ""
+        self._status(f"done: {message.result.decision}  ctrl+o copies the JSON{hint}")
+        self.refresh_bindings()
+
+    def worker_failed(self, reason: str) -> None:
+        """Called by the app's single worker-error handler: put the UI back."""
+        self.running = False
+        self._status(reason)
+        self.refresh_bindings()
+
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "inference")
+
+    def action_copy(self) -> None:
+        if self.result is None:
+            self.notify("nothing to copy yet", severity="warning")
+            return
+        import json
+
+        self.app.copy_to_clipboard(json.dumps(self.result.envelope(), ensure_ascii=False))
+        self.notify("envelope copied to the clipboard")
+
+    def action_escalate(self) -> None:
+        desk = self.app.desk  # type: ignore[attr-defined]
+        if self.result is None or self.result.escalated:
+            self.notify("run something first; escalation is for the last result", severity="warning")
+            return
+        if desk.escalation_leaves_machine():
+            where = desk.config.escalation.base_url
+            self.app.push_screen(Confirm(consent_question(where), yes="Send"), self._consented)
+        else:
+            self._consented(True)
+
+    def _consented(self, yes: bool | None) -> None:
+        if not yes:
+            self.notify("kept on this machine")
+            return
+        assert self.result is not None
+        self.running = True
+        self._status("asking the larger model...")
+        self.refresh_bindings()
+        self.escalate_result(self.result)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="inference", name="escalate")
+    def escalate_result(self, result: RunResult) -> None:
+        cascade = self.app.desk.cascade(result.task)  # type: ignore[attr-defined]
+        self.post_message(self.Completed(cascade.escalate(result)))

@@ -1,0 +1,81 @@
+"""Widgets shared by screens: a result shown field by field, and a reliability diagram."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
+from slm_desk.results import RunResult
+
+DECISION_STYLE = {"accept": "bold black on green", "escalate": "bold black on yellow", "review": "bold white on red"}
+
+
+class ResultView(Static):
+    """Validity badge, decision and reason of one result."""
+
+    def show(self, result: RunResult) -> None:
+        badge = Text(" VALID ", style="bold black on green") if result.valid else Text(" INVALID ", "bold white on red")
+        line = Text.assemble(badge, " ", (f" {result.decision.upper()} ", DECISION_STYLE[result.decision]))
+        conf = "-" if result.confidence is None else f"{result.confidence:.2f}"
+        line.append(
+            f"  confidence {conf}  {result.model}  {result.latency_ms} ms" + ("  escalated" if result.escalated else "")
+        )
+        line.append("\n" + result.reason, style="italic")
+        if result.errors:
+            line.append("\n" + "\n".join(f"- {e}" for e in result.errors), style="red")
+        if result.rendered:
+            line.append("\n\n" + result.rendered.strip())
+        self.update(line)
+
+    def clear(self, message: str = "") -> None:
+        self.update(message)
+
+
+def fill_fields(table: DataTable, result: RunResult) -> None:
+    """One row per output field: value and confidence."""
+    table.clear(columns=True)
+    table.add_columns("field", "value", "confidence")
+    shown: dict[str, Any] = result.output or {}
+    if not shown and result.rejected_output:
+        table.add_row("(rejected)", Text(result.rejected_output[:200], style="red"), "")
+        return
+    for field, value in shown.items():
+        conf = (result.field_confidence or {}).get(field)
+        bar = "" if conf is None else f"{conf:.2f} " + "█" * round(conf * 10)
+        table.add_row(field, Text("null" if value is None else str(value)), bar)
+
+
+class ReliabilityPlot(Static):
+    """Accuracy per confidence bin as bars, against the diagonal a calibrated model would follow."""
+
+    HEIGHT = 10
+
+    def plot(self, bins: list[dict[str, Any]], title: str) -> None:
+        cols = []
+        for b in bins:
+            acc = b.get("accuracy")
+            mid = (b["lower"] + b["upper"]) / 2
+            cols.append((None if acc is None else round(acc * self.HEIGHT), round(mid * self.HEIGHT), b["count"]))
+        text = Text(f"{title}\n", style="bold")
+        for row in range(self.HEIGHT, 0, -1):
+            text.append(f"{row / self.HEIGHT:>4.1f} ┤", style="dim")
+            for height, diagonal, _ in cols:
+                if height is not None and height >= row:
+                    text.append(" ███", style="green" if abs(height - diagonal) <= 1 else "red")
+                elif diagonal == row:
+                    text.append("  · ", style="yellow")
+                else:
+                    text.append("    ")
+            text.append("\n")
+        text.append("     └" + "────" * len(cols) + "\n", style="dim")
+        text.append(
+            "      " + "".join(f"{b['lower']:>4.1f}"[-3:].rjust(4) for b in bins) + "  confidence\n", style="dim"
+        )
+        text.append("    n " + "".join(f"{c:>4}" for _, _, c in cols) + "\n", style="dim")
+        text.append(
+            "bars: accuracy per bin (green = within a tenth of the diagonal)   · : perfect calibration",
+            style="italic dim",
+        )
+        self.update(text)
