@@ -29,8 +29,8 @@ ROUTES = {
     "wrong_amount_of_cash_received transfer_not_received_by_recipient top_up_reverted "
     "balance_not_updated_after_cheque_or_cash_deposit topping_up_by_card declined_cash_withdrawal pending_card_payment "
     "declined_transfer Refund_not_showing_up request_refund declined_card_payment pending_transfer transfer_timing "
-    "reverted_card_payment? beneficiary_not_allowed receiving_money failed_transfer transfer_into_account verify_top_up "
-    "top_up_by_cash_or_cheque top_up_failed balance_not_updated_after_bank_transfer exchange_via_app",
+    "reverted_card_payment? beneficiary_not_allowed receiving_money failed_transfer transfer_into_account "
+    "verify_top_up top_up_by_cash_or_cheque top_up_failed balance_not_updated_after_bank_transfer exchange_via_app",
     "account_access": "pin_blocked passcode_forgotten change_pin edit_personal_details why_verify_identity "
     "unable_to_verify_identity verify_my_identity verify_source_of_funds terminate_account",
     "fees_and_charges": "exchange_rate card_payment_wrong_exchange_rate extra_charge_on_statement "
@@ -60,8 +60,11 @@ def routes(data: Path) -> list[dict]:
             if row["text"] not in skip:
                 by_route[ROUTE_OF[row["category"]]].append(row["text"].strip())
     rng = random.Random(77)
-    items = [{"input": text, "output": {"route": route}}
-             for route in ROUTES for text in rng.sample(sorted(set(by_route[route])), PER_ROUTE)]
+    items = [
+        {"input": text, "output": {"route": route}}
+        for route in ROUTES
+        for text in rng.sample(sorted(set(by_route[route])), PER_ROUTE)
+    ]
     rng.shuffle(items)
     return items
 

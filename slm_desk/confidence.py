@@ -1,8 +1,9 @@
 """Per-field confidence from the model's own token probabilities.
 
-- Enum (label) fields: every allowed value is scored as a continuation at the point where the value starts, and
-  the chosen value's probability is renormalised over the allowed values. Raw logprobs of the sampled tokens
-  would be pre-grammar (they spread mass over tokens the grammar forbids), so they are not used for labels.
+- Enum (label) fields: the allowed values are scored as continuations at the point where the value starts, and
+  the chosen value's probability is renormalised over the allowed values at every point where they branch.
+  Raw logprobs of the sampled tokens are pre-grammar (they spread mass over tokens the grammar forbids), so they
+  are never read as they are for labels.
 - Other fields (extracted or drafted text, numbers, null): the minimum probability over the tokens of the value
   itself, not of the JSON punctuation around it that the grammar forces.
 The result's confidence is the minimum over its fields: one shaky field makes the whole answer shaky.
@@ -79,15 +80,33 @@ def _label_confidence(
     allowed: list[Any],
     chosen: Any,
 ) -> float:
-    """P(chosen) renormalised over the allowed values, each scored as a continuation of the same prefix."""
+    """P(chosen) under the grammar: the model's probabilities renormalised over the allowed labels.
+
+    The allowed labels, tokenized as continuations, form a trie. The grammar lets the model choose only at its
+    branch points, so the chosen label's probability is the product, over the branch points on its path, of the
+    chosen token's probability renormalised over the tokens allowed there. The distributions at those points
+    were recorded while generating; a decode is needed only where the context differs from what was generated.
+    """
     first = next(i for i, (s, p) in enumerate(zip(starts, generation.pieces, strict=True)) if s + len(p) > value_start)
     lead = raw[starts[first] : value_start].decode("utf-8", "replace")
-    prefix = generation.prompt + generation.tokens[:first]
     candidates = [engine.tokenize_plain(lead + json.dumps(value, ensure_ascii=False)) for value in allowed]
-    logps = engine.continuation_logprobs(prefix, candidates)
-    top = max(logps)
-    weights = [math.exp(lp - top) for lp in logps]
-    return weights[allowed.index(chosen)] / sum(weights)
+    path = candidates[allowed.index(chosen)]
+    base = generation.prompt + generation.tokens[:first]
+    probability = 1.0
+    alive = list(range(len(candidates)))
+    for depth, token in enumerate(path):
+        if len(alive) == 1:
+            break
+        options = {candidates[i][depth] for i in alive if len(candidates[i]) > depth}
+        if len(options) > 1:
+            recorded = generation.tokens[first : first + depth] == path[:depth]
+            logprobs = generation.dists.get(first + depth) if recorded else None
+            if logprobs is None:
+                logprobs = engine.next_logprobs(base + path[:depth])
+            weights = {t: math.exp(float(logprobs[t])) for t in options}
+            probability *= weights[token] / sum(weights.values())
+        alive = [i for i in alive if len(candidates[i]) > depth and candidates[i][depth] == token]
+    return probability
 
 
 def overall(fields: dict[str, float]) -> float | None:

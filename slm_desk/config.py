@@ -25,6 +25,11 @@ class RuntimeConfig(_Section):
         2048, ge=256, description="Context window in tokens; inputs that do not fit are refused, never cut."
     )
     n_batch: int = Field(512, ge=8, description="Prompt tokens evaluated per llama.cpp batch.")
+    generation: Literal["values", "json"] = Field(
+        "values",
+        description="'values': the model samples only the field values and the fixed keys and punctuation are "
+        "evaluated as one batch (faster); 'json': the whole object under one JSON grammar.",
+    )
 
 
 class HistoryConfig(_Section):
@@ -57,11 +62,18 @@ class EscalationConfig(_Section):
         return self
 
 
+class CostsConfig(_Section):
+    local_per_hour: float = Field(0.0, ge=0, description="What an hour of this machine costs you, in your currency.")
+    escalation_per_1k_input_tokens: float = Field(0.0, ge=0, description="The escalation endpoint's input price.")
+    escalation_per_1k_output_tokens: float = Field(0.0, ge=0, description="The escalation endpoint's output price.")
+
+
 class Config(_Section):
     runtime: RuntimeConfig = RuntimeConfig()
     history: HistoryConfig = HistoryConfig()
     models: ModelsConfig = ModelsConfig()
     escalation: EscalationConfig = EscalationConfig()
+    costs: CostsConfig = CostsConfig()
 
 
 def load_config() -> Config:

@@ -54,11 +54,13 @@ class Desk:
         runtime: RuntimeConfig | None = None,
         accept_at: float | None = None,
         consent: bool = False,
+        engine: Engine | None = None,
     ) -> Cascade:
+        """A cascade for `task` on the cached engine of `model_id`, or on `engine` when given."""
         from slm_desk.runner import TaskRunner
 
         task = load_task(task) if isinstance(task, str) else task
-        engine = self.engine(model_id, runtime)
+        engine = engine or self.engine(model_id, runtime)
         return Cascade(
             TaskRunner(task, engine),
             profile=calibration.load(self.store, task.name, task.version, engine.model.id),

@@ -59,6 +59,9 @@ MIGRATIONS = [
         endpoint TEXT NOT NULL, ok INTEGER NOT NULL
     );
     """,
+    """
+    ALTER TABLE review ADD COLUMN source TEXT NOT NULL DEFAULT 'run';
+    """,
 ]
 
 
@@ -78,16 +81,16 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
-    def record(self, result: RunResult) -> int:
+    def record(self, result: RunResult, source: str = "run") -> int:
         """Store one outcome: the run; a review item when it needs a person; eval-set rows for what we learn."""
         with self.db:
             run_id = self._insert_run(result)
             if result.decision == "review":
                 candidate = result.output if result.output is not None else result.rejected_output
                 self.db.execute(
-                    "INSERT INTO review (run_id, task, task_version, input, candidate, reason)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, result.task, result.task_version, result.input, _json(candidate), result.reason),
+                    "INSERT INTO review (run_id, task, task_version, input, candidate, reason, source)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, result.task, result.task_version, result.input, _json(candidate), result.reason, source),
                 )
             if not result.valid:
                 self.add_example(

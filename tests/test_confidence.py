@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -30,19 +31,26 @@ def generate(engine, task_name: str, text: str):
 
 
 def test_label_confidence_is_renormalised_over_the_allowed_labels(engine) -> None:
+    """The recorded fast path equals a from-scratch computation: decode at every branch point of the labels."""
     task, generation = generate(engine, "route-ticket", "Someone stole my card and bought things with it")
     confidence = field_confidences(task, generation, engine)["route"]
-    # score every route independently after the same prefix, and renormalise by hand
     labels = task.output_schema["properties"]["route"]["enum"]
+    chosen = json.loads(generation.text)["route"]
     start = generation.text.index('"', generation.text.index(":"))
     offsets = [sum(len(p) for p in generation.pieces[:i]) for i in range(len(generation.pieces))]
     first = max(i for i, o in enumerate(offsets) if o <= start)
     lead = generation.text[offsets[first] : start]
-    logps = engine.continuation_logprobs(
-        generation.prompt + generation.tokens[:first], [engine.tokenize_plain(f'{lead}"{label}"') for label in labels]
-    )
-    chosen = labels.index(__import__("json").loads(generation.text)["route"])
-    assert confidence == pytest.approx(math.exp(logps[chosen]) / sum(math.exp(lp) for lp in logps), rel=1e-6)
+    candidates = {label: engine.tokenize_plain(f'{lead}"{label}"') for label in labels}
+    base = generation.prompt + generation.tokens[:first]
+    expected, path = 1.0, candidates[chosen]
+    for depth in range(len(path)):
+        alive = [c for c in candidates.values() if c[:depth] == path[:depth]]
+        options = {c[depth] for c in alive if len(c) > depth}
+        if len(options) > 1:
+            logprobs = engine.next_logprobs(base + path[:depth])  # a fresh decode, not the recorded one
+            total = sum(math.exp(logprobs[t]) for t in options)
+            expected *= math.exp(logprobs[path[depth]]) / total
+    assert confidence == pytest.approx(expected, rel=1e-4)
     assert 0.0 < confidence <= 1.0
 
 

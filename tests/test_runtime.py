@@ -39,3 +39,22 @@ def test_streaming_text_matches_the_result_and_cancel_stops(engine) -> None:
     assert "".join(pieces).startswith("{") and result.tokens.completion > 0
     with pytest.raises(Cancelled):
         runner.run("Refund INV-3 please", cancelled=lambda: True)
+
+
+def test_values_only_generation_samples_fewer_tokens_for_the_same_json(engine) -> None:
+    """Keys and punctuation are evaluated as one forced batch; only values are sampled."""
+    from slm_desk.runtime import values_only_supported
+
+    task = load_task("extract-ticket")
+    assert values_only_supported(task.output_schema)
+    assert not values_only_supported({"type": "object", "properties": {"a": {"type": "string"}}})  # a is optional
+    tokens = engine.tokenize(engine.render(prompt.task_messages(task, "Refund INV-3 please, charged twice")))
+    values = engine.generate(tokens, task.output_schema, task.max_tokens, mode="values")
+    whole = engine.generate(tokens, task.output_schema, task.max_tokens, mode="json")
+    import json
+
+    parsed = json.loads(values.text)
+    assert list(parsed) == ["issue_type", "invoice_id", "urgency"]  # the schema's key order, every key present
+    assert values.text.startswith('{"issue_type": ') and values.finish_reason == "stop"
+    assert values.completion_tokens < whole.completion_tokens
+    assert parsed["invoice_id"] == json.loads(whole.text)["invoice_id"] == "INV-3"

@@ -1,0 +1,91 @@
+"""`bench`: the numbers a person needs to pick a model for this machine.
+
+Load time, prompt and generation tokens/s (free text and JSON-constrained), end-to-end latency per task item
+through the real pipeline, and peak memory. Every number comes from one run on this machine: compare models
+by running bench for each, not against numbers from elsewhere.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from slm_desk import prompt
+from slm_desk.catalog import resolve_model
+from slm_desk.config import RuntimeConfig
+from slm_desk.metrics import percentile
+from slm_desk.runner import TaskRunner
+from slm_desk.runtime import Engine
+from slm_desk.tasks import Task
+
+FREE_TEXT = "Write a short note to a colleague about the quarterly report."
+
+
+def peak_memory_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _tokens_per_second(engine: Engine, tokens: list[int], schema: dict[str, Any] | None, n: int) -> float:
+    llm = engine._llm
+    started = time.perf_counter()
+    produced = 0
+    if schema is None:
+        for token in llm.generate(tokens, temp=0.0, reset=True):
+            produced += 1
+            if produced >= n or engine._is_eog(engine._vocab, token):
+                break
+    else:
+        produced = engine.generate_json(tokens, schema, n).completion_tokens
+    return produced / max(time.perf_counter() - started, 1e-9)
+
+
+def run_bench(
+    model_id: str,
+    runtime: RuntimeConfig,
+    task: Task,
+    inputs: list[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    model = resolve_model(model_id)
+    started = time.perf_counter()
+    engine = Engine(model, runtime)
+    load_s = time.perf_counter() - started
+
+    llm = engine._llm
+    long_prompt = engine.tokenize(engine.render(prompt.task_messages(task, inputs[0])))
+    llm.reset()
+    started = time.perf_counter()
+    llm.eval(long_prompt)
+    prompt_tps = len(long_prompt) / (time.perf_counter() - started)
+
+    free = engine.tokenize(engine.render([{"role": "user", "content": FREE_TEXT}]))
+    free_tps = _tokens_per_second(engine, free, None, 64)
+    json_tps = _tokens_per_second(engine, long_prompt, task.output_schema, 64)
+
+    runner = TaskRunner(task, engine)
+    latencies = []
+    for i, text in enumerate(inputs, 1):
+        latencies.append(runner.run(text).latency_ms)
+        if progress:
+            progress(i, len(inputs))
+    return {
+        "model": model.id,
+        "file_bytes": model.path.stat().st_size,
+        "threads": engine.threads,
+        "gpu_layers": engine.gpu_layers,
+        "generation": runtime.generation,
+        "load_seconds": load_s,
+        "prompt_tokens_per_s": prompt_tps,
+        "generation_tokens_per_s_free_text": free_tps,
+        "generation_tokens_per_s_json_grammar": json_tps,
+        "task": task.name,
+        "items": len(inputs),
+        "latency_ms_mean": sum(latencies) / len(latencies),
+        "latency_ms_p50": percentile(latencies, 50),
+        "latency_ms_p95": percentile(latencies, 95),
+        "peak_memory_bytes": peak_memory_bytes(),
+    }

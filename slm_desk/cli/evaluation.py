@@ -1,0 +1,247 @@
+"""`slm-desk eval`, `bench` and `distill`: measure a task on your data and hardware, and grow its data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EVAL_HELP = """\
+Run TASK, as configured (calibration, risk rules and, with --escalate, the cascade), over a gold JSONL
+({"input", "output"} lines; default: the task's built-in eval set) and report: accuracy; precision and recall
+per label and the false-negative rate of high-risk labels; JSON validity before and after the retry; exact
+match per extracted field; accept, escalation and review rates and the accuracy of what was accepted; latency
+p50/p95 and throughput; cost per 1,000 requests ([costs] in config.toml) against always using the larger model.
+
+  slm-desk eval extract-booking --json > before.json
+  slm-desk eval compare before.json after.json     # side by side; exit 5 when something regressed
+"""
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    ev = commands.add_parser(
+        "eval",
+        help="measure a task (and its cascade) on a gold set",
+        description=EVAL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("target", nargs="+", help="TASK, or: compare A.json B.json")
+    ev.add_argument("--data", metavar="FILE", help="gold JSONL (default: the task's built-in eval set)")
+    ev.add_argument("--model", "-m", metavar="ID")
+    ev.add_argument("--escalate", action="store_true", help="include escalation to the configured larger model")
+    ev.add_argument("--concurrency", type=int, default=1, metavar="N", help="parallel copies of the model")
+    ev.add_argument("--accept-at", type=float, metavar="P")
+    ev.add_argument("--limit", type=int, metavar="N", help="the first N items only")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.set_defaults(handler=cmd_eval)
+
+    bench = commands.add_parser(
+        "bench",
+        help="load time, tokens/s, latency per task item and peak memory on this machine",
+        description="Measure one model on this machine: load time, prompt and generation tokens/s (free text\n"
+        "and under a JSON grammar), end-to-end latency per task item through the real pipeline, peak memory.\n"
+        "  slm-desk bench --model qwen2.5-0.5b --task route-ticket",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("--model", "-m", metavar="ID")
+    bench.add_argument("--task", default="extract-ticket")
+    bench.add_argument("--items", type=int, default=10, metavar="N")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(handler=cmd_bench)
+
+    distill = commands.add_parser(
+        "distill",
+        help="label raw inputs with a larger model, review them, export examples and data",
+        description="  slm-desk distill TASK --inputs raw.txt [--teacher URL|MODEL_ID] [--teacher-model NAME]\n"
+        "      the teacher answers each line; every answer is validated and queued for review (flagged when it\n"
+        "      fails validation). Review with `slm-desk review` or the app (F3).\n"
+        "  slm-desk distill export TASK --out DIR [--examples 4] [--holdout 0.25]\n"
+        "      writes DIR/TASK.toml (a copy with the best reviewed items as few-shot examples, version bumped),\n"
+        "      DIR/train.jsonl (fine-tuning data) and DIR/heldout.jsonl (people-labelled, for `slm-desk eval`).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    distill.add_argument("target", nargs="+", help="TASK, or: export TASK")
+    distill.add_argument("--inputs", metavar="FILE", help="one raw input per line")
+    distill.add_argument("--teacher", metavar="URL|MODEL_ID", help="default: the [escalation] model")
+    distill.add_argument("--teacher-model", metavar="NAME", help="model name at the teacher URL")
+    distill.add_argument("--out", metavar="DIR")
+    distill.add_argument("--examples", type=int, default=4)
+    distill.add_argument("--holdout", type=float, default=0.25)
+    distill.set_defaults(handler=cmd_distill)
+
+
+def _progress(label: str) -> Any:
+    def show(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            print(f"  {label} {done}/{total}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _fmt(value: Any, pct: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if pct else f"{value:,.1f}"
+
+
+def render_eval(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['task']} v{r['task_version']} on {r['model']}: {r['n']} items, concurrency {r['concurrency']}"
+        + (", with escalation" if r["escalate"] else ""),
+        f"  accuracy {_fmt(r['accuracy'])}   accepted accuracy {_fmt(r['accepted_accuracy'])}",
+        f"  valid JSON+contract: first attempt {_fmt(r['validity_first_attempt'])}, "
+        f"after retry {_fmt(r['validity_after_retry'])}",
+        f"  accept {_fmt(r['accept_rate'])}   escalate {_fmt(r['escalation_rate'])}   review {_fmt(r['review_rate'])}",
+        f"  latency p50 {_fmt(r['latency_ms_p50'], False)} ms, p95 {_fmt(r['latency_ms_p95'], False)} ms; "
+        f"throughput {r['throughput_per_s'] or 0:.2f}/s",
+    ]
+    if r["field_exact_match"]:
+        lines.append("  exact match: " + ", ".join(f"{f} {_fmt(v)}" for f, v in r["field_exact_match"].items()))
+    for field, labels in r["labels"].items():
+        lines.append(f"  {field}:")
+        for label, e in labels.items():
+            fnr = f"  false negatives {_fmt(e['false_negative_rate'])}" if "false_negative_rate" in e else ""
+            lines.append(
+                f"    {label:<24} precision {_fmt(e['precision']):>6}  recall {_fmt(e['recall']):>6}"
+                f"  n={e['support']:<4}{fnr}"
+            )
+    cost = r.get("cost_per_1k") or {}
+    if cost:
+        always = "-" if cost.get("always_larger") is None else f"{cost['always_larger']:.4f}"
+        saving = "" if cost.get("saving") is None else f" (saving {cost['saving']:.0%})"
+        lines.append(
+            f"  cost per 1,000: cascade {cost['cascade']:.4f}, always the larger model {always}{saving}"
+            + (f"  [{cost['note']}]" if cost.get("note") else "")
+        )
+    return "\n".join(lines)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from slm_desk.errors import UsageError
+
+    if args.target[0] == "compare":
+        if len(args.target) != 3:
+            raise UsageError("eval compare needs two report files", "slm-desk eval compare A.json B.json")
+        return _compare(Path(args.target[1]), Path(args.target[2]))
+    if len(args.target) != 1:
+        raise UsageError("eval takes one task", "slm-desk eval TASK [--data FILE]")
+    from slm_desk.desk import Desk
+    from slm_desk.evalset import read_jsonl, resolve_data
+    from slm_desk.evaluate import run_eval
+    from slm_desk.tasks import load_task
+
+    task = load_task(args.target[0])
+    path = resolve_data(task.name, args.data)
+    items = read_jsonl(path)[: args.limit] if args.limit else read_jsonl(path)
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1", "pass --concurrency 1 or more")
+    desk = Desk()
+    if args.escalate and desk.escalator() is None:
+        raise UsageError("--escalate needs escalation configured", "add an [escalation] section to config.toml")
+    print(f"evaluating {task.name} on {len(items)} items from {path}", file=sys.stderr)
+    report = run_eval(desk, task, items, args.model, args.escalate, args.concurrency, args.accept_at, _progress("eval"))
+    report["data"] = str(path)
+    print(json.dumps(report, indent=2) if args.json else render_eval(report))
+    return 0
+
+
+def _compare(a_path: Path, b_path: Path) -> int:
+    from slm_desk.metrics import regressions
+
+    a, b = (json.loads(p.read_text(encoding="utf-8")) for p in (a_path, b_path))
+    keys = [
+        "accuracy",
+        "accepted_accuracy",
+        "validity_first_attempt",
+        "validity_after_retry",
+        "accept_rate",
+        "escalation_rate",
+        "review_rate",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "throughput_per_s",
+    ]
+    print(f"{'':<24} {a_path.name[:18]:>18} {b_path.name[:18]:>18}")
+    print(f"{'model':<24} {a['model'][:18]:>18} {b['model'][:18]:>18}")
+    for key in keys:
+        pct = not (key.startswith("latency") or key.startswith("throughput"))
+        print(f"{key:<24} {_fmt(a.get(key), pct):>18} {_fmt(b.get(key), pct):>18}")
+    found = regressions(a, b)
+    for line in found:
+        print(f"REGRESSION  {line}")
+    print("no regressions" if not found else f"{len(found)} regression(s)", file=sys.stderr)
+    return 5 if found else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from slm_desk.bench import run_bench
+    from slm_desk.config import load_config
+    from slm_desk.evalset import builtin, read_jsonl
+    from slm_desk.tasks import load_task
+
+    config = load_config()
+    task = load_task(args.task)
+    path = builtin(task.name)
+    inputs = [i["input"] for i in read_jsonl(path)] if path else [e.input for e in task.examples]
+    inputs = (inputs * args.items)[: args.items]
+    result = run_bench(args.model or config.models.small, config.runtime, task, inputs, _progress("items"))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for key, value in result.items():
+        shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
+        print(f"{key:<38} {shown}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from slm_desk import distill
+    from slm_desk.desk import Desk
+    from slm_desk.errors import UsageError
+    from slm_desk.tasks import load_task
+
+    desk = Desk()
+    if args.target[0] == "export":
+        if len(args.target) != 2 or not args.out:
+            raise UsageError("distill export needs a task and --out", "slm-desk distill export TASK --out DIR")
+        try:
+            result = distill.export(desk.store, load_task(args.target[1]), Path(args.out), args.examples, args.holdout)
+        except ValueError as exc:
+            raise UsageError(str(exc), "accept or correct distilled items first: slm-desk review") from exc
+        print(json.dumps(result, indent=2))
+        return 0
+    task = load_task(args.target[0])
+    if not args.inputs:
+        raise UsageError("distill needs --inputs FILE (one raw input per line)", "see `slm-desk distill --help`")
+    inputs = [line.strip() for line in Path(args.inputs).read_text(encoding="utf-8").splitlines() if line.strip()]
+    teacher = _teacher(desk, args)
+    print(f"asking {teacher.where} to label {len(inputs)} inputs for {task.name}", file=sys.stderr)
+    counts = distill.label_inputs(task, teacher, inputs, desk.store, _progress("labelled"))
+    print(
+        f"{counts['valid']} valid, {counts['flagged']} flagged (failed validation), {counts['failed']} failed; "
+        f"all queued for review: slm-desk review --task {task.name}"
+    )
+    return 0
+
+
+def _teacher(desk: Any, args: argparse.Namespace) -> Any:
+    from slm_desk.errors import UsageError
+    from slm_desk.escalation import LocalEscalator, RemoteEscalator
+
+    config = desk.config.escalation
+    if args.teacher and args.teacher.startswith(("http://", "https://")):
+        model = args.teacher_model or config.model or "teacher"
+        return RemoteEscalator(
+            config.model_copy(update={"enabled": True, "base_url": args.teacher, "model": model, "local_model": None}),
+            desk.store,
+        )
+    if args.teacher:
+        return LocalEscalator(
+            config.model_copy(update={"enabled": True, "local_model": args.teacher}), desk.store, desk.config.runtime
+        )
+    teacher = desk.escalator()
+    if teacher is None:
+        raise UsageError("no teacher: pass --teacher URL|MODEL_ID or configure [escalation]", "see `distill --help`")
+    return teacher

@@ -1,0 +1,92 @@
+"""`eval`: run a task (with its cascade) over a gold set and measure it.
+
+Concurrency N runs N copies of the model (weights are mmap'd, so they share memory; each has its own KV cache)
+with the machine's cores split between them. Eval runs are measurements: they are not written to the history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from threading import Lock
+from typing import Any
+
+from slm_desk import metrics
+from slm_desk.desk import Desk
+from slm_desk.hardware import physical_cores
+from slm_desk.results import RunResult
+from slm_desk.tasks import Task
+
+
+def record_of(gold: dict[str, Any], result: RunResult) -> dict[str, Any]:
+    """One eval record. Validity is the small model's own (first attempt, after retry); the output is final."""
+    escalation = result.escalation or {}
+    small_valid = escalation.get("small_output") is not None if result.escalated else result.valid
+    return {
+        "gold": gold,
+        "output": result.output,
+        "valid": small_valid,
+        "valid_first": small_valid and result.attempts == 1,
+        "decision": result.decision,
+        "escalated": result.escalated,
+        "latency_ms": result.latency_ms,
+        "prompt_tokens": result.tokens.prompt,
+        "completion_tokens": result.tokens.completion,
+        "larger_latency_ms": (result.escalation or {}).get("latency_ms") if result.escalated else None,
+    }
+
+
+def run_eval(
+    desk: Desk,
+    task: Task,
+    items: list[dict[str, Any]],
+    model_id: str | None = None,
+    escalate: bool = False,
+    concurrency: int = 1,
+    accept_at: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    from slm_desk.catalog import resolve_model
+    from slm_desk.runtime import Engine
+
+    runtime = desk.config.runtime
+    if concurrency == 1:
+        cascades = [desk.cascade(task, model_id, runtime, accept_at, consent=escalate)]
+    else:  # one Engine per worker: an Engine runs one generation at a time
+        runtime = runtime.model_copy(update={"threads": max(1, (runtime.threads or physical_cores()) // concurrency)})
+        model_ref = resolve_model(model_id or desk.config.models.small)
+        cascades = [
+            desk.cascade(task, model_id, runtime, accept_at, consent=escalate, engine=Engine(model_ref, runtime))
+            for _ in range(concurrency)
+        ]
+    model = cascades[0].runner.engine.model.id
+    records: list[dict[str, Any] | None] = [None] * len(items)
+    lock, done = Lock(), [0]
+
+    def work(worker: int) -> None:
+        for index in range(worker, len(items), concurrency):
+            result = cascades[worker].run(items[index]["input"])
+            records[index] = record_of(items[index]["output"], result)
+            with lock:
+                done[0] += 1
+                if progress:
+                    progress(done[0], len(items))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(work, range(concurrency)))
+    wall = time.perf_counter() - started
+    final = [r for r in records if r is not None]
+    larger = [r["larger_latency_ms"] for r in final if r["larger_latency_ms"]]
+    report = metrics.compute(task, final, wall, desk.config.costs, sum(larger) / len(larger) if larger else None)
+    return {
+        "task": task.name,
+        "task_version": task.version,
+        "model": model,
+        "escalate": escalate,
+        "concurrency": concurrency,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **report,
+    }
