@@ -7,12 +7,13 @@ pays for that prefix once; `Generation.cached_tokens` reports how much was reuse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,6 +67,72 @@ class Generation:
     probs: list[float] = field(default_factory=list, repr=False, metadata={"doc": "raw (pre-grammar) probability"})
     # token index -> log-probabilities it was sampled from, kept for enum values (label confidence reads them)
     dists: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+@contextlib.contextmanager
+def _llama_errors() -> Iterator[None]:
+    try:
+        yield
+    except RuntimeError as exc:
+        raise RuntimeFailure(f"llama.cpp failed while generating: {exc}", "run `slm-desk doctor`") from exc
+
+
+class _Recorder:
+    """Collects what a generation produced, token by token, and builds the Generation from it."""
+
+    def __init__(self, engine: Engine, prompt: list[int], on_text: Callable[[str], None] | None) -> None:
+        self.engine = engine
+        self.prompt = list(prompt)
+        self.on_text = on_text
+        self.started = time.perf_counter()
+        previous = engine._llm._input_ids.tolist()
+        self.cached = min(engine._llm.longest_token_prefix(previous, prompt), len(prompt) - 1)
+        self.tokens: list[int] = []
+        self.pieces: list[bytes] = []
+        self.probs: list[float] = []
+        self.dists: dict[int, np.ndarray] = {}
+        self.out = bytearray()
+        self.shown = 0
+        self.sampled_count = 0
+
+    def _append(self, token: int, prob: float) -> None:
+        piece = self.engine._llm.detokenize([token], prev_tokens=None)
+        self.tokens.append(token)
+        self.pieces.append(piece)
+        self.probs.append(prob)
+        self.out += piece
+        if self.on_text is not None:
+            text = self.out.decode("utf-8", "ignore")  # a character split across tokens shows when complete
+            if len(text) > self.shown:
+                self.on_text(text[self.shown :])
+                self.shown = len(text)
+
+    def forced(self, token: int) -> None:
+        """A token the schema fixes: evaluated, never sampled."""
+        self._append(token, 1.0)
+
+    def sampled(self, token: int, keep_distribution: bool) -> None:
+        """A sampled token; the context still holds the logits it came from (it is evaluated on resume)."""
+        logprobs = self.engine._log_softmax()
+        if keep_distribution:
+            self.dists[len(self.tokens)] = logprobs.astype(np.float32)
+        self._append(token, float(np.exp(logprobs[token])))
+        self.sampled_count += 1
+
+    def generation(self, finish: FinishReason) -> Generation:
+        return Generation(
+            text=self.out.decode("utf-8", "replace"),
+            prompt_tokens=len(self.prompt),
+            cached_tokens=self.cached,
+            completion_tokens=self.sampled_count,
+            finish_reason=finish,
+            seconds=time.perf_counter() - self.started,
+            prompt=self.prompt,
+            tokens=self.tokens,
+            pieces=self.pieces,
+            probs=self.probs,
+            dists=self.dists,
+        )
 
 
 def values_only_supported(schema: dict[str, Any]) -> bool:
@@ -192,56 +259,20 @@ class Engine:
     ) -> Generation:
         """The whole object sampled token by token under one JSON grammar."""
         self.check_fits(len(tokens), max_tokens)
-        started = time.perf_counter()
-        previous = self._llm._input_ids.tolist()
-        cached = min(self._llm.longest_token_prefix(previous, tokens), len(tokens) - 1)
-        out = bytearray()
-        shown = 0
-        count = 0
+        record = _Recorder(self, tokens, on_text)
         finish: FinishReason = "length"
-        generated: list[int] = []
-        pieces: list[bytes] = []
-        probs: list[float] = []
-        dists: dict[int, np.ndarray] = {}
-        try:
+        with _llama_errors():
             for token in self._llm.generate(tokens, temp=0.0, grammar=self.grammar(schema), reset=True):
                 if self._is_eog(self._vocab, token):
                     finish = "stop"
                     break
-                # the context still holds the logits this token was sampled from (it is evaluated on resume)
-                logprobs = self._log_softmax()
-                dists[len(generated)] = logprobs.astype(np.float32)
-                probs.append(float(np.exp(logprobs[token])))
-                piece = self._llm.detokenize([token], prev_tokens=None)
-                generated.append(token)
-                pieces.append(piece)
-                out += piece
-                count += 1
-                if on_text is not None:
-                    text = out.decode("utf-8", "ignore")
-                    if len(text) > shown:
-                        on_text(text[shown:])
-                        shown = len(text)
+                record.sampled(token, keep_distribution=True)
                 if cancelled is not None and cancelled():
                     finish = "cancelled"
                     break
-                if count >= max_tokens:
+                if record.sampled_count >= max_tokens:
                     break
-        except RuntimeError as exc:
-            raise RuntimeFailure(f"llama.cpp failed while generating: {exc}", "run `slm-desk doctor`") from exc
-        return Generation(
-            text=out.decode("utf-8", "replace"),
-            prompt_tokens=len(tokens),
-            cached_tokens=cached,
-            completion_tokens=count,
-            finish_reason=finish,
-            seconds=time.perf_counter() - started,
-            prompt=list(tokens),
-            tokens=generated,
-            pieces=pieces,
-            probs=probs,
-            dists=dists,
-        )
+        return record.generation(finish)
 
     def generate_values(
         self,
@@ -258,69 +289,33 @@ class Engine:
         only each value under its own sub-grammar gives the same JSON for fewer sampled tokens.
         """
         self.check_fits(len(tokens), max_tokens + 8 * len(schema["properties"]))
-        started = time.perf_counter()
-        previous = self._llm._input_ids.tolist()
-        cached = min(self._llm.longest_token_prefix(previous, tokens), len(tokens) - 1)
+        record = _Recorder(self, tokens, on_text)
         context = list(tokens)
-        generated: list[int] = []
-        pieces: list[bytes] = []
-        probs: list[float] = []
-        dists: dict[int, np.ndarray] = {}
-        out = bytearray()
-        sampled = 0
         finish: FinishReason = "stop"
-
-        def emit(token: int, piece: bytes, prob: float) -> None:
-            generated.append(token)
-            pieces.append(piece)
-            probs.append(prob)
-            out.extend(piece)
-            if on_text is not None:
-                on_text(piece.decode("utf-8", "ignore"))
-
-        try:
-            properties = list(schema["properties"].items())
+        properties = list(schema["properties"].items())
+        with _llama_errors():
             for i, (key, sub_schema) in enumerate(properties):
                 # the space after ':' and the ',' or '}' after the value are sampled with the value (see grammar)
-                forced = ("{" if i == 0 else " ") + json.dumps(key) + ":"
-                for token in self.tokenize_plain(forced):
-                    emit(token, self._llm.detokenize([token], prev_tokens=None), 1.0)
+                for token in self.tokenize_plain(("{" if i == 0 else " ") + json.dumps(key) + ":"):
+                    record.forced(token)
                     context.append(token)
-                ended = False
                 grammar = self.grammar(sub_schema, delimiter="}" if i == len(properties) - 1 else ",")
+                ended = False
                 for token in self._llm.generate(context, temp=0.0, grammar=grammar, reset=True):
                     if self._is_eog(self._vocab, token):
                         ended = True
                         break
-                    logprobs = self._log_softmax()
-                    if "enum" in sub_schema:
-                        dists[len(generated)] = logprobs.astype(np.float32)
-                    emit(token, self._llm.detokenize([token], prev_tokens=None), float(np.exp(logprobs[token])))
+                    record.sampled(token, keep_distribution="enum" in sub_schema)
                     context.append(token)
-                    sampled += 1
                     if cancelled is not None and cancelled():
                         finish = "cancelled"
                         break
-                    if sampled >= max_tokens:
+                    if record.sampled_count >= max_tokens:
                         finish = "length"
                         break
                 if not ended:
                     break
-        except RuntimeError as exc:
-            raise RuntimeFailure(f"llama.cpp failed while generating: {exc}", "run `slm-desk doctor`") from exc
-        return Generation(
-            text=out.decode("utf-8", "replace"),
-            prompt_tokens=len(tokens),
-            cached_tokens=cached,
-            completion_tokens=sampled,
-            finish_reason=finish,
-            seconds=time.perf_counter() - started,
-            prompt=list(tokens),
-            tokens=generated,
-            pieces=pieces,
-            probs=probs,
-            dists=dists,
-        )
+        return record.generation(finish)
 
     def _log_softmax(self) -> np.ndarray:
         """Log-probabilities of the next token from the last evaluated position (before any grammar)."""
