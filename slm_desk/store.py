@@ -14,8 +14,9 @@ from typing import Any
 from slm_desk.results import RunResult
 
 MIGRATIONS = [
+    # 1: the first release created this table without setting user_version, hence IF NOT EXISTS
     """
-    CREATE TABLE runs (
+    CREATE TABLE IF NOT EXISTS runs (
         id INTEGER PRIMARY KEY,
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         task TEXT NOT NULL, task_version INTEGER NOT NULL, model TEXT NOT NULL, input TEXT NOT NULL,
@@ -23,7 +24,7 @@ MIGRATIONS = [
         decision TEXT NOT NULL, reason TEXT NOT NULL, attempts INTEGER NOT NULL, latency_ms INTEGER NOT NULL,
         prompt_tokens INTEGER NOT NULL, cached_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL
     );
-    CREATE INDEX runs_task ON runs (task, created_at);
+    CREATE INDEX IF NOT EXISTS runs_task ON runs (task, created_at);
     """,
     """
     ALTER TABLE runs ADD COLUMN raw_confidence REAL;

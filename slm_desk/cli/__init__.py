@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -73,3 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("slm-desk: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: say so plainly; the traceback is one variable away
+        if os.environ.get("SLM_DESK_DEBUG"):
+            raise
+        print(
+            f"slm-desk: internal error: {exc.__class__.__name__}: {exc}\n"
+            "  hint: run again with SLM_DESK_DEBUG=1 for the traceback, and please report it",
+            file=sys.stderr,
+        )
+        return 1
