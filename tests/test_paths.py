@@ -26,3 +26,9 @@ def test_tasks_list_and_show(cli) -> None:
         assert name in listing
     shown = cli("tasks", "show", "extract-ticket")
     assert shown.returncode == 0 and 'pattern": "^INV-' in shown.stdout
+
+
+def test_usage_mistakes_exit_2_with_a_hint(cli) -> None:
+    for args in (["tasks", "show"], ["paths", "--get", "nope"], ["models", "rm"]):
+        result = cli(*args)
+        assert result.returncode == 2 and "hint:" in result.stderr, args

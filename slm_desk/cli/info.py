@@ -7,6 +7,7 @@ import json
 
 from slm_desk import locations
 from slm_desk.catalog import BUNDLED_ID, BUNDLED_INSTALL, bundled_model_path
+from slm_desk.errors import UsageError
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,7 +45,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
     if args.action == "show":
         if not args.name:
-            raise SystemExit("slm-desk tasks show: give a task name (see `slm-desk tasks`)")
+            raise UsageError("tasks show needs a task name", "list them with `slm-desk tasks`")
         text, _ = tasks.task_text(args.name)
         tasks.load_task(args.name)
         print(text, end="" if text.endswith("\n") else "\n")
@@ -62,7 +63,7 @@ def cmd_paths(args: argparse.Namespace) -> int:
     paths = {key: str(value) for key, value in locations.all_paths().items()}
     if args.get:
         if args.get not in paths:
-            raise SystemExit(f"slm-desk paths: unknown key {args.get!r}; one of {', '.join(paths)}")
+            raise UsageError(f"unknown path {args.get!r}", f"one of: {', '.join(paths)}")
         print(paths[args.get])
     elif args.json:
         print(json.dumps(paths, indent=2))

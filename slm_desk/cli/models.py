@@ -111,7 +111,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _need(args: argparse.Namespace, count: int, usage: str) -> None:
     if len(args.args) != count:
-        raise SystemExit(f"usage: {usage}")
+        from slm_desk.errors import UsageError
+
+        raise UsageError(f"wrong arguments for models {args.action}", f"usage: {usage}")
 
 
 def _info(args: argparse.Namespace) -> int:
