@@ -67,6 +67,8 @@ class TaskRunner:
             if not errors:
                 break
             messages = prompt.retry_messages(task, text, raw, errors)
+            if on_text is not None and attempts < MAX_ATTEMPTS:
+                on_text("\n(rejected; retrying with the errors) ")
         valid = not errors
         fields = field_confidences(task, generation, self.engine) if generation and output is not None else None
         confidence = overall(fields) if fields else None
