@@ -51,9 +51,7 @@ def run_bench(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     model = resolve_model(model_id)
-    started = time.perf_counter()
     engine = Engine(model, runtime)
-    load_s = time.perf_counter() - started
 
     llm = engine._llm
     long_prompt = engine.tokenize(engine.render(prompt.task_messages(task, inputs[0])))
@@ -78,7 +76,7 @@ def run_bench(
         "threads": engine.threads,
         "gpu_layers": engine.gpu_layers,
         "generation": runtime.generation,
-        "load_seconds": load_s,
+        "load_seconds": engine.load_seconds,
         "prompt_tokens_per_s": prompt_tps,
         "generation_tokens_per_s_free_text": free_tps,
         "generation_tokens_per_s_json_grammar": json_tps,

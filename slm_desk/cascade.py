@@ -100,7 +100,7 @@ class Cascade:
                     + "; ".join(answer.errors),
                 }
             )
-        review = [g for g, risk in self.task.groups(answer.output) if self.task.rule(risk).always_review]
+        review = self.task.always_reviewed(answer.output)
         reason = f"escalated to {answer.model} ({small.reason}); its answer passed validation"
         template = self.task.template
         return small.model_copy(

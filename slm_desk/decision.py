@@ -40,7 +40,7 @@ def decide(
     if errors or output is None:
         return Verdict(not_sure, "validation failed after retry: " + "; ".join(errors or ["no answer"]))
     groups = task.groups(output)
-    always = [g for g, risk in groups if task.rule(risk).always_review]
+    always = task.always_reviewed(output)
     if always:
         return Verdict("review", f"high-risk label {', '.join(always)} always needs a second check")
     if accept_at is not None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slm_desk.escalation import EscalationFailed, Escalator
+from slm_desk.escalation import Answer, EscalationFailed, Escalator
 from slm_desk.results import RunResult, Tokens
 from slm_desk.store import Store
 from slm_desk.tasks import Task, parse_task, task_text
@@ -33,38 +33,30 @@ def label_inputs(
     for i, text in enumerate(inputs, 1):
         try:
             answer = teacher.ask(task, text)
-        except EscalationFailed as exc:
-            counts["failed"] += 1
-            answer_errors, output, raw, model, latency = [exc.message], None, "", teacher.where, 0
-        else:
-            answer_errors, output, raw, model, latency = (
-                answer.errors,
-                answer.output,
-                answer.raw,
-                answer.model,
-                (answer.latency_ms),
-            )
             counts["valid" if not answer.errors else "flagged"] += 1
-        valid = not answer_errors
+        except EscalationFailed as exc:
+            answer = Answer(teacher.where, None, "", [exc.message], 0, 0)
+            counts["failed"] += 1
+        valid = not answer.errors
         reason = (
-            f"distilled from {model}: valid, awaiting review"
+            f"distilled from {answer.model}: valid, awaiting review"
             if valid
-            else "FLAGGED: the teacher's answer failed validation: " + "; ".join(answer_errors)
+            else "FLAGGED: the teacher's answer failed validation: " + "; ".join(answer.errors)
         )
         store.record(
             RunResult(
                 task=task.name,
                 task_version=task.version,
-                model=model,
+                model=answer.model,
                 input=text,
-                output=output if valid else None,
-                rejected_output=None if valid else raw,
+                output=answer.output if valid else None,
+                rejected_output=None if valid else answer.raw,
                 valid=valid,
-                errors=answer_errors,
+                errors=answer.errors,
                 decision="review",
                 reason=reason,
                 attempts=1,
-                latency_ms=latency,
+                latency_ms=answer.latency_ms,
                 tokens=Tokens(),
             ),
             source=SOURCE,

@@ -79,11 +79,10 @@ class Pulled:
 def spec_for(source: str) -> PullSpec:
     """A catalog id or an hf://ORG/REPO/FILE.gguf[@REVISION] address."""
     if source.startswith("hf://"):
+        model_id = catalog.id_for_uri(source)  # raises the usage error for a malformed address
         match = catalog.HF_URI.match(source)
-        if not match:
-            catalog.id_for_uri(source)  # raises the usage error
         assert match is not None
-        return PullSpec(catalog.id_for_uri(source), match["repo"], match["file"], match["revision"] or "main", None)
+        return PullSpec(model_id, match["repo"], match["file"], match["revision"] or "main", None)
     entries = catalog.load_catalog()
     if source not in entries:
         raise UsageError(f"unknown model {source!r}", "see `slm-desk models`, or pull hf://ORG/REPO/FILE.gguf")

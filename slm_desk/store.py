@@ -155,6 +155,10 @@ class Store:
         rows = self.db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT ?", [*args, limit])
         return [dict(row) for row in rows]
 
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return dict(row) if row else None
+
     def escalations_today(self) -> int:
         return int(
             self.db.execute(

@@ -90,6 +90,10 @@ class Task(BaseModel):
     def rule(self, risk: Risk) -> RiskRule:
         return self.risk.get(risk, DEFAULT_RISK[risk])
 
+    def always_reviewed(self, output: dict[str, Any]) -> list[str]:
+        """The answer's label groups whose risk level never allows automatic acceptance."""
+        return [group for group, risk in self.groups(output) if self.rule(risk).always_review]
+
     def groups(self, output: dict[str, Any]) -> list[tuple[str, Risk]]:
         """The calibration groups an answer falls in ('field=label', or '*' without labels) and their risk."""
         groups = [(f"{f}={output.get(f)}", self.risk_of(f, output.get(f)) or self.default_risk) for f in self.labels]

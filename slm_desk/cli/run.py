@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from slm_desk.errors import SlmDeskError, UsageError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_ACCEPTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_ACCEPTED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
 HELP = """\
 Run TASK on text from stdin (or --input) with the local model and print a JSON envelope:

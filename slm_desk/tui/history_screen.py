@@ -63,7 +63,9 @@ class HistoryScreen(DeskScreen):
         if table.row_count == 0:
             return
         run_id = int(table.get_row_at(table.cursor_row)[0])
-        [run] = [r for r in self.app.desk.store.runs(limit=1000) if r["id"] == run_id]  # type: ignore[attr-defined]
+        run = self.app.desk.store.run(run_id)  # type: ignore[attr-defined]
+        if run is None:
+            return
 
         def closed(choice: str | None) -> None:
             if choice == "rerun":

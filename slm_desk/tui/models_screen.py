@@ -32,6 +32,8 @@ class ModelsScreen(DeskScreen):
         yield ProgressBar(id="pull-progress", show_eta=True)
         yield Footer(compact=True)
 
+    rows: dict[str, dict] = {}  # replaced per instance by action_reload
+
     def on_mount(self) -> None:
         self.query_one("#models", DataTable).add_columns("id", "size", "installed", "role", "fits", "licence")
         self.query_one("#pull-progress", ProgressBar).display = False
@@ -61,7 +63,7 @@ class ModelsScreen(DeskScreen):
         return self.rows[str(table.get_row_at(table.cursor_row)[0])]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is not None and hasattr(self, "rows"):
+        if event.row_key is not None and str(event.row_key.value) in self.rows:
             row = self.rows[str(event.row_key.value)]
             self.query_one("#model-detail", Static).update(
                 f"{row['id']}: {row['good_for']}\n{row['repo']} / {row['file']}",
