@@ -18,6 +18,12 @@ from slm_desk.tui.modals import Confirm, consent_question
 from slm_desk.tui.widgets import ResultView, fill_fields
 
 
+def latest(text: str, width: int = 110) -> str:
+    """The attempt being generated now (the retry's, after a rejection), as much as the two-row stream box holds."""
+    lines = text.splitlines()
+    return lines[-1][-width:] if lines else ""
+
+
 class RunScreen(DeskScreen):
     SUB_TITLE = "Run"
     BINDINGS = [
@@ -122,7 +128,7 @@ class RunScreen(DeskScreen):
 
         def on_text(piece: str) -> None:
             streamed.append(piece)
-            self.app.call_from_thread(self.query_one("#stream", Static).update, "".join(streamed)[-400:])
+            self.app.call_from_thread(self.query_one("#stream", Static).update, latest("".join(streamed)))
 
         result = cascade.run(text, on_text=on_text, cancelled=lambda: worker.is_cancelled)
         self.post_message(self.Completed(result))
