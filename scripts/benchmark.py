@@ -3,7 +3,7 @@
     .venv/bin/python scripts/benchmark.py [--items 20] [--no-cascade]
 
 1. Per-item latency of constrained generation, three ways (plus one):
-   (a)  slm-desk's batch path: TaskRunner over the inputs (prompt prefix cached, values-only generation,
+   (a)  slm-desk's batch path: the Pipeline over the inputs (prompt prefix cached, values-only generation,
         validation and per-field confidence included)
    (a') the same with the whole object under one JSON grammar (`[runtime] generation = "json"`)
    (b)  a minimal hand-written llama-cpp-python loop doing the same constrained generation
@@ -34,13 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("SLM_DESK_HOME", tempfile.mkdtemp(prefix="slm-desk-bench-"))
 sys.path.insert(0, str(ROOT))
 
-from slm_desk import prompt  # noqa: E402
+from slm_desk import backends, prompt  # noqa: E402
 from slm_desk.catalog import BUNDLED_ID, resolve_model  # noqa: E402
 from slm_desk.config import RuntimeConfig  # noqa: E402
 from slm_desk.evalset import builtin, read_jsonl  # noqa: E402
 from slm_desk.hardware import physical_cores  # noqa: E402
-from slm_desk.runner import TaskRunner  # noqa: E402
-from slm_desk.runtime import Engine  # noqa: E402
+from slm_desk.pipeline import Pipeline  # noqa: E402
 from slm_desk.tasks import load_task  # noqa: E402
 
 LARGER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
@@ -63,16 +62,16 @@ def three_way(task_name: str, inputs: list[str]) -> dict[str, float]:
     model = resolve_model(BUNDLED_ID)
     results = {}
     for mode in ("values", "json"):
-        runner = TaskRunner(task, Engine(model, RuntimeConfig(generation=mode)))
+        pipeline = Pipeline(task, backends.local(model, RuntimeConfig(generation=mode)))
         attempts: list[int] = []
 
-        def run(text: str, runner: TaskRunner = runner, attempts: list[int] = attempts) -> None:
-            attempts.append(runner.run(text).attempts)
+        def run(text: str, pipeline: Pipeline = pipeline, attempts: list[int] = attempts) -> None:
+            attempts.append(pipeline.answer(text).attempts)
 
         results[f"a_{mode}"] = per_item_ms(run, inputs)
         results[f"attempts_{mode}"] = sum(attempts[1:]) / len(inputs)
 
-    engine = Engine(model, RuntimeConfig())  # for the identical rendered prompt text
+    engine = backends.local(model, RuntimeConfig()).engine  # for the identical rendered prompt text
     llm = llama_cpp.Llama(model_path=str(model.path), n_ctx=2048, n_threads=physical_cores(), verbose=False)
     grammar = LlamaGrammar.from_json_schema(json.dumps(task.output_schema), verbose=False)
 

@@ -23,7 +23,6 @@ from textual.widgets import TextArea  # noqa: E402
 from slm_desk import calibration  # noqa: E402
 from slm_desk.desk import Desk  # noqa: E402
 from slm_desk.evalset import builtin, read_jsonl  # noqa: E402
-from slm_desk.runner import TaskRunner  # noqa: E402
 from slm_desk.tasks import load_task  # noqa: E402
 from slm_desk.tui.app import SlmDeskApp  # noqa: E402
 
@@ -33,7 +32,7 @@ SIZE = (110, 34)
 def prepare(desk: Desk) -> None:
     task = load_task("route-ticket")
     items = read_jsonl(builtin("route-ticket"))[:100]  # type: ignore[arg-type]
-    calibration.save(desk.store, calibration.calibrate(task, TaskRunner(task, desk.engine()), items))
+    calibration.save(desk.store, calibration.calibrate(desk.pipeline(task, desk.backend(), calibrated=False), items))
     cascade = desk.cascade("extract-booking")
     for text in ("A table for 4 at 7pm on Friday, name is Sam Jones", "Can I bring my dog?"):
         desk.store.record(cascade.run(text))

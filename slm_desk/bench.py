@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from slm_desk import prompt
+from slm_desk import backends, prompt
 from slm_desk.catalog import resolve_model
 from slm_desk.config import RuntimeConfig
 from slm_desk.metrics import percentile
-from slm_desk.runner import TaskRunner
-from slm_desk.runtime import Engine
+from slm_desk.pipeline import Pipeline
 from slm_desk.tasks import Task
 
 FREE_TEXT = "Write a short note to a colleague about the quarterly report."
@@ -29,20 +28,6 @@ def peak_memory_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def _tokens_per_second(engine: Engine, tokens: list[int], schema: dict[str, Any] | None, n: int) -> float:
-    llm = engine._llm
-    started = time.perf_counter()
-    produced = 0
-    if schema is None:
-        for token in llm.generate(tokens, temp=0.0, reset=True):
-            produced += 1
-            if produced >= n or engine._is_eog(engine._vocab, token):
-                break
-    else:
-        produced = engine.generate_json(tokens, schema, n).completion_tokens
-    return produced / max(time.perf_counter() - started, 1e-9)
-
-
 def run_bench(
     model_id: str,
     runtime: RuntimeConfig,
@@ -50,26 +35,24 @@ def run_bench(
     inputs: list[str],
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    model = resolve_model(model_id)
-    engine = Engine(model, runtime)
+    backend = backends.local(resolve_model(model_id), runtime)
+    engine = backend.engine
+    with backend.lock:
+        long_prompt = engine.tokenize(engine.render(prompt.task_messages(task, inputs[0])))
+        prompt_tps = engine.prompt_speed(long_prompt)
+        free = engine.tokenize(engine.render([{"role": "user", "content": FREE_TEXT}]))
+        free_tps = engine.free_text_speed(free, 64)
+        started = time.perf_counter()
+        json_tokens = engine.generate_json(long_prompt, task.output_schema, 64).completion_tokens
+        json_tps = json_tokens / max(time.perf_counter() - started, 1e-9)
 
-    llm = engine._llm
-    long_prompt = engine.tokenize(engine.render(prompt.task_messages(task, inputs[0])))
-    llm.reset()
-    started = time.perf_counter()
-    llm.eval(long_prompt)
-    prompt_tps = len(long_prompt) / (time.perf_counter() - started)
-
-    free = engine.tokenize(engine.render([{"role": "user", "content": FREE_TEXT}]))
-    free_tps = _tokens_per_second(engine, free, None, 64)
-    json_tps = _tokens_per_second(engine, long_prompt, task.output_schema, 64)
-
-    runner = TaskRunner(task, engine)
+    pipeline = Pipeline(task, backend)
     latencies = []
     for i, text in enumerate(inputs, 1):
-        latencies.append(runner.run(text).latency_ms)
+        latencies.append(pipeline.answer(text).latency_ms)
         if progress:
             progress(i, len(inputs))
+    model = engine.model
     return {
         "model": model.id,
         "file_bytes": model.path.stat().st_size,

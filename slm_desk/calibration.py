@@ -11,7 +11,6 @@ ECE before and after recalibration is measured on a held-out split, never on the
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from slm_desk.runner import TaskRunner
+    from slm_desk.pipeline import Pipeline
     from slm_desk.store import Store
     from slm_desk.tasks import Task
 
@@ -214,13 +213,17 @@ def is_correct(output: dict[str, Any] | None, gold: dict[str, Any], field: str) 
 
 
 def calibrate(
-    task: Task, runner: TaskRunner, items: list[dict[str, Any]], progress: Callable[[int, int], None] | None = None
+    pipeline: Pipeline,
+    items: list[dict[str, Any]],
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Profile:
-    """Run the task on labelled items and build the profile from what the model got right."""
+    """Run the task on labelled items (uncalibrated) and build the profile from what the model got right."""
+    task = pipeline.task
     samples: list[Sample] = []
     right = dict.fromkeys(task.fields, 0)
     for done, item in enumerate(items, 1):
-        result = runner.run(item["input"])
+        result = pipeline.answer(item["input"], cancelled=cancelled)
         for field in task.fields:
             right[field] += is_correct(result.output, item["output"], field)
         if result.valid and result.output is not None and result.raw_confidence is not None:
@@ -229,7 +232,7 @@ def calibrate(
         if progress:
             progress(done, len(items))
     field_accuracy = {f: right[f] / len(items) for f in task.fields} if items else {}
-    return build_profile(task, runner.engine.model.id, samples, len(items), field_accuracy)
+    return build_profile(task, pipeline.backend.model, samples, len(items), field_accuracy)
 
 
 def _all_groups(task: Task) -> list[str]:
@@ -244,16 +247,8 @@ def _risk_of_group(task: Task, group: str) -> Any:
 
 
 def save(store: Store, profile: Profile) -> None:
-    with store.db:
-        store.db.execute(
-            "INSERT INTO calibrations (task, task_version, model, profile) VALUES (?, ?, ?, ?)",
-            (profile.task, profile.task_version, profile.model, profile.model_dump_json()),
-        )
+    store.save_calibration(profile.task, profile.task_version, profile.model, profile.model_dump_json())
 
 
 def load(store: Store, task: str, version: int, model: str) -> Profile | None:
-    row = store.db.execute(
-        "SELECT profile FROM calibrations WHERE task = ? AND task_version = ? AND model = ? ORDER BY id DESC LIMIT 1",
-        (task, version, model),
-    ).fetchone()
-    return Profile.model_validate(json.loads(row[0])) if row else None
+    return store.calibration(task, version, model)  # type: ignore[no-any-return]

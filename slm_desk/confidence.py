@@ -111,3 +111,53 @@ def _label_confidence(
 
 def overall(fields: dict[str, float]) -> float | None:
     return min(fields.values()) if fields else None
+
+
+def logprob_confidences(task: Task, text: str, content: list[Any]) -> tuple[dict[str, float] | None, str | None]:
+    """Per-field confidence from a server's `logprobs.content` (token, logprob, bytes, top_logprobs).
+
+    Labels: at the first token of the value, the probability of the alternatives in `top_logprobs` that begin
+    the chosen label, renormalised over those that begin any allowed label. A server shows one branch point, not
+    the whole trie, so labels sharing their first token are told apart only by the model's own choice.
+    When no alternative there begins an allowed label, the field has no confidence and the note says why.
+    Other fields: the lowest probability among the value's tokens, as for the local model.
+    """
+    pieces = [_token_bytes(t) for t in content]
+    if b"".join(pieces).decode("utf-8", "replace") != text:
+        return None, "the server's logprobs do not cover its answer text"
+    try:
+        spans = value_spans(text)
+    except (ValueError, IndexError):
+        return None, "the answer is not a JSON object"
+    raw = text.encode("utf-8")
+    starts = _token_starts(pieces)
+    enums = {f: s["enum"] for f, s in task.output_schema.get("properties", {}).items() if "enum" in s}
+    result: dict[str, float] = {}
+    for field, (lo, hi) in spans.items():
+        blo, bhi = len(text[:lo].encode("utf-8")), len(text[:hi].encode("utf-8"))
+        if field in enums:
+            first = next(i for i, (s, p) in enumerate(zip(starts, pieces, strict=True)) if s + len(p) > blo)
+            lead = raw[starts[first] : blo]
+            labels = {json.dumps(v, ensure_ascii=False): v for v in enums[field]}
+            chosen = json.dumps(json.loads(text[lo:hi]), ensure_ascii=False)
+            mass: dict[str, float] = {}
+            for alt in content[first].top_logprobs or []:
+                piece = _token_bytes(alt)
+                for label in labels:
+                    candidate = lead + label.encode("utf-8")
+                    if piece and (candidate.startswith(piece) or piece.startswith(candidate)):
+                        mass[label] = mass.get(label, 0.0) + math.exp(alt.logprob)
+            total = sum(mass.values())
+            if chosen not in mass or total <= 0:
+                return None, f"the server's top_logprobs do not include the labels of {field}"
+            result[field] = mass[chosen] / total
+            continue
+        inner = (blo + 1, bhi - 1) if raw[blo : blo + 1] == b'"' and bhi - blo > 2 else (blo, bhi)
+        tokens = _tokens_overlapping(starts, pieces, *inner)
+        result[field] = min((math.exp(content[i].logprob) for i in tokens), default=1.0)
+    return result, None
+
+
+def _token_bytes(item: Any) -> bytes:
+    raw = getattr(item, "bytes", None)
+    return bytes(raw) if raw else str(item.token).encode("utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from typing import Literal
 
@@ -30,6 +31,22 @@ class RuntimeConfig(_Section):
         description="'values': the model samples only the field values and the fixed keys and punctuation are "
         "evaluated as one batch (faster); 'json': the whole object under one JSON grammar.",
     )
+    backend: str | tuple[str, ...] = Field(
+        "local",
+        description="'local': the GGUF in [models] small, run here. Or the /v1 URL of an OpenAI-compatible server "
+        "(llama-server, vLLM, Ollama), or a list of them (round-robin, failing over when one is down).",
+    )
+    model: str | None = Field(None, description="With a server backend: the model name the server expects.")
+    api_key_env: str | None = Field(None, description="With a server backend: the env var holding its key.")
+    timeout_s: float = Field(60, gt=0, description="With a server backend: seconds per request.")
+    retries: int = Field(2, ge=0, le=10, description="With a server backend: retries with backoff per request.")
+
+    @model_validator(mode="after")
+    def _backend(self) -> RuntimeConfig:
+        urls = [self.backend] if isinstance(self.backend, str) else list(self.backend)
+        if urls != ["local"] and not all(u.startswith(("http://", "https://")) for u in urls):
+            raise ValueError("backend must be 'local' or http(s):// URLs of OpenAI-compatible servers")
+        return self
 
 
 class HistoryConfig(_Section):
@@ -84,6 +101,8 @@ def load_config() -> Config:
         return Config.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise ConfigError(f"{path} is not a valid slm-desk config: {exc}", f"fix or remove {path}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
 
 
 def set_value(section: str, key: str, value: object) -> None:
@@ -101,5 +120,6 @@ def set_value(section: str, key: str, value: object) -> None:
     except ValidationError as exc:
         raise ConfigError(f"[{section}] {key} = {value!r} is not a valid setting: {exc}", "see the README") from exc
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(candidate, encoding="utf-8")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+        out.write(candidate)  # 0600: the settings are the user's alone
     tmp.replace(path)

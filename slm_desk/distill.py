@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slm_desk.escalation import Answer, EscalationFailed, Escalator
-from slm_desk.results import RunResult, Tokens
+from slm_desk.errors import SlmDeskError
+from slm_desk.pipeline import Pipeline
 from slm_desk.store import Store
 from slm_desk.tasks import Task, parse_task, task_text
 
@@ -26,41 +26,26 @@ SOURCE = "distill"
 
 
 def label_inputs(
-    task: Task, teacher: Escalator, inputs: list[str], store: Store, progress: Callable[[int, int], None] | None = None
+    teacher: Pipeline, inputs: list[str], store: Store, progress: Callable[[int, int], None] | None = None
 ) -> dict[str, int]:
-    """Ask the teacher for each input and queue every answer for review."""
-    counts = {"valid": 0, "flagged": 0, "failed": 0}
+    """Ask the teacher for each input and queue every answer for review.
+
+    A teacher that cannot be asked (unreachable, no key) stops the run with an error: a failure is not a label.
+    """
+    counts = {"valid": 0, "flagged": 0}
     for i, text in enumerate(inputs, 1):
         try:
-            answer = teacher.ask(task, text)
-            counts["valid" if not answer.errors else "flagged"] += 1
-        except EscalationFailed as exc:
-            answer = Answer(teacher.where, None, "", [exc.message], 0, 0)
-            counts["failed"] += 1
-        valid = not answer.errors
+            answer = teacher.answer(text)
+        except SlmDeskError as exc:
+            done = f"{i - 1} of {len(inputs)} inputs were labelled and queued before it failed"
+            raise type(exc)(f"the teacher failed: {exc.message}; {done}", exc.hint) from exc
+        counts["valid" if answer.valid else "flagged"] += 1
         reason = (
             f"distilled from {answer.model}: valid, awaiting review"
-            if valid
+            if answer.valid
             else "FLAGGED: the teacher's answer failed validation: " + "; ".join(answer.errors)
         )
-        store.record(
-            RunResult(
-                task=task.name,
-                task_version=task.version,
-                model=answer.model,
-                input=text,
-                output=answer.output if valid else None,
-                rejected_output=None if valid else answer.raw,
-                valid=valid,
-                errors=answer.errors,
-                decision="review",
-                reason=reason,
-                attempts=1,
-                latency_ms=answer.latency_ms,
-                tokens=Tokens(),
-            ),
-            source=SOURCE,
-        )
+        store.record(answer.model_copy(update={"decision": "review", "reason": reason}), source=SOURCE)
         if progress:
             progress(i, len(inputs))
     return counts
@@ -68,12 +53,7 @@ def label_inputs(
 
 def reviewed(store: Store, task: str) -> list[dict[str, Any]]:
     """People's verdicts on distilled items: {"input", "output", "status"} for accepted and corrected ones."""
-    rows = store.db.execute(
-        "SELECT input, final_output, status FROM review WHERE task = ? AND source = ? "
-        "AND status IN ('accepted', 'corrected') ORDER BY id",
-        (task, SOURCE),
-    )
-    return [{"input": r["input"], "output": json.loads(r["final_output"]), "status": r["status"]} for r in rows]
+    return store.reviewed(task, SOURCE)
 
 
 def _pick_examples(items: list[dict[str, Any]], task: Task, k: int) -> list[dict[str, Any]]:

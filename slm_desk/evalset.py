@@ -61,12 +61,7 @@ def resolve_data(task: str, data: str | None) -> Path:
 def export(store: Store, task: str, include_teacher: bool = True) -> Iterator[dict[str, Any]]:
     """Labelled examples of a task, newest label per input: gold (a person) and, unless excluded, teacher."""
     labels = ("gold", "teacher") if include_teacher else ("gold",)
-    rows = store.db.execute(
-        "SELECT input, output, label, source, id FROM evalset"
-        f" WHERE task = ? AND label IN ({','.join('?' * len(labels))}) "
-        "ORDER BY id",
-        (task, *labels),
-    )
+    rows = store.labelled(task, labels)
     latest: dict[str, dict[str, Any]] = {}
     for row in rows:
         if row["label"] == "teacher" and latest.get(row["input"], {}).get("label") == "gold":
@@ -81,5 +76,4 @@ def export(store: Store, task: str, include_teacher: bool = True) -> Iterator[di
 
 
 def counts(store: Store, task: str) -> dict[str, int]:
-    rows = store.db.execute("SELECT label, count(*) FROM evalset WHERE task = ? GROUP BY label", (task,))
-    return {row[0]: row[1] for row in rows}
+    return store.label_counts(task)

@@ -15,8 +15,9 @@ from typing import Any
 
 from slm_desk import metrics
 from slm_desk.desk import Desk
+from slm_desk.errors import SlmDeskError
 from slm_desk.hardware import physical_cores
-from slm_desk.results import RunResult
+from slm_desk.results import RunResult, Tokens
 from slm_desk.tasks import Task
 
 
@@ -48,26 +49,24 @@ def run_eval(
     accept_at: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    from slm_desk.catalog import resolve_model
-    from slm_desk.runtime import Engine
-
     runtime = desk.config.runtime
-    if concurrency == 1:
-        cascades = [desk.cascade(task, model_id, runtime, accept_at, consent=escalate)]
-    else:  # one Engine per worker: an Engine runs one generation at a time
+    local = runtime.backend == "local"
+    if local and concurrency > 1:  # one model copy per worker, the cores split between them
         runtime = runtime.model_copy(update={"threads": max(1, (runtime.threads or physical_cores()) // concurrency)})
-        model_ref = resolve_model(model_id or desk.config.models.small)
-        cascades = [
-            desk.cascade(task, model_id, runtime, accept_at, consent=escalate, engine=Engine(model_ref, runtime))
-            for _ in range(concurrency)
-        ]
-    model = cascades[0].runner.engine.model.id
+    cascades = [
+        desk.cascade(task, model_id, runtime, accept_at, consent=escalate, replica=i if local else 0)
+        for i in range(concurrency)
+    ]
+    model = cascades[0].small.backend.model
     records: list[dict[str, Any] | None] = [None] * len(items)
     lock, done = Lock(), [0]
 
     def work(worker: int) -> None:
         for index in range(worker, len(items), concurrency):
-            result = cascades[worker].run(items[index]["input"])
+            try:
+                result = cascades[worker].run(items[index]["input"])
+            except SlmDeskError as exc:  # a server that failed this item: counted as an unanswered item
+                result = unanswered(task, items[index]["input"], model, exc)
             records[index] = record_of(items[index]["output"], result)
             with lock:
                 done[0] += 1
@@ -90,3 +89,21 @@ def run_eval(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **report,
     }
+
+
+def unanswered(task: Task, text: str, model: str, error: SlmDeskError) -> RunResult:
+    """What an item whose backend failed counts as: invalid, for review, with the error as the reason."""
+    return RunResult(
+        task=task.name,
+        task_version=task.version,
+        model=model,
+        input=text,
+        output=None,
+        valid=False,
+        errors=[error.message],
+        decision="review",
+        reason=f"not answered: {error.message}",
+        attempts=0,
+        latency_ms=0,
+        tokens=Tokens(),
+    )

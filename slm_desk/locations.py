@@ -19,7 +19,8 @@ def _home() -> Path | None:
 
 
 def _ensure(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
+    """The folder, created private to the user (0700): it holds logged inputs and settings."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 

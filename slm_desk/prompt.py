@@ -10,28 +10,29 @@ from slm_desk.tasks import Task
 ANSWER_RULE = "Answer with one JSON object only, with exactly these keys: {keys}."
 
 
-def prefix_messages(task: Task) -> list[dict[str, str]]:
+def prefix_messages(task: Task, shots: list[tuple[str, str]] | None = None) -> list[dict[str, str]]:
+    """The instructions, then the few-shot turns: `shots` (retrieved for this input) or the task's own examples.
+
+    Retrieved shots come after the instructions, so the instruction prefix stays cached across inputs.
+    """
     system = task.instructions.strip() + "\n" + ANSWER_RULE.format(keys=", ".join(task.fields))
     messages = [{"role": "system", "content": system}]
-    for example in task.examples:
-        messages.append({"role": "user", "content": example.input})
-        messages.append({"role": "assistant", "content": example.output})
+    pairs = shots if shots else [(e.input, e.output) for e in task.examples]
+    for user, assistant in pairs:
+        messages.append({"role": "user", "content": user})
+        messages.append({"role": "assistant", "content": assistant})
     return messages
 
 
-def task_messages(task: Task, text: str) -> list[dict[str, str]]:
-    return [*prefix_messages(task), {"role": "user", "content": text}]
+def task_messages(task: Task, text: str, shots: list[tuple[str, str]] | None = None) -> list[dict[str, str]]:
+    return [*prefix_messages(task, shots), {"role": "user", "content": text}]
 
 
-def retry_messages(task: Task, text: str, rejected: str, errors: list[str]) -> list[dict[str, str]]:
+def retry_messages(messages: list[dict[str, str]], rejected: str, errors: list[str]) -> list[dict[str, str]]:
     """The first attempt and what was wrong with it, so the model can correct itself once."""
     feedback = (
         "That answer was rejected:\n- "
         + "\n- ".join(errors)
         + "\nAnswer again for the same message, fixing these problems."
     )
-    return [
-        *task_messages(task, text),
-        {"role": "assistant", "content": rejected},
-        {"role": "user", "content": feedback},
-    ]
+    return [*messages, {"role": "assistant", "content": rejected}, {"role": "user", "content": feedback}]

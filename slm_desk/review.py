@@ -16,36 +16,24 @@ from slm_desk.validation import validate_output
 
 
 def pending(store: Store, task: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    where, args = ("AND task = ?", [task]) if task else ("", [])
-    rows = store.db.execute(
-        f"SELECT * FROM review WHERE status = 'pending' {where} ORDER BY id LIMIT ?", [*args, limit]
-    )
-    return [dict(row) for row in rows]
+    return store.pending_reviews(task, limit)
 
 
 def get(store: Store, item_id: int) -> dict[str, Any]:
-    row = store.db.execute("SELECT * FROM review WHERE id = ?", (item_id,)).fetchone()
+    row = store.review_item(item_id)
     if row is None:
         raise UsageError(f"no review item {item_id}", "list them with `slm-desk review`")
     if row["status"] != "pending":
         raise UsageError(
             f"review item {item_id} was already {row['status']}", "list pending ones with `slm-desk review`"
         )
-    return dict(row)
+    return row
 
 
 def _resolve(store: Store, item: dict[str, Any], status: str, output: Any, label: str) -> None:
-    with store.db:
-        store.db.execute(
-            "UPDATE review SET status = ?, final_output = ?, resolved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-            "WHERE id = ?",
-            (status, None if output is None else json.dumps(output), item["id"]),
-        )
-        # the placeholder a validation failure left is replaced by the person's verdict
-        store.db.execute("DELETE FROM evalset WHERE run_id = ? AND label = 'unlabelled'", (item["run_id"],))
-        store.add_example(
-            item["task"], item["task_version"], item["input"], output, f"review_{status}", label, item["run_id"]
-        )
+    store.resolve_review(item, status, output, label)
+    if label == "gold" and output is not None:  # a person's label also teaches the task (its example pool)
+        store.add_to_pool(item["task"], item["task_version"], [(item["input"], output, f"review_{status}")])
 
 
 def accept(store: Store, item_id: int) -> dict[str, Any]:

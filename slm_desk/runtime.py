@@ -332,6 +332,24 @@ class Engine:
         llm.eval(tokens[llm.n_tokens :])
         return self._log_softmax()
 
+    def prompt_speed(self, tokens: list[int]) -> float:
+        """Prompt evaluation speed in tokens/s, from an empty cache (for `bench`)."""
+        self._llm.reset()
+        started = time.perf_counter()
+        self._llm.eval(tokens)
+        return len(tokens) / max(time.perf_counter() - started, 1e-9)
+
+    def free_text_speed(self, tokens: list[int], n: int) -> float:
+        """Unconstrained greedy generation speed in tokens/s over up to `n` tokens (for `bench`)."""
+        started = time.perf_counter()
+        produced = 0
+        with _llama_errors():
+            for token in self._llm.generate(tokens, temp=0.0, reset=True):
+                produced += 1
+                if produced >= n or self._is_eog(self._vocab, token):
+                    break
+        return produced / max(time.perf_counter() - started, 1e-9)
+
     def tokenize_plain(self, text: str) -> list[int]:
         """Tokens of a text fragment in the middle of a sequence: no BOS, no special tokens."""
         return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)

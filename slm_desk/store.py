@@ -7,6 +7,7 @@ half of it. The schema is versioned with `PRAGMA user_version` and migrated forw
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,20 @@ MIGRATIONS = [
     """
     ALTER TABLE review ADD COLUMN source TEXT NOT NULL DEFAULT 'run';
     """,
+    """
+    CREATE TABLE pool (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        task TEXT NOT NULL, task_version INTEGER NOT NULL, input TEXT NOT NULL, output TEXT NOT NULL,
+        source TEXT NOT NULL,
+        UNIQUE (task, task_version, input)
+    );
+    CREATE TABLE heads (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        task TEXT NOT NULL, task_version INTEGER NOT NULL, report TEXT NOT NULL, model BLOB NOT NULL
+    );
+    """,
 ]
 
 
@@ -73,14 +88,31 @@ def _json(value: Any) -> str | None:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
+        if not path.exists():  # every logged input is in here: readable by its owner only
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         # the TUI records from worker threads, one at a time; Python's sqlite3 here is built serialized
-        self.db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        self._migrate()
+        self.db.isolation_level = "DEFERRED"  # back to Python's default: `with self.db` is one transaction
+
+    def _migrate(self) -> None:
+        """Bring the schema forward under one write lock: two processes opening a new store never race."""
+        if self.db.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]  # again: another process may have won
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def record(self, result: RunResult, source: str = "run") -> int:
         """Store one outcome: the run; a review item when it needs a person; eval-set rows for what we learn."""
@@ -97,7 +129,7 @@ class Store:
                 self.add_example(
                     result.task, result.task_version, result.input, None, "validation_failure", "unlabelled", run_id
                 )
-            elif result.escalated:
+            elif result.escalated and result.answered_by == "escalation":  # only the larger model's valid answer
                 self.add_example(
                     result.task, result.task_version, result.input, result.output, "escalation", "teacher", run_id
                 )
@@ -169,6 +201,139 @@ class Store:
     def log_escalation(self, endpoint: str, ok: bool) -> None:
         with self.db:
             self.db.execute("INSERT INTO escalation_calls (endpoint, ok) VALUES (?, ?)", (endpoint, int(ok)))
+
+    # -- calibration profiles ---------------------------------------------------------------------------------------
+
+    def save_calibration(self, task: str, version: int, model: str, profile_json: str) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO calibrations (task, task_version, model, profile) VALUES (?, ?, ?, ?)",
+                (task, version, model, profile_json),
+            )
+
+    def calibration_json(self, task: str, version: int, model: str) -> str | None:
+        row = self.db.execute(
+            "SELECT profile FROM calibrations WHERE task = ? AND task_version = ? AND model = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (task, version, model),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def calibration(self, task: str, version: int, model: str) -> Any:
+        """The newest calibration Profile of a task version on a model, or None."""
+        from slm_desk.calibration import Profile
+
+        text = self.calibration_json(task, version, model)
+        return Profile.model_validate_json(text) if text else None
+
+    # -- the review queue ---------------------------------------------------------------------------------------------
+
+    def pending_reviews(self, task: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        where, args = ("AND task = ?", [task]) if task else ("", [])
+        rows = self.db.execute(
+            f"SELECT * FROM review WHERE status = 'pending' {where} ORDER BY id LIMIT ?", [*args, limit]
+        )
+        return [dict(row) for row in rows]
+
+    def review_item(self, item_id: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM review WHERE id = ?", (item_id,)).fetchone()
+        return dict(row) if row else None
+
+    def resolve_review(self, item: dict[str, Any], status: str, output: Any, label: str) -> None:
+        """A person's verdict: the queue item closed, and the eval-set placeholder replaced by their label."""
+        with self.db:
+            self.db.execute(
+                "UPDATE review SET status = ?, final_output = ?, resolved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+                " WHERE id = ?",
+                (status, _json(output), item["id"]),
+            )
+            self.db.execute("DELETE FROM evalset WHERE run_id = ? AND label = 'unlabelled'", (item["run_id"],))
+            self.add_example(
+                item["task"], item["task_version"], item["input"], output, f"review_{status}", label, item["run_id"]
+            )
+
+    def reviewed(self, task: str, source: str | None = None) -> list[dict[str, Any]]:
+        """Accepted and corrected review items of a task: {"input", "output", "status", "task_version"}."""
+        where, args = ("AND source = ?", [source]) if source else ("", [])
+        rows = self.db.execute(
+            "SELECT input, final_output, status, task_version FROM review WHERE task = ? "
+            f"AND status IN ('accepted', 'corrected') {where} ORDER BY id",
+            [task, *args],
+        )
+        return [
+            {
+                "input": r["input"],
+                "output": json.loads(r["final_output"]),
+                "status": r["status"],
+                "task_version": r["task_version"],
+            }
+            for r in rows
+        ]
+
+    # -- the eval set ----------------------------------------------------------------------------------------------
+
+    def labelled(self, task: str, labels: tuple[str, ...]) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT input, output, label, source, id FROM evalset"
+            f" WHERE task = ? AND label IN ({','.join('?' * len(labels))}) ORDER BY id",
+            (task, *labels),
+        )
+        return [dict(row) for row in rows]
+
+    def label_counts(self, task: str) -> dict[str, int]:
+        rows = self.db.execute("SELECT label, count(*) FROM evalset WHERE task = ? GROUP BY label", (task,))
+        return {row[0]: row[1] for row in rows}
+
+    # -- the example pool (what a task learns from; never what judges it) ----------------------------------------
+
+    def add_to_pool(self, task: str, version: int, items: list[tuple[str, Any, str]]) -> int:
+        """Add (input, output, source) items; an input already in the pool keeps its newest output. Returns added."""
+        with self.db:
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT INTO pool (task, task_version, input, output, source) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (task, task_version, input) DO UPDATE SET output = excluded.output,"
+                " source = excluded.source",
+                [(task, version, text, json.dumps(output, ensure_ascii=False), src) for text, output, src in items],
+            )
+            return self.db.total_changes - before
+
+    def pool(self, task: str, version: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, input, output, source, created_at FROM pool WHERE task = ? AND task_version = ? ORDER BY id",
+            (task, version),
+        )
+        return [{**dict(r), "output": json.loads(r["output"])} for r in rows]
+
+    def pool_inputs(self, task: str) -> set[str]:
+        """Every input any version of the task learned from (eval and calibrate drop these)."""
+        return {r[0] for r in self.db.execute("SELECT input FROM pool WHERE task = ?", (task,))}
+
+    def remove_from_pool(self, task: str, version: int, ids: list[int] | None = None) -> int:
+        with self.db:
+            if ids is None:
+                cursor = self.db.execute("DELETE FROM pool WHERE task = ? AND task_version = ?", (task, version))
+            else:
+                cursor = self.db.executemany(
+                    "DELETE FROM pool WHERE task = ? AND task_version = ? AND id = ?",
+                    [(task, version, i) for i in ids],
+                )
+            return cursor.rowcount
+
+    def save_head(self, task: str, version: int, report_json: str, blob: bytes) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO heads (task, task_version, report, model) VALUES (?, ?, ?, ?)",
+                (task, version, report_json, blob),
+            )
+
+    def head(self, task: str, version: int) -> tuple[str, bytes, str] | None:
+        """(report JSON, pickled model, created_at) of the newest trained head, or None."""
+        row = self.db.execute(
+            "SELECT report, model, created_at FROM heads WHERE task = ? AND task_version = ? ORDER BY id DESC LIMIT 1",
+            (task, version),
+        ).fetchone()
+        return (row[0], bytes(row[1]), row[2]) if row else None
 
     def close(self) -> None:
         self.db.close()

@@ -187,7 +187,10 @@ def task_text(name: str) -> tuple[str, str]:
     """The raw TOML of a task and where it lives."""
     user = _user_files()
     if name in user:
-        return user[name].read_text(encoding="utf-8"), str(user[name])
+        try:
+            return user[name].read_text(encoding="utf-8"), str(user[name])
+        except UnicodeDecodeError as exc:
+            raise TaskError(f"{user[name]} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
     builtin = _builtin_files()
     if name in builtin:
         return builtin[name].read_text(encoding="utf-8"), f"built-in:{name}"

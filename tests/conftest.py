@@ -70,10 +70,16 @@ def user_task(slm_home: Path):
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[object]:
-    """The bundled model, loaded once for the in-process tests."""
+def backend() -> Iterator[object]:
+    """The bundled model, loaded once for the in-process tests (the same one the app's desk would share)."""
+    from slm_desk import backends
     from slm_desk.catalog import BUNDLED_ID, resolve_model
     from slm_desk.config import RuntimeConfig
-    from slm_desk.runtime import Engine
 
-    yield Engine(resolve_model(BUNDLED_ID), RuntimeConfig())
+    yield backends.local(resolve_model(BUNDLED_ID), RuntimeConfig())
+
+
+@pytest.fixture(scope="session")
+def engine(backend) -> Iterator[object]:
+    """The bundled model's engine, for tests of the runtime itself."""
+    yield backend.engine

@@ -9,7 +9,7 @@ import pytest
 
 from slm_desk import prompt
 from slm_desk.confidence import field_confidences, value_spans
-from slm_desk.runner import TaskRunner
+from slm_desk.pipeline import Pipeline
 from slm_desk.tasks import load_task
 
 
@@ -68,10 +68,10 @@ def test_extracted_field_confidence_comes_from_value_tokens_only(engine) -> None
     assert fields["invoice_id"] == pytest.approx(min(value_tokens))
 
 
-def test_envelope_confidence_is_real_and_changes_with_the_input(engine) -> None:
-    runner = TaskRunner(load_task("route-ticket"), engine)
+def test_envelope_confidence_is_real_and_changes_with_the_input(backend) -> None:
+    runner = Pipeline(load_task("route-ticket"), backend)
     results = [
-        runner.run(text)
+        runner.answer(text)
         for text in (
             "Someone stole my card and bought things with it",
             "Where is my new card? It has not arrived",

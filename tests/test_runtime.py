@@ -3,9 +3,10 @@ from __future__ import annotations
 import pytest
 
 from slm_desk import prompt
+from slm_desk.backends import Cancelled
 from slm_desk.errors import InputTooLong
 from slm_desk.hardware import physical_cores
-from slm_desk.runner import Cancelled, TaskRunner
+from slm_desk.pipeline import Pipeline
 from slm_desk.tasks import load_task
 
 
@@ -32,13 +33,13 @@ def test_check_fits_refuses_instead_of_truncating(engine) -> None:
         engine.check_fits(2000, 100)
 
 
-def test_streaming_text_matches_the_result_and_cancel_stops(engine) -> None:
-    runner = TaskRunner(load_task("extract-ticket"), engine)
+def test_streaming_text_matches_the_result_and_cancel_stops(backend) -> None:
+    runner = Pipeline(load_task("extract-ticket"), backend)
     pieces: list[str] = []
-    result = runner.run("Refund INV-3 please", on_text=pieces.append)
+    result = runner.answer("Refund INV-3 please", on_text=pieces.append)
     assert "".join(pieces).startswith("{") and result.tokens.completion > 0
     with pytest.raises(Cancelled):
-        runner.run("Refund INV-3 please", cancelled=lambda: True)
+        runner.answer("Refund INV-3 please", cancelled=lambda: True)
 
 
 def test_values_only_generation_samples_fewer_tokens_for_the_same_json(engine) -> None:

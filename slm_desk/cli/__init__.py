@@ -74,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("slm-desk: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `slm-desk ... | head`: the reader had enough; exit quietly as SIGPIPE would
+        run.quiet_stdout()
+        return run.EXIT_BROKEN_PIPE
+    except UnicodeDecodeError as exc:  # a task or config file that is not UTF-8
+        print(f"slm-desk: error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        print("  hint: save the task file or config.toml as UTF-8", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug: say so plainly; the traceback is one variable away
         if os.environ.get("SLM_DESK_DEBUG"):
             raise

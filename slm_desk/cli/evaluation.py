@@ -138,7 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1", "pass --concurrency 1 or more")
     desk = Desk()
-    if args.escalate and desk.escalator() is None:
+    if args.escalate and not desk.config.escalation.enabled:
         raise UsageError("--escalate needs escalation configured", "add an [escalation] section to config.toml")
     print(f"evaluating {task.name} on {len(items)} items from {path}", file=sys.stderr)
     report = run_eval(desk, task, items, args.model, args.escalate, args.concurrency, args.accept_at, _progress("eval"))
@@ -216,32 +216,38 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise UsageError("distill needs --inputs FILE (one raw input per line)", "see `slm-desk distill --help`")
     inputs = [line.strip() for line in Path(args.inputs).read_text(encoding="utf-8").splitlines() if line.strip()]
-    teacher = _teacher(desk, args)
-    print(f"asking {teacher.where} to label {len(inputs)} inputs for {task.name}", file=sys.stderr)
-    counts = distill.label_inputs(task, teacher, inputs, desk.store, _progress("labelled"))
+    teacher = _teacher(desk, task, args)
+    print(f"asking {teacher.backend.where} to label {len(inputs)} inputs for {task.name}", file=sys.stderr)
+    counts = distill.label_inputs(teacher, inputs, desk.store, _progress("labelled"))
     print(
-        f"{counts['valid']} valid, {counts['flagged']} flagged (failed validation), {counts['failed']} failed; "
+        f"{counts['valid']} valid, {counts['flagged']} flagged (failed validation); "
         f"all queued for review: slm-desk review --task {task.name}"
     )
     return 0
 
 
-def _teacher(desk: Any, args: argparse.Namespace) -> Any:
+def _teacher(desk: Any, task: Any, args: argparse.Namespace) -> Any:
+    """The teacher as a pipeline: --teacher URL or installed model id, else the [escalation] target."""
+    from slm_desk import backends
+    from slm_desk.backends import Backend
+    from slm_desk.catalog import resolve_model
     from slm_desk.errors import UsageError
-    from slm_desk.escalation import LocalEscalator, RemoteEscalator
+    from slm_desk.escalation import escalation_backend
+    from slm_desk.pipeline import Pipeline
 
     config = desk.config.escalation
     if args.teacher and args.teacher.startswith(("http://", "https://")):
         model = args.teacher_model or config.model or "teacher"
-        return RemoteEscalator(
-            config.model_copy(update={"enabled": True, "base_url": args.teacher, "model": model, "local_model": None}),
-            desk.store,
+        backend: Backend | None = backends.OpenAIBackend(
+            [args.teacher], model, config.api_key_env, config.timeout_s, config.retries, max_tokens_factor=2
         )
-    if args.teacher:
-        return LocalEscalator(
-            config.model_copy(update={"enabled": True, "local_model": args.teacher}), desk.store, desk.config.runtime
-        )
-    teacher = desk.escalator()
-    if teacher is None:
-        raise UsageError("no teacher: pass --teacher URL|MODEL_ID or configure [escalation]", "see `distill --help`")
-    return teacher
+    elif args.teacher:
+        backend = backends.local(resolve_model(args.teacher), desk.config.runtime)
+    else:
+        backend = escalation_backend(config, desk.config.runtime)
+        if backend is None:
+            raise UsageError(
+                "no teacher: pass --teacher URL|MODEL_ID or configure [escalation]", "see `distill --help`"
+            )
+    assert backend is not None
+    return Pipeline(task, backend, tier="escalation")

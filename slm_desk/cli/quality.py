@@ -78,12 +78,10 @@ def _store() -> Any:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from slm_desk import calibration
-    from slm_desk.catalog import resolve_model
     from slm_desk.config import load_config
+    from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
     from slm_desk.evalset import read_jsonl, resolve_data
-    from slm_desk.runner import TaskRunner
-    from slm_desk.runtime import Engine
     from slm_desk.tasks import load_task
 
     task = load_task(args.task)
@@ -91,18 +89,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     items = read_jsonl(path)[: args.limit] if args.limit else read_jsonl(path)
     if len(items) < 20:
         raise UsageError(f"{len(items)} labelled examples are too few to calibrate on", "give at least 20, better 200+")
-    config = load_config()
-    runner = TaskRunner(task, Engine(resolve_model(args.model or config.models.small), config.runtime))
+    desk = Desk(load_config())
+    pipeline = desk.pipeline(task, desk.backend(args.model), calibrated=False)
     print(f"calibrating {task.name} v{task.version} on {len(items)} examples from {path}", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         if done % max(1, total // 20) == 0 or done == total:
             print(f"  {done}/{total}", file=sys.stderr, flush=True)
 
-    profile = calibration.calibrate(task, runner, items, progress)
-    store = _store()
-    calibration.save(store, profile)
-    store.close()
+    profile = calibration.calibrate(pipeline, items, progress)
+    calibration.save(desk.store, profile)
+    desk.close()
     if args.json:
         print(profile.model_dump_json(indent=2))
     else:

@@ -10,9 +10,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from slm_desk.backends import Cancelled
 from slm_desk.desk import Desk
 from slm_desk.errors import SlmDeskError
-from slm_desk.runner import Cancelled
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.history_screen import HistoryScreen
 from slm_desk.tui.messages import ConfigChanged, RerunRequested
@@ -84,12 +84,15 @@ class SlmDeskApp(App[None]):
             self.notify("generation cancelled")
         elif isinstance(error, SlmDeskError):
             reason = error.message
-            self.notify(error.hint or error.message, title=error.message, severity="error", timeout=10)
+            self.notify(error.hint or error.message, title=error.message, severity="error", timeout=10, markup=False)
         else:
             reason = f"failed: {error!r}"
-            self.notify(repr(error), title=f"{event.worker.name} failed", severity="error", timeout=10)
+            self.notify(repr(error), title=f"{event.worker.name} failed", severity="error", timeout=10, markup=False)
         for screen in self.screen_stack:
             if isinstance(screen, RunScreen) and event.worker.group == "inference":
                 screen.worker_failed(reason)
+            if isinstance(screen, CalibrationScreen) and event.worker.name == "calibrate":
+                screen.query_one("#calibrate-progress").display = False
+                screen.refresh_bindings()
             if isinstance(screen, ModelsScreen) and event.worker.group == "pull":
                 screen.query_one("#pull-progress").display = False

@@ -5,10 +5,21 @@ Worker.StateChanged does not bubble; it reaches only the worker's node (the scre
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from textual.screen import Screen
 from textual.worker import Worker
 
+if TYPE_CHECKING:
+    from slm_desk.desk import Desk
+    from slm_desk.tui.app import SlmDeskApp
+
 
 class DeskScreen(Screen[None]):
+    @property
+    def desk(self) -> Desk:
+        """The app's headless desk (config, store, models), typed."""
+        return cast("SlmDeskApp", self.app).desk
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        self.app.worker_state(event)  # type: ignore[attr-defined]
+        cast("SlmDeskApp", self.app).worker_state(event)

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Select, Static
+from textual.worker import get_current_worker
 
 from slm_desk import calibration
 from slm_desk.catalog import resolve_model
@@ -17,7 +18,11 @@ from slm_desk.tui.widgets import ReliabilityPlot
 
 class CalibrationScreen(DeskScreen):
     SUB_TITLE = "Calibration"
-    BINDINGS = [Binding("k", "calibrate", "Calibrate now"), Binding("ctrl+l", "reload", "Reload")]
+    BINDINGS = [
+        Binding("k", "calibrate", "Calibrate now"),
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+l", "reload", "Reload"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -39,7 +44,7 @@ class CalibrationScreen(DeskScreen):
 
     @on(Select.Changed, "#task")
     def action_reload(self) -> None:
-        desk = self.app.desk  # type: ignore[attr-defined]
+        desk = self.desk
         task = load_task(str(self.query_one("#task", Select).value))
         model = resolve_model(desk.config.models.small).id
         profile = calibration.load(desk.store, task.name, task.version, model)
@@ -65,13 +70,28 @@ class CalibrationScreen(DeskScreen):
                 group, t.risk, f"{t.target:.0%}", str(t.n), "-" if t.threshold is None else f"{t.threshold:.3f}", t.note
             )
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return bool(self.query_one("#calibrate-progress", ProgressBar).display)
+        return True
+
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "inference")
+        self.query_one("#calibrate-progress", ProgressBar).display = False
+        self.refresh_bindings()
+
     def action_calibrate(self) -> None:
+        if self.query_one("#calibrate-progress", ProgressBar).display:
+            self.notify("calibration is already running: Esc cancels it", severity="warning")
+            return
         from slm_desk.evalset import builtin
 
         task = str(self.query_one("#task", Select).value)
         if builtin(task) is None:
             self.notify(
-                f"{task} has no built-in eval set: run `slm-desk calibrate {task} --data FILE.jsonl`",
+                f"{task} has no built-in eval set; calibrate it from a shell with your labelled data:"
+                f" slm-desk calibrate {task} --data FILE.jsonl",
+                markup=False,
                 severity="warning",
                 timeout=8,
             )
@@ -79,14 +99,14 @@ class CalibrationScreen(DeskScreen):
         bar = self.query_one("#calibrate-progress", ProgressBar)
         bar.display = True
         bar.update(total=None, progress=0)
+        self.refresh_bindings()
         self.calibrate_task(task)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inference", name="calibrate")
     def calibrate_task(self, task_name: str) -> None:
         from slm_desk.evalset import builtin, read_jsonl
-        from slm_desk.runner import TaskRunner
 
-        desk = self.app.desk  # type: ignore[attr-defined]
+        desk = self.desk
         task = load_task(task_name)
         path = builtin(task_name)
         assert path is not None
@@ -96,7 +116,9 @@ class CalibrationScreen(DeskScreen):
         def progress(done: int, total: int) -> None:
             self.app.call_from_thread(bar.update, total=total, progress=done)
 
-        profile = calibration.calibrate(task, TaskRunner(task, desk.engine()), items, progress)
+        worker = get_current_worker()
+        pipeline = desk.pipeline(task, desk.backend(), calibrated=False)
+        profile = calibration.calibrate(pipeline, items, progress, cancelled=lambda: worker.is_cancelled)
         calibration.save(desk.store, profile)
         self.app.call_from_thread(self._calibrated)
 

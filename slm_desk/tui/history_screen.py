@@ -38,7 +38,7 @@ class HistoryScreen(DeskScreen):
     @on(Input.Changed, "#search")
     def action_reload(self) -> None:
         search = self.query_one("#search", Input).value.strip() or None
-        runs = self.app.desk.store.runs(limit=500, search=search)  # type: ignore[attr-defined]
+        runs = self.desk.store.runs(limit=500, search=search)
         table = self.query_one("#runs", DataTable)
         table.clear()
         for run in runs:
@@ -63,7 +63,7 @@ class HistoryScreen(DeskScreen):
         if table.row_count == 0:
             return
         run_id = int(table.get_row_at(table.cursor_row)[0])
-        run = self.app.desk.store.run(run_id)  # type: ignore[attr-defined]
+        run = self.desk.store.run(run_id)
         if run is None:
             return
 

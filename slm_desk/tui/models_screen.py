@@ -40,7 +40,7 @@ class ModelsScreen(DeskScreen):
         self.action_reload()
 
     def action_reload(self) -> None:
-        desk = self.app.desk  # type: ignore[attr-defined]
+        desk = self.desk
         table = self.query_one("#models", DataTable)
         table.clear()
         self.rows = {row["id"]: row for row in catalog.listing(desk.config)}
@@ -81,7 +81,7 @@ class ModelsScreen(DeskScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="pull", name="pull")
     def pull_model(self, model_id: str) -> None:
-        desk = self.app.desk  # type: ignore[attr-defined]
+        desk = self.desk
         bar = self.query_one("#pull-progress", ProgressBar)
 
         def progress(done: int, total: int | None) -> None:
@@ -117,7 +117,7 @@ class ModelsScreen(DeskScreen):
             self.notify(f"pull {row['id']} first (p)", severity="warning")
             return
         set_value("models", role, row["id"])
-        self.app.desk.reload_config()  # type: ignore[attr-defined]
+        self.desk.reload_config()
         self.app.post_message(ConfigChanged())
         self.notify(f"default {role} model: {row['id']}")
         self.action_reload()

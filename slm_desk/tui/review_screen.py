@@ -40,7 +40,7 @@ class ReviewScreen(DeskScreen):
     def action_reload(self) -> None:
         table = self.query_one("#queue", DataTable)
         table.clear()
-        self.items = {item["id"]: item for item in review.pending(self.app.desk.store)}  # type: ignore[attr-defined]
+        self.items = {item["id"]: item for item in review.pending(self.desk.store)}
         for item in self.items.values():
             table.add_row(
                 str(item["id"]),
@@ -86,7 +86,7 @@ class ReviewScreen(DeskScreen):
         if item is None:
             return
         try:
-            getattr(review, action)(self.app.desk.store, item["id"], *args)  # type: ignore[attr-defined]
+            getattr(review, action)(self.desk.store, item["id"], *args)
         except SlmDeskError as exc:
             self.notify(exc.hint, title=exc.message, severity="error")
             return

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Footer, Header, OptionList, Static, TextA
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from slm_desk.cascade import Cascade
 from slm_desk.results import RunResult
 from slm_desk.tasks import load_task, task_names
 from slm_desk.tui.base import DeskScreen
@@ -93,8 +94,7 @@ class RunScreen(DeskScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "escalate":
-            app = self.app
-            return bool(getattr(app, "desk", None) and app.desk.config.escalation.enabled)  # type: ignore[attr-defined]
+            return self.desk.config.escalation.enabled
         if action == "cancel":
             return self.running or None
         return True
@@ -108,6 +108,9 @@ class RunScreen(DeskScreen):
         self.action_run()
 
     def action_run(self) -> None:
+        if self.running:  # one run at a time: a second would share the model mid-generation
+            self.notify("a run is in progress: wait for it, or press Esc to cancel it", severity="warning")
+            return
         text = self.query_one("#input", TextArea).text
         if not text.strip():
             self.notify("type an input first", severity="warning")
@@ -123,21 +126,28 @@ class RunScreen(DeskScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="inference", name="run")
     def run_inference(self, task: str, text: str) -> None:
         worker = get_current_worker()
-        cascade = self.app.desk.cascade(task)  # type: ignore[attr-defined]
+        cascade = self.desk.cascade(task)
         streamed: list[str] = []
 
         def on_text(piece: str) -> None:
             streamed.append(piece)
             self.app.call_from_thread(self.query_one("#stream", Static).update, latest("".join(streamed)))
 
+        if cascade.small.backend.where.startswith("local") and self._model_busy(cascade):
+            self.app.call_from_thread(self._status, "waiting for the model: calibration is using it (Esc cancels)")
         result = cascade.run(text, on_text=on_text, cancelled=lambda: worker.is_cancelled)
         self.post_message(self.Completed(result))
+
+    @staticmethod
+    def _model_busy(cascade: Cascade) -> bool:
+        lock = getattr(cascade.small.backend, "lock", None)
+        return bool(lock is not None and lock.locked())
 
     @on(Completed)
     def completed(self, message: Completed) -> None:
         self.running = False
         self.result = message.result
-        desk = self.app.desk  # type: ignore[attr-defined]
+        desk = self.desk
         if desk.config.history.enabled:
             desk.store.record(message.result)
         fill_fields(self.query_one("#fields", DataTable), message.result)
@@ -165,12 +175,12 @@ class RunScreen(DeskScreen):
         self.notify("envelope copied to the clipboard")
 
     def action_escalate(self) -> None:
-        desk = self.app.desk  # type: ignore[attr-defined]
+        desk = self.desk
         if self.result is None or self.result.escalated:
             self.notify("run something first; escalation is for the last result", severity="warning")
             return
         if desk.escalation_leaves_machine():
-            where = desk.config.escalation.base_url
+            where = desk.config.escalation.base_url or "the escalation endpoint"
             self.app.push_screen(Confirm(consent_question(where), yes="Send"), self._consented)
         else:
             self._consented(True)
@@ -187,5 +197,5 @@ class RunScreen(DeskScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inference", name="escalate")
     def escalate_result(self, result: RunResult) -> None:
-        cascade = self.app.desk.cascade(result.task)  # type: ignore[attr-defined]
+        cascade = self.desk.cascade(result.task)
         self.post_message(self.Completed(cascade.escalate(result)))

@@ -52,7 +52,7 @@ class SettingsScreen(DeskScreen):
         self.load_values()
 
     def load_values(self) -> None:
-        config = self.app.desk.config  # type: ignore[attr-defined]
+        config = self.desk.config
         for section, key, _, kind in FIELDS:
             value = getattr(getattr(config, section), key)
             widget = self.query_one(f"#{section}-{key}")
@@ -62,7 +62,7 @@ class SettingsScreen(DeskScreen):
                 widget.value = "" if value is None else str(value)  # type: ignore[attr-defined]
 
     def action_save(self) -> None:
-        desk = self.app.desk  # type: ignore[attr-defined]
+        desk = self.desk
         changed = []
         # switches that enable a section go last, after the values they depend on
         for section, key, label, kind in sorted(FIELDS, key=lambda f: f[1] == "enabled"):

@@ -1,0 +1,292 @@
+"""One protocol for every model that answers a task: a local GGUF through llama.cpp, or an OpenAI-compatible server.
+
+The pipeline asks a backend for one completion of a task's messages and gets the text, token counts and, where
+the backend can tell, per-field confidence. Everything else (validation, retry, calibration, decision) is the
+pipeline's, so the small model, the escalation model and the distillation teacher are judged the same way.
+
+Local models are opened here and nowhere else, one per (model, runtime, replica), and each owns a lock: two
+callers of one llama.cpp context are serialised, never concurrent (concurrent use aborts inside ggml).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from slm_desk.errors import SlmDeskError
+from slm_desk.results import Tokens
+
+if TYPE_CHECKING:
+    from slm_desk.catalog import ModelRef
+    from slm_desk.config import RuntimeConfig
+    from slm_desk.runtime import Engine
+    from slm_desk.tasks import Task
+
+Messages = list[dict[str, str]]
+OnText = Callable[[str], None]
+IsCancelled = Callable[[], bool]
+
+# Schema modes tried in order: OpenAI's json_schema, then llama.cpp's json_object+schema, then prompt only.
+SCHEMA_MODES = ("json_schema", "json_object", "none")
+RETRYABLE = (408, 409, 429, 500, 502, 503, 504)
+TOP_LOGPROBS = 10
+
+
+class Cancelled(Exception):
+    """The caller asked to stop mid-generation (Esc in the TUI)."""
+
+
+class BackendFailed(SlmDeskError):
+    """A model could not be asked (server down, malformed reply, budget); the item is reported, never lost."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    finish_reason: Literal["stop", "length"]
+    tokens: Tokens
+    fields: dict[str, float] | None = None
+    note: str | None = None  # why there is no confidence, when there is none
+
+
+class Backend(Protocol):
+    model: str  # the id results report
+    where: str  # where the text goes, for consent prompts and error messages
+
+    def complete(
+        self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
+    ) -> Completion: ...
+
+
+class LlamaCppBackend:
+    """A local GGUF: values-only generation, prefix KV cache, token-probability confidence. One user at a time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.model = engine.model.id
+        self.where = f"local model {engine.model.id}"
+        self.lock = threading.Lock()
+
+    def complete(
+        self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
+    ) -> Completion:
+        from slm_desk.confidence import field_confidences
+
+        with self.lock:
+            engine = self.engine
+            tokens = engine.tokenize(engine.render(messages))
+            generation = engine.generate(tokens, task.output_schema, task.max_tokens, on_text, cancelled)
+            if generation.finish_reason == "cancelled":
+                raise Cancelled()
+            fields = None
+            if _is_object(generation.text):
+                try:
+                    fields = field_confidences(task, generation, engine)
+                except (ValueError, IndexError, StopIteration):
+                    fields = None  # the schema-valid text could not be mapped to tokens: no confidence, no crash
+        return Completion(
+            text=generation.text,
+            model=self.model,
+            finish_reason="length" if generation.finish_reason == "length" else "stop",
+            tokens=Tokens(
+                prompt=generation.prompt_tokens,
+                cached=generation.cached_tokens,
+                completion=generation.completion_tokens,
+            ),
+            fields=fields,
+        )
+
+
+def _is_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible server (llama.cpp's llama-server, vLLM, Ollama, a hosted API), or several of them.
+
+    With several base URLs, requests go round-robin and a request that cannot connect moves to the next server,
+    so a fleet behind no load balancer still finishes a batch when one server dies. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        urls: list[str],
+        model: str,
+        api_key_env: str | None = None,
+        timeout_s: float = 60,
+        retries: int = 2,
+        max_tokens_factor: int = 1,
+    ) -> None:
+        import openai
+
+        key = "not-needed"
+        if api_key_env:
+            key = os.environ.get(api_key_env) or ""
+            if not key:
+                raise BackendFailed(
+                    f"the server needs an API key but {api_key_env} is not set",
+                    f"export {api_key_env}=... (the key is read from the environment, never stored)",
+                )
+        self.urls = [u.rstrip("/") for u in urls]
+        self.model = model
+        self.where = ", ".join(self.urls)
+        self.api_key_env = api_key_env
+        self.retries = retries
+        self.timeout_s = timeout_s
+        self.max_tokens_factor = max_tokens_factor
+        self._clients = [openai.OpenAI(base_url=u, api_key=key, timeout=timeout_s, max_retries=0) for u in self.urls]
+        self._next = itertools.count()
+        self._mode = 0  # index into SCHEMA_MODES, learned once per process
+        self._logprobs = True
+
+    def _body(self, task: Task, messages: Messages) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": 0,
+            "max_tokens": task.max_tokens * self.max_tokens_factor,
+        }
+        if self._logprobs:
+            body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+        mode = SCHEMA_MODES[self._mode]
+        if mode == "json_schema":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": task.name.replace("-", "_"), "schema": task.output_schema},
+            }
+        elif mode == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": task.output_schema}
+        return body
+
+    def complete(
+        self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
+    ) -> Completion:
+        import openai
+
+        failures, last = 0, ""
+        server = next(self._next) % len(self._clients)
+        while True:
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            client, url = self._clients[server], self.urls[server]
+            try:
+                response = client.chat.completions.create(**self._body(task, messages))
+                completion = self._read(task, response)
+                if on_text is not None:
+                    on_text(completion.text)
+                return completion
+            except openai.APIStatusError as exc:
+                detail = _detail(exc)
+                if exc.status_code in (400, 422, 500) and "logprobs" in detail and self._logprobs:
+                    self._logprobs = False  # the server cannot return logprobs: ask without them
+                    continue
+                rejected_format = exc.status_code in (400, 422) or "response_format" in detail
+                if rejected_format and self._mode < len(SCHEMA_MODES) - 1:
+                    self._mode += 1  # the server does not take this response_format: try the next form
+                    continue
+                if exc.status_code in (401, 403):
+                    raise BackendFailed(
+                        f"{url} refused the request (HTTP {exc.status_code})",
+                        f"check the key in {self.api_key_env or 'api_key_env'}",
+                    ) from exc
+                last = f"{url} answered HTTP {exc.status_code}: {detail[:200]}"
+                if exc.status_code not in RETRYABLE:
+                    break
+            except openai.APITimeoutError:
+                last = f"{url} timed out after {self.timeout_s:g} s"
+            except openai.APIConnectionError as exc:
+                last = f"{url} is unreachable ({_cause(exc)})"
+            except (openai.APIError, TypeError, AttributeError, IndexError, KeyError, ValueError) as exc:
+                raise BackendFailed(
+                    f"{url} did not answer with a chat completion ({type(exc).__name__}: {str(exc)[:200]})",
+                    "check the base URL: it usually ends in /v1",
+                ) from exc
+            failures += 1
+            if failures > self.retries:
+                break
+            server = (server + 1) % len(self._clients)  # the next try goes to the next server, if there is one
+            time.sleep(min(0.25 * 2 ** (failures - 1), 8))
+        tries = f" after {failures} tries" if failures > 1 else ""
+        raise BackendFailed(f"{last}{tries}", f"check that the server at {self.where} is running")
+
+    def _read(self, task: Task, response: Any) -> Completion:
+        """The typed response, checked: a malformed body raises here, inside complete's error handling."""
+        choice = response.choices[0]
+        text = choice.message.content
+        if not isinstance(text, str):
+            raise ValueError("the reply has no message content")
+        usage = response.usage
+        fields: dict[str, float] | None = None
+        note: str | None = "the server returned no logprobs"
+        content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
+        if content:
+            from slm_desk.confidence import logprob_confidences
+
+            fields, note = logprob_confidences(task, text, content)
+        return Completion(
+            text=text,
+            model=str(response.model or self.model),
+            finish_reason="length" if choice.finish_reason == "length" else "stop",
+            tokens=Tokens(
+                prompt=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion=int(getattr(usage, "completion_tokens", 0) or 0),
+            ),
+            fields=fields,
+            note=None if fields else note,
+        )
+
+
+def _detail(exc: Any) -> str:
+    try:
+        return str(exc.response.text)[:400]
+    except Exception:  # the body may be unreadable; the status code still says enough
+        return str(exc)[:400]
+
+
+def _cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc) or type(exc).__name__
+
+
+# -- local models: opened here, once per (model, runtime, replica) -------------------------------------------------
+
+_local: dict[tuple[str, RuntimeConfig, int], LlamaCppBackend] = {}
+_local_lock = threading.Lock()
+
+
+def local(model: ModelRef, runtime: RuntimeConfig, replica: int = 0) -> LlamaCppBackend:
+    """The loaded model for these settings; loads it on first use. `replica` > 0 gives extra copies for parallel
+    eval (weights are mmap'd and shared; each copy has its own context and lock)."""
+    from slm_desk.runtime import Engine
+
+    key = (str(model.path), runtime, replica)
+    with _local_lock:
+        if key not in _local:
+            _local[key] = LlamaCppBackend(Engine(model, runtime))
+        return _local[key]
+
+
+def remote(runtime: RuntimeConfig) -> OpenAIBackend:
+    """The small model on OpenAI-compatible servers, from [runtime] backend and model."""
+    urls = [runtime.backend] if isinstance(runtime.backend, str) else list(runtime.backend)
+    return OpenAIBackend(urls, runtime.model or "default", runtime.api_key_env, runtime.timeout_s, runtime.retries)
+
+
+def small_model(model_id: str | None, runtime: RuntimeConfig, default: str, replica: int = 0) -> Backend:
+    """The backend that answers first: a server when [runtime] backend names one, else the local GGUF."""
+    from slm_desk.catalog import resolve_model
+
+    if runtime.backend != "local":
+        return remote(runtime.model_copy(update={"model": model_id or runtime.model}))
+    return local(resolve_model(model_id or default), runtime, replica)

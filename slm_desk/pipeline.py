@@ -1,0 +1,113 @@
+"""The one answer pipeline: prompt, generate, validate, one corrective retry, confidence, calibration, decision.
+
+Every model that answers a task goes through `Pipeline.answer` with its own backend: the small model, the
+escalation model and the distillation teacher. The decision is made here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from slm_desk import prompt
+from slm_desk.backends import Backend, Completion, IsCancelled, OnText
+from slm_desk.confidence import overall
+from slm_desk.decision import decide
+from slm_desk.errors import UsageError
+from slm_desk.results import RunResult, Tokens
+from slm_desk.validation import validate_output
+from slm_desk.validators import render_template
+
+if TYPE_CHECKING:
+    from slm_desk.calibration import Profile
+    from slm_desk.tasks import Task
+
+MAX_ATTEMPTS = 2
+# input text -> the few-shot turns for it, as (input, output JSON text) pairs; None keeps the task's own
+Shots = Callable[[str], list[tuple[str, str]] | None]
+
+
+def check_input(text: str) -> str:
+    """Refuse input a task cannot meaningfully run on; return it unchanged otherwise."""
+    if not text.strip():
+        raise UsageError("the input is empty", "pass text on stdin or with --input TEXT")
+    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text) > max(2, len(text) // 100):
+        raise UsageError("the input looks like binary data, not text", "pass plain UTF-8 text")
+    return text
+
+
+class Pipeline:
+    """One task on one backend, with the policy that judges its answers."""
+
+    def __init__(
+        self,
+        task: Task,
+        backend: Backend,
+        profile: Profile | None = None,
+        accept_at: float | None = None,
+        can_escalate: bool = False,
+        shots: Shots | None = None,
+        tier: str = "model",
+    ) -> None:
+        self.task = task
+        self.backend = backend
+        self.profile = profile
+        self.accept_at = accept_at
+        self.can_escalate = can_escalate
+        self.shots = shots
+        self.tier = tier
+
+    def answer(self, text: str, on_text: OnText | None = None, cancelled: IsCancelled | None = None) -> RunResult:
+        check_input(text)
+        started = time.perf_counter()
+        task = self.task
+        messages = prompt.task_messages(task, text, self.shots(text) if self.shots else None)
+        totals = Tokens()
+        output: dict[str, Any] | None = None
+        errors, raw, attempts = ["no answer"], "", 0
+        completion: Completion | None = None
+        while attempts < MAX_ATTEMPTS:
+            attempts += 1
+            completion = self.backend.complete(task, messages, on_text, cancelled)
+            totals = totals.plus(completion.tokens)
+            raw = completion.text
+            output, errors = validate_output(task, raw, text)
+            if completion.finish_reason == "length" and output is None:
+                errors = [f"answer was cut off at max_tokens={task.max_tokens}", *errors[1:]]
+            if not errors:
+                break
+            messages = prompt.retry_messages(messages, raw, errors)
+            if on_text is not None and attempts < MAX_ATTEMPTS:
+                on_text("\n(rejected; retrying with the errors)\n")
+        valid = not errors
+        fields = completion.fields if valid and completion is not None else None
+        raw_confidence = overall(fields) if fields else None
+        confidence = raw_confidence
+        if self.profile is not None and raw_confidence is not None:
+            confidence = self.profile.apply(raw_confidence)
+        verdict = decide(
+            task, output if valid else None, errors, confidence, self.profile, self.accept_at, self.can_escalate
+        )
+        note = completion.note if valid and completion is not None and fields is None else None
+        return RunResult(
+            task=task.name,
+            task_version=task.version,
+            model=completion.model if completion is not None else self.backend.model,
+            input=text,
+            output=output if valid else None,
+            rejected_output=None if valid else raw,
+            valid=valid,
+            errors=errors,
+            confidence=confidence,
+            raw_confidence=raw_confidence,
+            confidence_note=note,
+            field_confidence=fields,
+            decision=verdict.decision,
+            reason=verdict.reason,
+            rendered=render_template(task.template, output) if valid and task.template and output else None,
+            answered_by=self.tier,
+            attempts=attempts,
+            latency_ms=round((time.perf_counter() - started) * 1000),
+            tokens=totals,
+        )
