@@ -138,24 +138,57 @@ def logprob_confidences(task: Task, text: str, content: list[Any]) -> tuple[dict
         if field in enums:
             first = next(i for i, (s, p) in enumerate(zip(starts, pieces, strict=True)) if s + len(p) > blo)
             lead = raw[starts[first] : blo]
-            labels = {json.dumps(v, ensure_ascii=False): v for v in enums[field]}
+            candidates = {
+                json.dumps(v, ensure_ascii=False): lead + json.dumps(v, ensure_ascii=False).encode()
+                for v in enums[field]
+            }
             chosen = json.dumps(json.loads(text[lo:hi]), ensure_ascii=False)
-            mass: dict[str, float] = {}
-            for alt in content[first].top_logprobs or []:
-                piece = _token_bytes(alt)
-                for label in labels:
-                    candidate = lead + label.encode("utf-8")
-                    if piece and (candidate.startswith(piece) or piece.startswith(candidate)):
-                        mass[label] = mass.get(label, 0.0) + math.exp(alt.logprob)
-            total = sum(mass.values())
-            if chosen not in mass or total <= 0:
+            value = _served_label_probability(candidates, chosen, content, pieces, starts, first)
+            if value is None:
                 return None, f"the server's top_logprobs do not include the labels of {field}"
-            result[field] = mass[chosen] / total
+            result[field] = value
             continue
         inner = (blo + 1, bhi - 1) if raw[blo : blo + 1] == b'"' and bhi - blo > 2 else (blo, bhi)
         tokens = _tokens_overlapping(starts, pieces, *inner)
         result[field] = min((math.exp(content[i].logprob) for i in tokens), default=1.0)
     return result, None
+
+
+def _served_label_probability(
+    candidates: dict[str, bytes],
+    chosen: str,
+    content: list[Any],
+    pieces: list[bytes],
+    starts: list[int],
+    first: int,
+) -> float | None:
+    """The chosen label's probability over the allowed ones, from the top alternatives at each branch point."""
+    probability = 1.0
+    alive = list(candidates)
+    i = first
+    while len(alive) > 1 and i < len(pieces):
+        consumed = starts[i] - starts[first]
+        rest = {label: candidates[label][consumed:] for label in alive}
+        token = pieces[i]
+        following = [label for label in alive if _continues(rest[label], token)]
+        if len(following) < len(alive):  # the labels part ways here: renormalise over those still possible
+            mass = dict.fromkeys(alive, 0.0)
+            for alt in content[i].top_logprobs or []:
+                piece = _token_bytes(alt)
+                for label in alive:
+                    if piece and _continues(rest[label], piece):
+                        mass[label] += math.exp(alt.logprob)
+            total = sum(mass.values())
+            if mass.get(chosen, 0.0) <= 0 or total <= 0:
+                return None
+            probability *= mass[chosen] / total
+        alive = following
+        i += 1
+    return probability
+
+
+def _continues(rest: bytes, piece: bytes) -> bool:
+    return rest.startswith(piece) or (bool(rest) and piece.startswith(rest))
 
 
 def _token_bytes(item: Any) -> bytes:

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -21,8 +22,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def llama_server(model: Path, alias: str = "larger") -> Iterator[str]:
-    """`python -m llama_cpp.server` with a GGUF, as a user would run it; yields its /v1 base URL."""
+def llama_server(model: Path, alias: str = "larger", keep: bool = False) -> Iterator[Any]:
+    """`python -m llama_cpp.server` with a GGUF, as a user would run it; yields its /v1 base URL
+    (with `keep`, the URL and the process, so a test can kill it)."""
     port = free_port()
     child = subprocess.Popen(
         [
@@ -57,7 +59,7 @@ def llama_server(model: Path, alias: str = "larger") -> Iterator[str]:
                         f"llama_cpp.server did not start: {child.stderr.read().decode()[-2000:]}"
                     ) from exc  # type: ignore[union-attr]
                 time.sleep(0.3)
-        yield base
+        yield (base, child) if keep else base
     finally:
         child.terminate()
         child.wait(timeout=30)
