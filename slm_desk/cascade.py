@@ -1,4 +1,4 @@
-"""The cascade chooses tiers: the small model first, then (with consent) the larger model.
+"""The cascade chooses tiers: the trained label head, the small model, then (with consent) the larger model.
 
 Each tier is a `Pipeline` that makes its own decision; the cascade only decides which tier's answer stands.
 It never raises for a failed escalation: the item comes back with decision `review` and a reason naming the
@@ -26,7 +26,9 @@ class Cascade:
         escalation: Pipeline | None = None,
         budget: Budget | None = None,
         consent: bool = False,
+        head: Pipeline | None = None,
     ) -> None:
+        self.head = head
         self.small = small
         self.task = small.task
         self.escalation = escalation
@@ -38,6 +40,14 @@ class Cascade:
         return self.escalation.backend.where if self.escalation is not None else None
 
     def run(self, text: str, on_text: OnText | None = None, cancelled: IsCancelled | None = None) -> RunResult:
+        if self.head is not None:
+            quick = self.head.answer(text, on_text, cancelled)
+            # it stands when calibrated and above its label's threshold, or when its label goes to a person
+            # whatever any model says (high risk): the LLM could not make that answer acceptable
+            if quick.decision == "accept" or (quick.output is not None and self.task.always_reviewed(quick.output)):
+                return quick
+            if on_text is not None:
+                on_text("\n(the label head is not sure; asking the model)\n")
         small = self.small.answer(text, on_text, cancelled)
         if small.decision != "escalate" or self.escalation is None:
             return small

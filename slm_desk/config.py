@@ -43,6 +43,8 @@ class RuntimeConfig(_Section):
 
     @model_validator(mode="after")
     def _backend(self) -> RuntimeConfig:
+        if isinstance(self.gpu_layers, int) and self.gpu_layers < -1:
+            raise ValueError("gpu_layers must be 'auto', -1 (all layers) or a count of layers (0 or more)")
         urls = [self.backend] if isinstance(self.backend, str) else list(self.backend)
         if urls != ["local"] and not all(u.startswith(("http://", "https://")) for u in urls):
             raise ValueError("backend must be 'local' or http(s):// URLs of OpenAI-compatible servers")

@@ -12,6 +12,7 @@ from slm_desk.cascade import Cascade
 from slm_desk.config import Config, RuntimeConfig, load_config
 from slm_desk.escalation import Budget, escalation_backend, is_loopback
 from slm_desk.pipeline import Pipeline
+from slm_desk.retrieval import Retriever
 from slm_desk.store import Store
 from slm_desk.tasks import Task, load_task
 
@@ -20,6 +21,8 @@ class Desk:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or load_config()
         self.store = Store(locations.history_db())
+        self._retrievers: dict[tuple[str, int], tuple[tuple[int, ...], Retriever]] = {}
+        self._heads: dict[tuple[str, int], tuple[str, Pipeline]] = {}
 
     def reload_config(self) -> None:
         self.config = load_config()
@@ -33,14 +36,60 @@ class Desk:
         esc = self.config.escalation
         return bool(esc.enabled and not esc.local_model and esc.base_url and not is_loopback(esc.base_url))
 
+    def retriever(self, task: Task) -> Retriever | None:
+        """The index of the task's example pool (rebuilt only when the pool changed); None for an empty pool."""
+        if task.retrieval.k == 0:
+            return None
+        key = (task.name, task.version)
+        signature = self.store.pool_signature(task.name, task.version)
+        if signature[0] == 0:
+            return None
+        cached = self._retrievers.get(key)
+        if cached is None or cached[0] != signature:
+            cached = (signature, Retriever(self.store.pool(task.name, task.version), task.retrieval.k))
+            self._retrievers[key] = cached
+        return cached[1]
+
+    def head(self, task: Task) -> Pipeline | None:
+        """The trained label head of this task version as the first tier, or None when none was trained."""
+        from slm_desk import head
+
+        row = self.store.head(task.name, task.version)
+        if row is None:
+            return None
+        key = (task.name, task.version)
+        cached = self._heads.get(key)
+        if cached is None or cached[0] != row[2]:
+            loaded = head.load(self.store, task)
+            assert loaded is not None
+            backend, profile, _ = loaded
+            tier = Pipeline(task, backend, profile, can_escalate=True, tier="head", max_attempts=1)
+            cached = (row[2], tier)
+            self._heads[key] = cached
+        return cached[1]
+
     def pipeline(
-        self, task: str | Task, backend: Backend, accept_at: float | None = None, calibrated: bool = True
+        self,
+        task: str | Task,
+        backend: Backend,
+        accept_at: float | None = None,
+        calibrated: bool = True,
+        learned: bool = True,
     ) -> Pipeline:
-        """The small-model tier for `task` on `backend`, with its calibration profile unless `calibrated` is off."""
+        """The small-model tier for `task` on `backend`: its calibration profile unless `calibrated` is off, and
+        few-shot turns retrieved from the example pool unless `learned` is off (then the task's static ones)."""
         task = load_task(task) if isinstance(task, str) else task
+        retriever = self.retriever(task) if learned else None
         profile = self.store.calibration(task.name, task.version, backend.model) if calibrated else None
         escalation = self.config.escalation
-        return Pipeline(task, backend, profile, accept_at, can_escalate=escalation.enabled)
+        return Pipeline(
+            task,
+            backend,
+            profile,
+            accept_at,
+            can_escalate=escalation.enabled,
+            shots=retriever.shots if retriever else None,
+        )
 
     def cascade(
         self,
@@ -50,17 +99,21 @@ class Desk:
         accept_at: float | None = None,
         consent: bool = False,
         replica: int = 0,
+        learned: bool = True,
     ) -> Cascade:
-        """Every tier for `task`: the small model of `model_id`, then the configured escalation target."""
+        """Every tier for `task`: the trained label head, the small model of `model_id` with retrieved examples,
+        then the configured escalation target. `learned` off leaves out what the example pool taught (head and
+        retrieved examples), for a before/after comparison."""
         task = load_task(task) if isinstance(task, str) else task
         runtime = runtime or self.config.runtime
-        small = self.pipeline(task, self.backend(model_id, runtime, replica), accept_at)
+        small = self.pipeline(task, self.backend(model_id, runtime, replica), accept_at, learned=learned)
         larger = escalation_backend(self.config.escalation, runtime)
         return Cascade(
             small,
             escalation=Pipeline(task, larger, tier="escalation") if larger is not None else None,
             budget=Budget(self.config.escalation, self.store),
             consent=consent,
+            head=self.head(task) if learned and accept_at is None else None,
         )
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ def record_of(gold: dict[str, Any], result: RunResult) -> dict[str, Any]:
         "prompt_tokens": result.tokens.prompt,
         "completion_tokens": result.tokens.completion,
         "larger_latency_ms": (result.escalation or {}).get("latency_ms") if result.escalated else None,
+        "answered_by": result.answered_by if result.valid else "none",
     }
 
 
@@ -48,13 +49,14 @@ def run_eval(
     concurrency: int = 1,
     accept_at: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    learned: bool = True,
 ) -> dict[str, Any]:
     runtime = desk.config.runtime
     local = runtime.backend == "local"
     if local and concurrency > 1:  # one model copy per worker, the cores split between them
         runtime = runtime.model_copy(update={"threads": max(1, (runtime.threads or physical_cores()) // concurrency)})
     cascades = [
-        desk.cascade(task, model_id, runtime, accept_at, consent=escalate, replica=i if local else 0)
+        desk.cascade(task, model_id, runtime, accept_at, consent=escalate, replica=i if local else 0, learned=learned)
         for i in range(concurrency)
     ]
     model = cascades[0].small.backend.model
@@ -86,6 +88,8 @@ def run_eval(
         "model": model,
         "escalate": escalate,
         "concurrency": concurrency,
+        "learned": learned,
+        "tiers": metrics.by_tier(task, final),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **report,
     }

@@ -35,18 +35,39 @@ def label_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[s
             predicted = [r for r in records if r["output"] is not None and r["output"].get(field) == label]
             actual = [r for r in records if r["gold"].get(field) == label]
             true_pos = sum(r["gold"].get(field) == label for r in predicted)
+            accepted = [r for r in predicted if r["decision"] == "accept"]
+            rule = task.rule(risk)
             entry: dict[str, Any] = {
                 "risk": risk,
                 "support": len(actual),
                 "predicted": len(predicted),
                 "precision": true_pos / len(predicted) if predicted else None,
                 "recall": true_pos / len(actual) if actual else None,
+                "accepted": len(accepted),
+                "accepted_precision": _rate([r["gold"].get(field) == label for r in accepted]),
+                "target": None if rule.always_review else rule.target,
             }
             if risk == "high":
                 entry["false_negative_rate"] = 1 - entry["recall"] if actual else None
             per_label[label] = entry
         report[field] = per_label
     return report
+
+
+def by_tier(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Accuracy, accept rate and latency of the items each tier answered (head, model, escalation, none)."""
+    tiers: dict[str, dict[str, Any]] = {}
+    for tier in ("head", "model", "escalation", "none"):
+        mine = [r for r in records if r.get("answered_by", "model") == tier]
+        if mine:
+            tiers[tier] = {
+                "n": len(mine),
+                "accuracy": _rate([_right(r, task.fields) for r in mine]),
+                "accept_rate": _rate([r["decision"] == "accept" for r in mine]),
+                "latency_ms_p50": percentile([float(r["latency_ms"]) for r in mine], 50),
+                "latency_ms_mean": sum(r["latency_ms"] for r in mine) / len(mine),
+            }
+    return tiers
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from slm_desk import prompt
 from slm_desk.backends import Backend, Completion, IsCancelled, OnText
@@ -48,7 +48,8 @@ class Pipeline:
         accept_at: float | None = None,
         can_escalate: bool = False,
         shots: Shots | None = None,
-        tier: str = "model",
+        tier: Literal["head", "model", "escalation"] = "model",
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.task = task
         self.backend = backend
@@ -57,6 +58,7 @@ class Pipeline:
         self.can_escalate = can_escalate
         self.shots = shots
         self.tier = tier
+        self.max_attempts = max_attempts  # 1 for a deterministic tier (the head): a retry would answer the same
 
     def answer(self, text: str, on_text: OnText | None = None, cancelled: IsCancelled | None = None) -> RunResult:
         check_input(text)
@@ -67,7 +69,7 @@ class Pipeline:
         output: dict[str, Any] | None = None
         errors, raw, attempts = ["no answer"], "", 0
         completion: Completion | None = None
-        while attempts < MAX_ATTEMPTS:
+        while attempts < self.max_attempts:
             attempts += 1
             completion = self.backend.complete(task, messages, on_text, cancelled)
             totals = totals.plus(completion.tokens)
@@ -78,7 +80,7 @@ class Pipeline:
             if not errors:
                 break
             messages = prompt.retry_messages(messages, raw, errors)
-            if on_text is not None and attempts < MAX_ATTEMPTS:
+            if on_text is not None and attempts < self.max_attempts:
                 on_text("\n(rejected; retrying with the errors)\n")
         valid = not errors
         fields = completion.fields if valid and completion is not None else None

@@ -305,6 +305,15 @@ class Store:
         )
         return [{**dict(r), "output": json.loads(r["output"])} for r in rows]
 
+    def pool_signature(self, task: str, version: int) -> tuple[int, ...]:
+        """Changes whenever the pool of a task version does (count, newest id, total output size)."""
+        row = self.db.execute(
+            "SELECT count(*), coalesce(max(id), 0), coalesce(sum(length(output)), 0) FROM pool"
+            " WHERE task = ? AND task_version = ?",
+            (task, version),
+        ).fetchone()
+        return (int(row[0]), int(row[1]), int(row[2]))
+
     def pool_inputs(self, task: str) -> set[str]:
         """Every input any version of the task learned from (eval and calibrate drop these)."""
         return {r[0] for r in self.db.execute("SELECT input FROM pool WHERE task = ?", (task,))}

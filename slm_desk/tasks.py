@@ -48,6 +48,15 @@ class Example(BaseModel):
     output: str = Field(description="the exact JSON the model should answer with")
 
 
+class Retrieval(BaseModel):
+    """How many labelled pool items become the few-shot turns for each input, and how they are found."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int = Field(8, ge=0, le=32, description="pool items per prompt; 0 keeps the task's static examples")
+    method: Literal["tfidf"] = Field("tfidf", description="similarity: TF-IDF over word and character n-grams")
+
+
 class Task(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,6 +72,7 @@ class Task(BaseModel):
     risk: dict[Risk, RiskRule] = Field(default_factory=dict, description="per risk level; defaults in DEFAULT_RISK")
     default_risk: Risk = Field("low", description="risk of an answer that has no label field")
     max_tokens: int = Field(128, gt=0, le=4096, description="generation budget for one answer")
+    retrieval: Retrieval = Field(default_factory=Retrieval, description="few-shot turns from the example pool")
     source: str = Field("", exclude=True, description="where the task was loaded from")
 
     @field_validator("schema_text")
@@ -93,6 +103,11 @@ class Task(BaseModel):
     def always_reviewed(self, output: dict[str, Any]) -> list[str]:
         """The answer's label groups whose risk level never allows automatic acceptance."""
         return [group for group, risk in self.groups(output) if self.rule(risk).always_review]
+
+    @property
+    def is_label_task(self) -> bool:
+        """Every output field is a label field: a trained classifier (the label head) can answer it."""
+        return bool(self.labels) and set(self.labels) == set(self.fields)
 
     def groups(self, output: dict[str, Any]) -> list[tuple[str, Risk]]:
         """The calibration groups an answer falls in ('field=label', or '*' without labels) and their risk."""

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from slm_desk import __version__
-from slm_desk.cli import evaluation, info, models, quality, run
+from slm_desk.cli import evaluation, info, models, quality, run, teach
 from slm_desk.errors import SlmDeskError
 
 DESCRIPTION = """\
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parsers(commands)
     quality.add_parsers(commands)
     evaluation.add_parsers(commands)
+    teach.add_parsers(commands)
     info.add_parsers(commands)
     return parser
 

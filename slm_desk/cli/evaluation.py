@@ -15,8 +15,13 @@ per label and the false-negative rate of high-risk labels; JSON validity before 
 match per extracted field; accept, escalation and review rates and the accuracy of what was accepted; latency
 p50/p95 and throughput; cost per 1,000 requests ([costs] in config.toml) against always using the larger model.
 
+Items that are also in the task's example pool are dropped first (and counted): a score is never measured
+on what the task learned from. The report splits accuracy, accept rate and latency by the tier that answered
+(head, model, escalation). --no-pool measures the task as it was before it learned from its pool.
+
   slm-desk eval extract-booking --json > before.json
   slm-desk eval compare before.json after.json     # side by side; exit 5 when something regressed
+  slm-desk eval route-ticket --no-pool --json > static.json && slm-desk eval route-ticket --json > taught.json
 """
 
 
@@ -34,6 +39,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     ev.add_argument("--concurrency", type=int, default=1, metavar="N", help="parallel copies of the model")
     ev.add_argument("--accept-at", type=float, metavar="P")
     ev.add_argument("--limit", type=int, metavar="N", help="the first N items only")
+    ev.add_argument(
+        "--no-pool", action="store_true", help="without the label head and retrieved examples (the static prompt)"
+    )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.set_defaults(handler=cmd_eval)
 
@@ -89,7 +97,8 @@ def _fmt(value: Any, pct: bool = True) -> str:
 def render_eval(r: dict[str, Any]) -> str:
     lines = [
         f"{r['task']} v{r['task_version']} on {r['model']}: {r['n']} items, concurrency {r['concurrency']}"
-        + (", with escalation" if r["escalate"] else ""),
+        + (", with escalation" if r["escalate"] else "")
+        + (", static prompt (no pool)" if r.get("learned") is False else ""),
         f"  accuracy {_fmt(r['accuracy'])}   accepted accuracy {_fmt(r['accepted_accuracy'])}",
         f"  valid JSON+contract: first attempt {_fmt(r['validity_first_attempt'])}, "
         f"after retry {_fmt(r['validity_after_retry'])}",
@@ -97,15 +106,24 @@ def render_eval(r: dict[str, Any]) -> str:
         f"  latency p50 {_fmt(r['latency_ms_p50'], False)} ms, p95 {_fmt(r['latency_ms_p95'], False)} ms; "
         f"throughput {r['throughput_per_s'] or 0:.2f}/s",
     ]
+    for tier, t in (r.get("tiers") or {}).items():
+        lines.append(
+            f"  answered by {tier:<10} {t['n']:>5} items  accuracy {_fmt(t['accuracy']):>6}"
+            f"  accepted {_fmt(t['accept_rate']):>6}  latency p50 {_fmt(t['latency_ms_p50'], False)} ms"
+        )
     if r["field_exact_match"]:
         lines.append("  exact match: " + ", ".join(f"{f} {_fmt(v)}" for f, v in r["field_exact_match"].items()))
     for field, labels in r["labels"].items():
         lines.append(f"  {field}:")
         for label, e in labels.items():
             fnr = f"  false negatives {_fmt(e['false_negative_rate'])}" if "false_negative_rate" in e else ""
+            accepted = ""
+            if e.get("accepted"):
+                target = "always reviewed" if e.get("target") is None else f"target {e['target']:.0%}"
+                accepted = f"  accepted {e['accepted']}: precision {_fmt(e['accepted_precision'])} ({target})"
             lines.append(
                 f"    {label:<24} precision {_fmt(e['precision']):>6}  recall {_fmt(e['recall']):>6}"
-                f"  n={e['support']:<4}{fnr}"
+                f"  n={e['support']:<4}{fnr}{accepted}"
             )
     cost = r.get("cost_per_1k") or {}
     if cost:
@@ -130,6 +148,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from slm_desk.desk import Desk
     from slm_desk.evalset import read_jsonl, resolve_data
     from slm_desk.evaluate import run_eval
+    from slm_desk.pool import without_pool
     from slm_desk.tasks import load_task
 
     task = load_task(args.target[0])
@@ -140,9 +159,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     desk = Desk()
     if args.escalate and not desk.config.escalation.enabled:
         raise UsageError("--escalate needs escalation configured", "add an [escalation] section to config.toml")
+    items, dropped = without_pool(desk.store, task, items)
+    if dropped:
+        print(
+            f"dropped {dropped} items that are in {task.name}'s example pool (learned from, not judged)",
+            file=sys.stderr,
+        )
+    if not items:
+        raise UsageError(f"every item of {path} is in {task.name}'s example pool", "evaluate on data held out")
     print(f"evaluating {task.name} on {len(items)} items from {path}", file=sys.stderr)
-    report = run_eval(desk, task, items, args.model, args.escalate, args.concurrency, args.accept_at, _progress("eval"))
+    report = run_eval(
+        desk,
+        task,
+        items,
+        args.model,
+        args.escalate,
+        args.concurrency,
+        args.accept_at,
+        _progress("eval"),
+        learned=not args.no_pool,
+    )
     report["data"] = str(path)
+    report["dropped_in_pool"] = dropped
     print(json.dumps(report, indent=2) if args.json else render_eval(report))
     return 0
 

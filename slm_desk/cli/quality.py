@@ -82,14 +82,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
     from slm_desk.evalset import read_jsonl, resolve_data
+    from slm_desk.pool import without_pool
     from slm_desk.tasks import load_task
 
     task = load_task(args.task)
     path = resolve_data(task.name, args.data)
     items = read_jsonl(path)[: args.limit] if args.limit else read_jsonl(path)
+    desk = Desk(load_config())
+    items, dropped = without_pool(desk.store, task, items)
+    if dropped:
+        print(
+            f"dropped {dropped} items that are in {task.name}'s example pool (learned from, not judged)",
+            file=sys.stderr,
+        )
     if len(items) < 20:
         raise UsageError(f"{len(items)} labelled examples are too few to calibrate on", "give at least 20, better 200+")
-    desk = Desk(load_config())
     pipeline = desk.pipeline(task, desk.backend(args.model), calibrated=False)
     print(f"calibrating {task.name} v{task.version} on {len(items)} examples from {path}", file=sys.stderr)
 

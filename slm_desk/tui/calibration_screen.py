@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,7 +12,7 @@ from textual.worker import get_current_worker
 
 from slm_desk import calibration
 from slm_desk.catalog import resolve_model
-from slm_desk.tasks import load_task, task_names
+from slm_desk.tasks import Task, load_task, task_names
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.widgets import ReliabilityPlot
 
@@ -29,6 +30,7 @@ class CalibrationScreen(DeskScreen):
         yield Select([(name, name) for name in task_names()], value="route-ticket", allow_blank=False, id="task")
         yield ProgressBar(id="calibrate-progress", show_eta=True)
         with VerticalScroll():
+            yield Static("", id="teaching")
             yield Static("", id="summary")
             yield ReliabilityPlot(id="plot")
             yield DataTable(id="thresholds", zebra_stripes=True)
@@ -51,10 +53,13 @@ class CalibrationScreen(DeskScreen):
         table = self.query_one("#thresholds", DataTable)
         table.clear()
         plot = self.query_one("#plot", ReliabilityPlot)
+        self.query_one("#teaching", Static).update(Text(self._teaching(task)))
         if profile is None:
             self.query_one("#summary", Static).update(
-                f"{task.name} v{task.version} is not calibrated on {model}.\n"
-                f"Run: slm-desk calibrate {task.name}   (answers are accepted on validity alone until then)"
+                Text(
+                    f"{task.name} v{task.version} is not calibrated on {model}.\n"
+                    "Press k to calibrate it (answers are accepted on validity alone until then)."
+                )
             )
             plot.update("")
             return
@@ -79,6 +84,25 @@ class CalibrationScreen(DeskScreen):
         self.workers.cancel_group(self, "inference")
         self.query_one("#calibrate-progress", ProgressBar).display = False
         self.refresh_bindings()
+
+    def _teaching(self, task: Task) -> str:
+        """What the task learned from: its example pool and its label head."""
+        from slm_desk.head import load
+
+        pool = self.desk.store.pool_signature(task.name, task.version)[0]
+        if not pool:
+            return f"Example pool: empty (slm-desk examples add {task.name} FILE.jsonl teaches this task)"
+        line = f"Example pool: {pool} items, the {task.retrieval.k} most similar become each prompt's examples"
+        if not task.is_label_task:
+            return line
+        loaded = load(self.desk.store, task)
+        if loaded is None:
+            return line + f"\nLabel head: not trained (slm-desk train {task.name})"
+        report = loaded[2]
+        return line + (
+            f"\nLabel head: trained {report.trained_at} on {report.n_train} items; held-out accuracy "
+            f"{report.heldout_accuracy:.1%}, answers {report.heldout_accept_rate:.0%} without the LLM"
+        )
 
     def action_calibrate(self) -> None:
         if self.query_one("#calibrate-progress", ProgressBar).display:

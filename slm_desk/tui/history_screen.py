@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -42,7 +43,7 @@ class HistoryScreen(DeskScreen):
         table = self.query_one("#runs", DataTable)
         table.clear()
         for run in runs:
-            table.add_row(
+            cells = [
                 str(run["id"]),
                 run["created_at"][5:19].replace("T", " "),
                 run["task"],
@@ -50,9 +51,10 @@ class HistoryScreen(DeskScreen):
                 "yes" if run["valid"] else "NO",
                 run["model"],
                 run["input"].replace("\n", " ")[:60],
-                key=str(run["id"]),
-            )
-        self.query_one("#count", Static).update(f"{len(runs)} runs" + (f" matching {search!r}" if search else ""))
+            ]
+            table.add_row(*map(Text, cells), key=str(run["id"]))  # user text: never read as markup
+        shown = f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + (f" matching {search!r}" if search else "")
+        self.query_one("#count", Static).update(Text(shown))
 
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
@@ -62,7 +64,7 @@ class HistoryScreen(DeskScreen):
         table = self.query_one("#runs", DataTable)
         if table.row_count == 0:
             return
-        run_id = int(table.get_row_at(table.cursor_row)[0])
+        run_id = int(str(table.get_row_at(table.cursor_row)[0]))
         run = self.desk.store.run(run_id)
         if run is None:
             return

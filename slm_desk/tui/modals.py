@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.markup import escape
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -46,7 +47,7 @@ class Confirm(ModalScreen[bool]):
 
 def consent_question(where: str) -> str:
     return (
-        f"Escalation sends this input to [b]{where}[/b], outside this machine.\n\n"
+        f"Escalation sends this input to [b]{escape(where)}[/b], outside this machine.\n\n"
         "Send it?  (y = send, Esc = keep it local)"
     )
 
@@ -68,13 +69,14 @@ class RunDetail(ModalScreen[str | None]):
             yield Label(
                 f"run {r['id']}  {r['task']} v{r['task_version']}  {r['model']}  {r['created_at'][:19]}",
                 classes="title",
+                markup=False,
             )
             yield Static("[b]input[/b]")
             yield Static(r["input"], classes="box", markup=False)
             yield Static(f"[b]output[/b] ({'valid' if r['valid'] else 'INVALID'})")
             yield Static(output, classes="box", markup=False)
-            yield Static(f"[b]errors[/b]\n{errors}", markup=False)
-            yield Static(f"[b]decision[/b] {r['decision']}: {r['reason']}", markup=False)
+            yield Static(Text.assemble(("errors", "bold"), "\n" + errors))
+            yield Static(Text.assemble(("decision", "bold"), f" {r['decision']}: {r['reason']}"))
             yield Static("r re-run   Esc close", classes="hint")
 
 
@@ -97,7 +99,7 @@ class CorrectAnswer(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(f"correct item {self.item['id']} ({self.item['task']})", classes="title")
+            yield Label(f"correct item {self.item['id']} ({self.item['task']})", classes="title", markup=False)
             yield Static(self.item["input"], classes="box", markup=False)
             yield TextArea(self.start, language="json", id="answer")
             yield Static("", id="problems")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -48,15 +49,15 @@ class ModelsScreen(DeskScreen):
             estimate = fit.estimate(int(row["size_bytes"] or 0), None, desk.config.runtime.n_ctx)
             state = "bundled" if row["bundled"] and row["installed"] else ("yes" if row["installed"] else "-")
             role = (row["role"] or "") + "".join(f" [{d}]" for d in row["default_for"])
-            table.add_row(
+            cells = [
                 row["id"],
                 f"{(row['size_bytes'] or 0) / 1e9:.2f} GB",
                 state,
                 role,
                 "yes" if estimate.fits else "NO",
                 row["license"],
-                key=row["id"],
-            )
+            ]
+            table.add_row(*(Text(str(c)) for c in cells), key=row["id"])  # "[small]" is a marker, not markup
 
     def _current(self) -> dict:
         table = self.query_one("#models", DataTable)

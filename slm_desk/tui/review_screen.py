@@ -42,13 +42,8 @@ class ReviewScreen(DeskScreen):
         table.clear()
         self.items = {item["id"]: item for item in review.pending(self.desk.store)}
         for item in self.items.values():
-            table.add_row(
-                str(item["id"]),
-                item["task"],
-                item["input"].replace("\n", " ")[:40],
-                item["reason"][:70],
-                key=str(item["id"]),
-            )
+            cells = [str(item["id"]), item["task"], item["input"].replace("\n", " ")[:40], item["reason"][:70]]
+            table.add_row(*map(Text, cells), key=str(item["id"]))  # user and model text: never markup
         self.query_one("#detail", Static).update(
             f"{len(self.items)} pending   a accept the shown answer   c correct it   x reject the input"
             if self.items

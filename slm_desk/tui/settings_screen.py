@@ -71,7 +71,8 @@ class SettingsScreen(DeskScreen):
             try:
                 value = self._parse(raw, kind)
             except ValueError:
-                self.notify(f"{label}: {raw!r} is not a {kind}", severity="error")
+                kind_name = {"int": "a whole number", "float": "a number"}.get(kind, f"a {kind}")
+                self.notify(f"{label}: {raw!r} is not {kind_name}", severity="error")
                 return
             if value != current and not (value is None and current is None):
                 if value is None:

@@ -12,16 +12,26 @@ from slm_desk.results import RunResult
 DECISION_STYLE = {"accept": "bold black on green", "escalate": "bold black on yellow", "review": "bold white on red"}
 
 
+TIER_NAMES = {"head": "the label head", "model": "the small model", "escalation": "the larger model"}
+
+
+def confidence_text(result: RunResult) -> str:
+    """Calibrated and raw confidence, labelled as such (they differ once a task is calibrated)."""
+    if result.confidence is None:
+        return "confidence -" + (f" ({result.confidence_note})" if result.confidence_note else "")
+    if result.raw_confidence is not None and abs(result.raw_confidence - result.confidence) > 1e-9:
+        return f"confidence {result.confidence:.2f} calibrated (raw {result.raw_confidence:.2f})"
+    return f"confidence {result.confidence:.2f} (raw, not calibrated)"
+
+
 class ResultView(Static):
     """Validity badge, decision and reason of one result."""
 
     def show(self, result: RunResult) -> None:
         badge = Text(" VALID ", style="bold black on green") if result.valid else Text(" INVALID ", "bold white on red")
         line = Text.assemble(badge, " ", (f" {result.decision.upper()} ", DECISION_STYLE[result.decision]))
-        conf = "-" if result.confidence is None else f"{result.confidence:.2f}"
-        line.append(
-            f"  confidence {conf}  {result.model}  {result.latency_ms} ms" + ("  escalated" if result.escalated else "")
-        )
+        line.append(f"  answered by {TIER_NAMES[result.answered_by]}", style="bold")
+        line.append(f"  {confidence_text(result)}  {result.model}  {result.latency_ms} ms")
         line.append("\n" + result.reason, style="italic")
         if result.errors:
             line.append("\n" + "\n".join(f"- {e}" for e in result.errors), style="red")
@@ -36,7 +46,7 @@ class ResultView(Static):
 def fill_fields(table: DataTable, result: RunResult) -> None:
     """One row per output field: value and confidence."""
     table.clear(columns=True)
-    table.add_columns("field", "value", "confidence")
+    table.add_columns("field", "value", "raw confidence")
     shown: dict[str, Any] = result.output or {}
     if not shown and result.rejected_output:
         table.add_row("(rejected)", Text(result.rejected_output[:200], style="red"), "")

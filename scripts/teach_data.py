@@ -1,0 +1,64 @@
+"""Example pools from PolyAI's public data (CC BY 4.0) in ../shared/data, held apart from the built-in eval sets.
+
+    python scripts/teach_data.py OUT_DIR [DATA_DIR]
+
+Writes OUT_DIR/route-ticket.pool.jsonl (every banking77 query mapped to its route) and
+OUT_DIR/extract-booking.pool.jsonl (every restaurant8k utterance with its slot spans), each without the inputs
+of the built-in eval sets and of the tasks' own few-shot examples: the pool teaches, the eval set judges.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_evalsets import ROOT, ROUTE_OF, SLOTS, example_inputs  # noqa: E402
+
+
+def held_out(task: str) -> set[str]:
+    path = ROOT / "slm_desk" / "evalsets" / f"{task}.jsonl"
+    return {json.loads(line)["input"] for line in path.read_text(encoding="utf-8").splitlines()} | example_inputs(task)
+
+
+def route_pool(data: Path) -> list[dict]:
+    skip = held_out("route-ticket")
+    seen: set[str] = set()
+    items = []
+    with (data / "banking77" / "train.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            text = row["text"].strip()
+            if text in skip or row["text"] in skip or text in seen:
+                continue
+            seen.add(text)
+            items.append({"input": text, "output": {"route": ROUTE_OF[row["category"]]}})
+    return items
+
+
+def booking_pool(data: Path) -> list[dict]:
+    skip = held_out("extract-booking")
+    seen: set[str] = set()
+    items = []
+    for record in json.loads((data / "restaurant8k" / "train.json").read_text(encoding="utf-8")):
+        text = record["userInput"]["text"]
+        if text in skip or text in seen:
+            continue
+        seen.add(text)
+        output = dict.fromkeys(SLOTS)
+        for label in record.get("labels", []):
+            span = label["valueSpan"]
+            output[label["slot"]] = text[span.get("startIndex", 0) : span["endIndex"]]
+        items.append({"input": text, "output": output})
+    return items
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    data_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT.parent / "shared" / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, items in (("route-ticket", route_pool(data_dir)), ("extract-booking", booking_pool(data_dir))):
+        path = out / f"{name}.pool.jsonl"
+        path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
+        print(f"{path}: {len(items)} items")

@@ -1,0 +1,139 @@
+"""Teaching a task from labelled examples: the pool, retrieved few-shot turns, the label head, and the wall
+between what a task learns from and what judges it. Real data (tests/data), real inference, real store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slm_desk import prompt
+from slm_desk.desk import Desk
+from slm_desk.evalset import builtin, read_jsonl
+from slm_desk.retrieval import Retriever
+from slm_desk.tasks import load_task
+
+DATA = Path(__file__).parent / "data"
+ROUTE_POOL = DATA / "route-ticket.pool.jsonl"
+BOOKING_POOL = DATA / "extract-booking.pool.jsonl"
+
+
+def test_bad_pool_lines_are_named_and_skipped_and_the_rest_added(cli, tmp_path: Path) -> None:
+    good = [json.loads(line) for line in ROUTE_POOL.read_text().splitlines()[:3]]
+    lines = [
+        json.dumps(good[0]),
+        "not json at all",
+        json.dumps({"input": "where is my card", "output": {"route": "no_such_queue"}}),
+        json.dumps({"input": "", "output": {"route": "other"}}),
+        json.dumps(good[1]),
+        json.dumps({"input": "x", "output": {"route": "other", "extra": 1}}),
+        json.dumps(good[2]),
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = cli("examples", "add", "route-ticket", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "3 added, 0 updated, 4 skipped" in result.stderr
+    for number in (2, 3, 4, 6):
+        assert f"{path}:{number}:" in result.stderr
+    assert "no_such_queue" in result.stderr and "not JSON" in result.stderr
+    listed = cli("examples", "list", "route-ticket", "--json")
+    assert [i["input"] for i in json.loads(listed.stdout)] == [g["input"] for g in good]
+    again = cli("examples", "add", "route-ticket", str(path))  # the same lines again update, never duplicate
+    assert "0 added, 3 updated" in again.stderr
+    exported = cli("examples", "export", "route-ticket").stdout.splitlines()
+    assert [json.loads(line) for line in exported] == good
+    ids = [i["id"] for i in json.loads(listed.stdout)]
+    assert "removed 1 item" in cli("examples", "rm", "route-ticket", str(ids[0])).stderr
+    assert len(cli("examples", "export", "route-ticket").stdout.splitlines()) == 2
+
+
+def test_eval_and_calibrate_drop_what_the_pool_holds(cli, tmp_path: Path) -> None:
+    gold = read_jsonl(builtin("route-ticket"))[:24]  # type: ignore[arg-type]
+    taught = tmp_path / "taught.jsonl"
+    taught.write_text("".join(json.dumps(i) + "\n" for i in gold[:20]))
+    data = tmp_path / "gold.jsonl"
+    data.write_text("".join(json.dumps(i) + "\n" for i in gold))
+    assert cli("examples", "add", "route-ticket", str(taught)).returncode == 0
+    result = cli("eval", "route-ticket", "--data", str(data), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "dropped 20 items" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 4 and report["dropped_in_pool"] == 20
+    refused = cli("calibrate", "route-ticket", "--data", str(data))
+    assert refused.returncode == 2 and "dropped 20 items" in refused.stderr and "too few" in refused.stderr
+
+
+def test_retrieval_is_deterministic_and_finds_the_closest_examples() -> None:
+    items = read_jsonl(BOOKING_POOL)
+    first, second = Retriever(items, 8), Retriever(list(items), 8)
+    query = "Can I book a table for 6 people at 8pm tomorrow under the name Ana Lopez?"
+    shots = first.shots(query)
+    assert shots is not None and len(shots) == 8
+    assert shots == first.shots(query) == second.shots(query)
+    probe = items[17]["input"]
+    assert first.nearest(probe)[0] == 17  # an item is its own nearest neighbour...
+    assert all(text != probe for text, _ in first.shots(probe) or [])  # ...but never its own example
+    closest_text, closest_output = shots[-1]  # the most similar sits right before the input
+    scores = first.nearest(query)
+    assert items[scores[0]]["input"] == closest_text and json.loads(closest_output) == items[scores[0]]["output"]
+
+
+def test_retrieved_examples_follow_the_fixed_instructions() -> None:
+    task = load_task("extract-booking")
+    shots = [
+        ("a table for two", '{"people": "two", "date": null, "time": null, "first_name": null, "last_name": null}')
+    ]
+    messages = prompt.task_messages(task, "for 5 at noon", shots)
+    assert messages[0] == prompt.prefix_messages(task)[0]  # the instruction prefix is unchanged: it stays cached
+    assert [m["content"] for m in messages[1:]] == [shots[0][0], shots[0][1], "for 5 at noon"]
+
+
+def test_an_empty_pool_behaves_as_before(backend) -> None:
+    desk = Desk()
+    task = load_task("extract-booking")
+    pipeline = desk.pipeline(task, backend)
+    assert pipeline.shots is None and desk.head(task) is None
+    cascade = desk.cascade(task)
+    assert cascade.head is None and cascade.small.shots is None
+    result = cascade.run("A table for 4 at 7pm on Friday, name is Sam Jones")
+    assert result.answered_by == "model"
+
+
+def test_retrieved_examples_reach_the_model(backend) -> None:
+    desk = Desk()
+    task = load_task("extract-booking")
+    from slm_desk import pool
+
+    added = pool.add_file(desk.store, task, BOOKING_POOL)
+    assert added.added == 400 and not added.skipped
+    pipeline = desk.pipeline(task, backend)
+    assert pipeline.shots is not None
+    text = "I need a table for 3 at 6pm on Saturday"
+    shots = pipeline.shots(text)
+    assert shots is not None and len(shots) == task.retrieval.k
+    result = pipeline.answer(text)
+    static = desk.pipeline(task, backend, learned=False).answer(text)
+    assert result.tokens.prompt != static.tokens.prompt  # another prompt: the retrieved turns, not the static ones
+    assert result.valid or result.output is None  # an invalid answer is never printed as valid
+
+
+def test_a_trained_head_answers_a_real_query_end_to_end(cli) -> None:
+    assert cli("examples", "add", "route-ticket", str(ROUTE_POOL)).returncode == 0
+    trained = cli("train", "route-ticket", "--json")
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["pool_size"] == 600 and report["n_heldout"] == 120
+    assert report["heldout_accuracy"] > 0.8
+    # 600 items support a threshold for fees_and_charges only (the others fall to the model): see `train`'s notes
+    run = cli("run", "route-ticket", "--input", "Why was I charged a fee for my transfer?")
+    envelope = json.loads(run.stdout)
+    assert envelope["answered_by"] == "head", envelope
+    assert envelope["output"] == {"route": "fees_and_charges"} and envelope["decision"] == "accept"
+    assert envelope["model"] == "label-head" and envelope["tokens"]["completion"] == 0
+    assert run.returncode == 0
+
+
+def test_train_refuses_a_task_that_is_not_a_label_task(cli) -> None:
+    cli("examples", "add", "extract-booking", str(BOOKING_POOL))
+    result = cli("train", "extract-booking")
+    assert result.returncode == 2 and "not a label task" in result.stderr
