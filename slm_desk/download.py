@@ -12,6 +12,7 @@ Order of a pull, so that nothing is wasted and nothing half-done is ever install
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -128,6 +129,16 @@ def _translate(exc: Exception, spec: PullSpec) -> SlmDeskError:
         if status in (401, 403):
             return NeedsToken(f"the hub refused {where} (HTTP {status})", "set HF_TOKEN to a token with access")
         return DownloadError(f"the hub answered HTTP {status} for {where}", "try again later")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DiskFull(
+            f"the disk filled up while downloading {where}",
+            f"free some space in {locations.models_dir()}, then run the same pull again: it resumes",
+        )
+    if isinstance(exc, _httpx().TimeoutException):
+        return DownloadError(
+            f"the hub stopped answering while sending {where} ({exc.__class__.__name__})",
+            "check the connection or proxy, then run the same pull again: it resumes",
+        )
     if isinstance(exc, (errors.LocalEntryNotFoundError, _httpx().TransportError, ConnectionError, TimeoutError)):
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
         return DownloadError(
@@ -143,10 +154,12 @@ def _endpoint() -> str | None:
 
 def _probe_header(url: str) -> gguf_header.ModelShape | None:
     """Read the GGUF header with one Range request; raise Corrupted for a non-GGUF file."""
+    from huggingface_hub import constants
     from huggingface_hub.utils import build_hf_headers, get_session
 
     headers = {**build_hf_headers(), "Range": f"bytes=0-{gguf_header.HEADER_PROBE_BYTES - 1}"}
-    response = get_session().get(url, headers=headers, follow_redirects=True)
+    # a timeout on every phase: a server that stalls after its headers must not hold `pull` for ever
+    response = get_session().get(url, headers=headers, follow_redirects=True, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT)
     response.raise_for_status()
     try:
         return gguf_header.shape(gguf_header.read_metadata(io.BytesIO(response.content)))

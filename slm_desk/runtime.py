@@ -260,6 +260,7 @@ class Engine:
         """The whole object sampled token by token under one JSON grammar."""
         self.check_fits(len(tokens), max_tokens)
         record = _Recorder(self, tokens, on_text)
+        self._check_prompt(tokens)
         finish: FinishReason = "length"
         with _llama_errors():
             for token in self._llm.generate(tokens, temp=0.0, grammar=self.grammar(schema), reset=True):
@@ -290,6 +291,7 @@ class Engine:
         """
         self.check_fits(len(tokens), max_tokens + 8 * len(schema["properties"]))
         record = _Recorder(self, tokens, on_text)
+        self._check_prompt(tokens)
         context = list(tokens)
         finish: FinishReason = "stop"
         properties = list(schema["properties"].items())
@@ -316,6 +318,21 @@ class Engine:
                 if not ended:
                     break
         return record.generation(finish)
+
+    def _check_prompt(self, tokens: list[int]) -> None:
+        """Evaluate the prompt and refuse non-finite logits: with them, llama.cpp's grammar sampler finds no
+        allowed token and aborts the whole process (a GGUF whose header is fine but whose weights are not)."""
+        llm = self._llm
+        with _llama_errors():
+            common = llm.longest_token_prefix(llm._input_ids.tolist(), tokens)
+            llm.n_tokens = min(common, len(tokens) - 1)
+            llm.eval(tokens[llm.n_tokens :])
+        pointer = self._get_logits(llm._ctx.ctx, -1)
+        if not np.isfinite(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))).all():
+            raise RuntimeFailure(
+                f"{self.model.path.name} computes non-finite values: its weights are damaged",
+                "pull the model again (`slm-desk models rm ID` then `slm-desk pull ID`), or check it with `doctor`",
+            )
 
     def _log_softmax(self) -> np.ndarray:
         """Log-probabilities of the next token from the last evaluated position (before any grammar)."""

@@ -24,6 +24,7 @@ class HubFile:
     sha256: str = ""  # what the hub claims (ETag); defaults to the real hash
     cut_first_transfer: bool = False
     bytes_per_second: float | None = None
+    stall_probe: bool = False  # send the headers of the header probe (a Range request), then nothing
     transfers: int = 0
 
     def __post_init__(self) -> None:
@@ -115,6 +116,10 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 start, end = int(first), min(int(last) if last else end, end)
             body = file.data[start : end + 1]
             self._headers(file, 206 if wanted else 200, start, len(body))
+            if file.stall_probe and wanted and start == 0:
+                self.wfile.flush()
+                time.sleep(60)
+                return
             is_transfer = not wanted or start > 0
             cut = file.cut_first_transfer and is_transfer and file.transfers == 0
             if is_transfer:

@@ -90,3 +90,53 @@ def mute_server() -> Iterator[str]:
         for conn in held:
             conn.close()
         listener.close()
+
+
+BAD_BODIES = {
+    "empty list": b"[]",
+    "null choices": b'{"choices": null}',
+    "null message": b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m",'
+    b' "choices": [{"index": 0, "finish_reason": "stop", "message": null}]}',
+    "short body": b'{"choices": [',  # sent with a Content-Length that promises more
+    "reset": b"",  # the connection is reset instead of answered
+    "not json": b"<html>oops</html>",
+    "prose answer": b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m",'
+    b' "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Sure!"}}]}',
+}
+
+
+@contextlib.contextmanager
+def misbehaving_server(kind: str) -> Iterator[str]:
+    """Answers every request with one kind of broken reply (see BAD_BODIES); yields its /v1 base URL."""
+    import http.server
+    import struct
+
+    body = BAD_BODIES[kind]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if kind == "reset":  # SO_LINGER 0: close() sends RST
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) + (100 if kind == "short body" else 0)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            if kind == "short body":
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -11,7 +11,7 @@ import pytest
 
 from slm_desk.catalog import bundled_model_path
 from tests.conftest import INVOICE_TICKET
-from tests.servers import llama_server, mute_server
+from tests.servers import BAD_BODIES, llama_server, misbehaving_server, mute_server
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_below_threshold_is_escalated_and_accepted(cli, slm_home: Path, larger: 
     configure(slm_home, base_url=larger)
     result = cli("run", "extract-ticket", "--accept-at", "0.9999", "--escalate", "--input", INVOICE_TICKET)
     [envelope] = result.envelopes
-    assert envelope["escalated"] is True and envelope["model"] == "larger"
+    assert envelope["escalated"] is True and envelope["model"] == "larger" and envelope["answered_by"] == "escalation"
     assert envelope["decision"] == "accept" and result.returncode == 0, envelope["reason"]
     assert envelope["output"]["invoice_id"] == "INV-8821"
     assert "below the threshold 0.9999" in envelope["reason"] and "passed validation" in envelope["reason"]
@@ -112,3 +112,24 @@ def test_api_key_is_sent_but_never_stored(cli, slm_home: Path, larger: str, monk
         if path.is_file():
             assert b"sk-test-do-not-store-4242" not in path.read_bytes(), path
     assert "sk-test" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_BODIES))
+def test_a_misbehaving_endpoint_loses_nothing_in_a_batch(cli, slm_home: Path, kind: str) -> None:
+    """Malformed bodies and resets become `escalation.error`: every item is printed, recorded, and reviewed."""
+    with misbehaving_server(kind) as base:
+        configure(slm_home, base_url=base, retries=0)
+        lines = f"{INVOICE_TICKET}\nThe app crashes on start\n"
+        result = cli("run", "extract-ticket", "--jsonl", "--accept-at", "0.9999", "--escalate", stdin=lines)
+    envelopes = result.envelopes
+    assert [e["line"] for e in envelopes] == [1, 2], result.stderr
+    for envelope in envelopes:
+        assert envelope["decision"] == "review", envelope
+        if kind == "prose answer":  # a reply, but not the contract: the small answer stays, for review
+            assert envelope["escalated"] and "failed validation too" in envelope["reason"]
+        else:
+            assert envelope["escalation"]["error"] and not envelope["escalated"]
+    assert result.returncode in (3, 4) and "internal error" not in result.stderr
+    db = sqlite3.connect(slm_home / "data" / "history.sqlite3")
+    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM evalset WHERE label = 'teacher'").fetchone()[0] == 0

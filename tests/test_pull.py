@@ -201,3 +201,16 @@ def test_memory_estimate_refuses_unless_forced(cli, hub: FakeHub, gguf_bytes: by
     assert hub.downloads() == []
     forced = cli("pull", ADDRESS, "--force")
     assert forced.returncode == 0 and installed(slm_home) == [MODEL_ID]
+
+
+def test_a_hub_that_stalls_after_its_headers_fails_within_the_timeout(
+    cli, hub: FakeHub, gguf_bytes: bytes, slm_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.add(REPO, FILE, HubFile(gguf_bytes, stall_probe=True))
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "2")
+    started = time.monotonic()
+    result = cli("pull", ADDRESS, timeout=60)
+    assert result.returncode != 0 and "stopped answering" in result.stderr, result.stderr
+    assert "internal error" not in result.stderr
+    assert time.monotonic() - started < 30
+    assert installed(slm_home) == []

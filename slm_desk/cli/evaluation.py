@@ -186,9 +186,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _compare(a_path: Path, b_path: Path) -> int:
+    from slm_desk.errors import UsageError
     from slm_desk.metrics import regressions
 
-    a, b = (json.loads(p.read_text(encoding="utf-8")) for p in (a_path, b_path))
+    reports = []
+    for path in (a_path, b_path):
+        try:
+            reports.append(json.loads(path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}", "pass two files written by `eval --json`") from exc
+        except ValueError as exc:
+            raise UsageError(f"{path} is not an eval report: {exc}", "pass two files written by `eval --json`") from exc
+    a, b = reports
     keys = [
         "accuracy",
         "accepted_accuracy",

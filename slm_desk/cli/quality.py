@@ -190,7 +190,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_evalset(args: argparse.Namespace) -> int:
     from slm_desk import evalset
+    from slm_desk.tasks import load_task
 
+    load_task(args.task)  # an unknown task is a usage error, not an empty export
     store = _store()
     try:
         written = 0

@@ -113,6 +113,15 @@ def _jsonl_inputs(stream: IO[bytes]) -> Iterator[tuple[int, Any, str | SlmDeskEr
             continue
         if not line:
             continue
+        if line.startswith("[") and _is_json_array(line):
+            yield (
+                number,
+                None,
+                UsageError(
+                    f"line {number} is a JSON array, not an input", 'write {"input": "..."} or plain text, one per line'
+                ),
+            )
+            continue
         if not line.startswith("{"):
             yield number, None, line
             continue
@@ -272,13 +281,38 @@ def _ready(item: Any) -> bool:
     return isinstance(item, SlmDeskError) or item.done()
 
 
+class _Envelopes:
+    """Where envelopes go: the real stdout, held on a file descriptor of its own.
+
+    Native code (llama.cpp, ggml's crash handler with its gdb backtrace) writes to file descriptor 1. In pipe mode
+    descriptor 1 is pointed at stderr, so whatever native code prints never lands between two JSON lines.
+    """
+
+    stream: IO[str] | None = None
+
+    @classmethod
+    def claim(cls) -> None:
+        if cls.stream is not None:
+            return
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.flush()
+            cls.stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+            os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+    @classmethod
+    def write(cls, line: str) -> None:
+        out = cls.stream or sys.stdout
+        out.write(line)
+        out.flush()
+
+
 def _print(envelope: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(envelope, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+    _Envelopes.write(json.dumps(envelope, ensure_ascii=False) + "\n")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"  # the run path never touches the network
+    _Envelopes.claim()
     if args.jsonl and args.input is not None:
         raise UsageError("--jsonl reads stdin; it cannot be combined with --input", "drop one of them")
     text = None
@@ -313,6 +347,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def quiet_stdout() -> None:
     """After a reader closed the pipe: point stdout at /dev/null so the interpreter's final flush stays silent."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        if _Envelopes.stream is not None:
+            os.dup2(devnull, _Envelopes.stream.fileno())
+
+
+def _is_json_array(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), list)
+    except ValueError:
+        return False  # "[ticket 4411] my card ..." is text

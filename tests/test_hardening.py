@@ -1,0 +1,111 @@
+"""What new users hit in their first minutes: pipes into head, damaged files, two processes at once, file modes."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slm_desk.catalog import bundled_model_path
+
+SLM = f"{sys.executable} -m slm_desk"
+
+
+def shell(command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", command], input=stdin, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["paths --json", "run route-ticket --jsonl", "tasks", "models list"])
+def test_piping_into_head_exits_quietly(command: str) -> None:
+    lines = "Where is my card?\nI was charged twice\nHow do I change my PIN?\nThe ATM took my card\n"
+    done = shell(f"set -o pipefail; {SLM} {command} | head -n1; echo rc=${{PIPESTATUS[0]}} >&2", lines)
+    rc = int(done.stderr.strip().rsplit("rc=", 1)[1])
+    assert rc in (0, 141), done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    assert len(done.stdout.splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def damaged_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled GGUF with a valid header and its weights overwritten: llama.cpp loads it and computes NaN."""
+    source = bundled_model_path()
+    assert source is not None
+    data = bytearray(source.read_bytes())
+    start = len(data) // 3
+    data[start:] = b"\xff" * (len(data) - start)
+    path = tmp_path_factory.mktemp("damaged") / "damaged.gguf"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_damaged_weights_give_error_envelopes_not_an_abort(cli, damaged_gguf: Path) -> None:
+    result = cli("run", "route-ticket", "--jsonl", "--model", str(damaged_gguf), stdin="one\ntwo\n")
+    assert result.returncode == 5, result.stderr[-2000:]  # not 134 (SIGABRT)
+    envelopes = result.envelopes  # stdout is JSON lines only: native noise went to stderr
+    assert [e["line"] for e in envelopes] == [1, 2]
+    assert all(e["output"] is None and "non-finite" in e["error"] for e in envelopes)
+
+
+def test_two_processes_create_one_store_without_racing(slm_home: Path) -> None:
+    code = "from slm_desk import locations; from slm_desk.store import Store; Store(locations.history_db()).close()"
+    for _ in range(5):
+        db = slm_home / "data" / "history.sqlite3"
+        for leftover in db.parent.glob("history.sqlite3*") if db.parent.exists() else []:
+            leftover.unlink()
+        children = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]
+        errors = [child.communicate(timeout=60)[1].decode() for child in children]
+        assert [child.returncode for child in children] == [0] * 4, errors
+
+
+def test_history_and_config_are_private_to_the_user(cli, slm_home: Path) -> None:
+    assert cli("run", "extract-ticket", "--input", "Refund INV-3 please").returncode in (0, 3, 4)
+    from slm_desk.config import set_value
+
+    set_value("runtime", "threads", 1)
+    for path in (slm_home / "data" / "history.sqlite3", slm_home / "config" / "config.toml"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for folder in (slm_home / "data", slm_home / "config"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_files_that_are_not_utf8_are_usage_errors_naming_the_file(cli, slm_home: Path) -> None:
+    tasks = slm_home / "config" / "tasks"
+    tasks.mkdir(parents=True, exist_ok=True)
+    (tasks / "latin.toml").write_bytes("description = 'caf\xe9'\n".encode("latin-1"))
+    result = cli("run", "latin", "--input", "x")
+    assert result.returncode == 2 and "latin.toml is not UTF-8" in result.stderr
+    (slm_home / "config" / "config.toml").write_bytes(b"[runtime]\nthreads = 1 # \xe9\n")
+    result = cli("run", "extract-ticket", "--input", "x")
+    assert result.returncode == 2 and "config.toml is not UTF-8" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--threads", "-3"], "threads"), (["--ctx", "10"], "n_ctx"), (["--concurrency", "0"], "concurrency")],
+)
+def test_bad_runtime_values_are_refused_not_adjusted(cli, args: list[str], message: str) -> None:
+    result = cli("run", "extract-ticket", "--input", "Refund INV-3 please", *args)
+    assert result.returncode == 2 and message in result.stderr and not result.stdout
+
+
+def test_a_json_array_line_is_an_error_and_bracketed_text_is_text(cli) -> None:
+    result = cli("run", "route-ticket", "--jsonl", stdin='["not", "an", "input"]\n[ticket 4411] my card is lost\n')
+    first, second = result.envelopes
+    assert "JSON array" in first["error"] and second["valid"] and second["line"] == 2
+    assert result.returncode == 2
+
+
+def test_eval_compare_with_a_missing_report_is_a_usage_error(cli, tmp_path: Path) -> None:
+    present = tmp_path / "b.json"
+    present.write_text(json.dumps({"model": "m"}))
+    result = cli("eval", "compare", str(tmp_path / "missing.json"), str(present))
+    assert result.returncode == 2 and "missing.json" in result.stderr and "internal error" not in result.stderr
+
+
+def test_evalset_export_of_an_unknown_task_is_a_usage_error(cli) -> None:
+    result = cli("evalset", "export", "no-such-task")
+    assert result.returncode == 2 and "unknown task" in result.stderr
