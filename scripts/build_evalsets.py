@@ -69,8 +69,8 @@ def routes(data: Path) -> list[dict]:
     return items
 
 
-def bookings(data: Path) -> list[dict]:
-    skip = example_inputs("extract-booking")
+def booking_items(data: Path, skip: set[str]) -> list[dict]:
+    """Every restaurant8k utterance not in `skip`, once, with its slot spans copied verbatim."""
     items, seen = [], set()
     for record in json.loads((data / "restaurant8k" / "train.json").read_text(encoding="utf-8")):
         text = record["userInput"]["text"]
@@ -82,6 +82,11 @@ def bookings(data: Path) -> list[dict]:
             span = label["valueSpan"]
             output[label["slot"]] = text[span.get("startIndex", 0) : span["endIndex"]]
         items.append({"input": text, "output": output})
+    return items
+
+
+def bookings(data: Path) -> list[dict]:
+    items = booking_items(data, example_inputs("extract-booking"))
     rng = random.Random(8)
     with_slots = [i for i in items if any(i["output"].values())]
     without = [i for i in items if not any(i["output"].values())]

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_evalsets import ROOT, ROUTE_OF, SLOTS, example_inputs  # noqa: E402
+from build_evalsets import ROOT, ROUTE_OF, booking_items, example_inputs  # noqa: E402
 
 
 def held_out(task: str) -> set[str]:
@@ -38,20 +38,7 @@ def route_pool(data: Path) -> list[dict]:
 
 
 def booking_pool(data: Path) -> list[dict]:
-    skip = held_out("extract-booking")
-    seen: set[str] = set()
-    items = []
-    for record in json.loads((data / "restaurant8k" / "train.json").read_text(encoding="utf-8")):
-        text = record["userInput"]["text"]
-        if text in skip or text in seen:
-            continue
-        seen.add(text)
-        output = dict.fromkeys(SLOTS)
-        for label in record.get("labels", []):
-            span = label["valueSpan"]
-            output[label["slot"]] = text[span.get("startIndex", 0) : span["endIndex"]]
-        items.append({"input": text, "output": output})
-    return items
+    return booking_items(data, held_out("extract-booking"))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def shell(command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-c", command], input=stdin, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("command", ["paths --json", "run route-ticket --jsonl", "tasks", "models list"])
+@pytest.mark.parametrize("command", ["paths --json", "run route-ticket --jsonl", "tasks", "models"])
 def test_piping_into_head_exits_quietly(command: str) -> None:
     lines = "Where is my card?\nI was charged twice\nHow do I change my PIN?\nThe ATM took my card\n"
     done = shell(f"set -o pipefail; {SLM} {command} | head -n1; echo rc=${{PIPESTATUS[0]}} >&2", lines)

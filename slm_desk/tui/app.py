@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
@@ -52,17 +52,10 @@ class SlmDeskApp(App[None]):
         ]:
             self.add_mode(mode, screen)
 
-    def notify(  # type: ignore[override]
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
+    def notify(self, message: str, **options: Any) -> None:  # type: ignore[override]
         """Plain text by default: messages carry user input, paths and errors with square brackets."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        options.setdefault("markup", False)
+        super().notify(message, **options)
 
     def on_mount(self) -> None:
         self.switch_mode("run")

@@ -5,9 +5,8 @@ Worker.StateChanged does not bubble; it reaches only the worker's node (the scre
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker
 
@@ -17,17 +16,10 @@ if TYPE_CHECKING:
 
 
 class DeskScreen(Screen[None]):
-    def notify(  # type: ignore[override]
-        self,
-        message: str,
-        *,
-        title: str = "",
-        severity: SeverityLevel = "information",
-        timeout: float | None = None,
-        markup: bool = False,
-    ) -> None:
+    def notify(self, message: str, **options: Any) -> None:  # type: ignore[override]
         """Notifications carry user text, paths and errors: plain text unless a caller asks for markup."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        options.setdefault("markup", False)
+        self.app.notify(message, **options)
 
     @property
     def desk(self) -> Desk:
