@@ -3,7 +3,8 @@
     .venv/bin/python scripts/screenshots.py
 
 Uses a throwaway SLM_DESK_HOME, real inference on the bundled model, a calibration profile built from the
-route-ticket eval set (the first 100 examples), and a review queue seeded by real runs.
+route-ticket eval set (the first 100 examples), a label head trained on tests/data's route-ticket pool, and a
+review queue seeded by real runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from textual.widgets import TextArea  # noqa: E402
 
-from slm_desk import calibration  # noqa: E402
+from slm_desk import calibration, head, pool  # noqa: E402
 from slm_desk.desk import Desk  # noqa: E402
 from slm_desk.evalset import builtin, read_jsonl  # noqa: E402
 from slm_desk.tasks import load_task  # noqa: E402
@@ -31,6 +32,8 @@ SIZE = (110, 34)
 
 def prepare(desk: Desk) -> None:
     task = load_task("route-ticket")
+    pool.add_file(desk.store, task, ROOT / "tests" / "data" / "route-ticket.pool.jsonl")  # teach it (600 items)
+    head.save(desk.store, *head.train(task, desk.store.pool(task.name, task.version)))
     items = read_jsonl(builtin("route-ticket"))[:100]  # type: ignore[arg-type]
     calibration.save(desk.store, calibration.calibrate(desk.pipeline(task, desk.backend(), calibrated=False), items))
     cascade = desk.cascade("extract-booking")

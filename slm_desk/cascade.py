@@ -7,7 +7,6 @@ failure, so nothing is lost.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 from slm_desk.backends import IsCancelled, OnText
@@ -63,11 +62,13 @@ class Cascade:
         try:
             if self.budget is not None:
                 self.budget.check()
+            answered = False
             try:
                 big = self.escalation.answer(small.input)
-            finally:
+                answered = True
+            finally:  # every call counts against the budget, answered or not
                 if self.budget is not None:
-                    self.budget.spent(where, ok=sys.exc_info()[0] is None)
+                    self.budget.spent(where, ok=answered)
         except SlmDeskError as exc:
             return small.model_copy(
                 update={

@@ -268,7 +268,7 @@ def _run_batch(session: _Session, stream: IO[bytes]) -> None:
                 pending.append((extra, line))
             else:
                 pending.append((extra, pool.submit(session.answer, index, line)))
-            flush(session.workers - 1 if session.workers > 1 else 0)
+            flush(session.workers - 1)  # at most `workers` answers in flight
         flush(0)
     finally:
         for _, waiting in pending:
