@@ -5,7 +5,7 @@ review (accept / correct / reject), and an answer that fails validation is queue
 Only reviewed labels are exported:
   (a) a copy of the task file with the best reviewed items as few-shot examples,
   (b) a fine-tuning JSONL in the {"input", "output"} format,
-  (c) a held-out split for `eval`, labelled by people and kept out of (a) and (b).
+  (c) a held-out split for `eval`, labelled by people and kept out of (a), (b) and the task's example pool.
 """
 
 from __future__ import annotations
@@ -86,6 +86,8 @@ def export(
     cut = max(1, round(len(shuffled) * holdout))
     held, train = shuffled[:cut], shuffled[cut:]
     chosen = _pick_examples(train, task, examples)
+    # the held-out split judges the task, so it must not teach it: out of the example pool it goes
+    unpooled = store.remove_pool_inputs(task.name, [item["input"] for item in held])
 
     text, _ = task_text(task.name)
     version = task.version + 1
@@ -115,5 +117,6 @@ def export(
         "train": len(train),
         "heldout": len(held),
         "version": version,
+        "heldout_removed_from_pool": unpooled,
         **{f"{k}_file": str(v) for k, v in files.items()},
     }

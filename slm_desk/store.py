@@ -329,6 +329,12 @@ class Store:
                 )
             return cursor.rowcount
 
+    def remove_pool_inputs(self, task: str, inputs: list[str]) -> int:
+        """Take these inputs out of every version's pool (they are now held out to judge the task)."""
+        with self.db:
+            cursor = self.db.executemany("DELETE FROM pool WHERE task = ? AND input = ?", [(task, i) for i in inputs])
+            return cursor.rowcount
+
     def save_head(self, task: str, version: int, report_json: str, blob: bytes) -> None:
         with self.db:
             self.db.execute(

@@ -48,6 +48,7 @@ def test_distill_review_export_and_eval(cli, tmp_path: Path) -> None:
     assert exported.returncode == 0, exported.stderr
     summary = json.loads(exported.stdout)
     assert summary["train"] + summary["heldout"] == len(RAW) and summary["heldout"] == 2
+    assert summary["heldout_removed_from_pool"] == 2  # accepted reviews taught the task; the held-out ones no more
     train, held = read_jsonl(out / "train.jsonl"), read_jsonl(out / "heldout.jsonl")
     assert {i["input"] for i in train}.isdisjoint({i["input"] for i in held})
     copy = parse_task((out / "extract-ticket.toml").read_text(), "extract-ticket", "copy")

@@ -47,7 +47,7 @@ def test_run_extract_ticket_in_a_real_terminal(slm_home: Path) -> None:
         assert ("INV-8821" in fields[0]) or not accepted, screen
         assert "VALID" in screen
         tmux("send-keys", "-t", session, "F2")
-        history = wait_for(session, lambda s: "1 runs" in s, timeout=30)
+        history = wait_for(session, lambda s: "1 run" in s, timeout=30)
         assert "extract-ticket" in history
     finally:
         subprocess.run(["tmux", "send-keys", "-t", session, "C-q"], capture_output=True)

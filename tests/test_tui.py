@@ -78,7 +78,7 @@ async def test_history_search_open_and_rerun() -> None:
         assert table.row_count == 2
         app.screen.query_one("#search", Input).value = "INV-8821"
         await pilot.pause()
-        assert table.row_count == 1 and "1 runs matching" in text_of(app, "#count")
+        assert table.row_count == 1 and "1 run matching" in text_of(app, "#count")
         table.focus()
         await pilot.press("enter")
         await pilot.pause()

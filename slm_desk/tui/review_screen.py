@@ -55,7 +55,7 @@ class ReviewScreen(DeskScreen):
         if not self.items:
             self.notify("the queue is empty")
             return None
-        return self.items[int(table.get_row_at(table.cursor_row)[0])]
+        return self.items[int(str(table.get_row_at(table.cursor_row)[0]))]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key is None or not self.items:
