@@ -222,6 +222,8 @@ def fleet(items: int) -> None:
                     "127.0.0.1",
                     "--n_threads",
                     "1",
+                    "--n_threads_batch",
+                    "1",
                     "--n_ctx",
                     "2048",
                     "--model_alias",
