@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
         self.db.isolation_level = "DEFERRED"  # back to Python's default: `with self.db` is one transaction
+        # one connection, several threads (a --concurrency batch records while workers log escalations):
+        # a transaction must not take in another thread's statements
+        self.writing = threading.RLock()
 
     def _migrate(self) -> None:
         """Bring the schema forward under one write lock: two processes opening a new store never race."""
@@ -116,7 +120,7 @@ class Store:
 
     def record(self, result: RunResult, source: str = "run") -> int:
         """Store one outcome: the run; a review item when it needs a person; eval-set rows for what we learn."""
-        with self.db:
+        with self.writing, self.db:
             run_id = self._insert_run(result)
             if result.decision == "review":
                 candidate = result.output if result.output is not None else result.rejected_output
@@ -199,7 +203,7 @@ class Store:
         )
 
     def log_escalation(self, endpoint: str, ok: bool) -> None:
-        with self.db:
+        with self.writing, self.db:
             self.db.execute("INSERT INTO escalation_calls (endpoint, ok) VALUES (?, ?)", (endpoint, int(ok)))
 
     # -- calibration profiles ---------------------------------------------------------------------------------------

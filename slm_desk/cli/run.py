@@ -39,10 +39,11 @@ exit codes:
   4  some answer valid but needs escalation or review
   2  usage or input error: unknown task, empty or binary input, input longer than the context
      (never truncated), malformed task file (in --jsonl: a bad line gets an error envelope, the rest run)
-  5  some input could not be answered (a server backend failed after its retries): each such input has
-     an error envelope, the rest ran
+  5  some input could not be answered (a server backend failed after its retries, or the model computes
+     garbage): each such input has an error envelope, the rest ran
   1  internal error
   130 interrupted (Ctrl-C): every line already printed is complete and recorded
+  141 the reader closed stdout (`| head`): the rest was not run
 When several apply the first in this order wins: 2, 5, 3, 4.
 
 examples:
