@@ -11,6 +11,7 @@ from slm_desk.backends import Backend
 from slm_desk.cascade import Cascade
 from slm_desk.config import Config, RuntimeConfig, load_config
 from slm_desk.escalation import Budget, escalation_backend, is_loopback
+from slm_desk.hardware import physical_cores
 from slm_desk.pipeline import Pipeline
 from slm_desk.retrieval import Retriever
 from slm_desk.store import Store
@@ -54,17 +55,16 @@ class Desk:
         """The trained label head of this task version as the first tier, or None when none was trained."""
         from slm_desk import head
 
-        row = self.store.head(task.name, task.version)
-        if row is None:
+        trained_at = self.store.head_trained_at(task.name, task.version)  # cheap: the model is read only when new
+        if trained_at is None:
             return None
         key = (task.name, task.version)
         cached = self._heads.get(key)
-        if cached is None or cached[0] != row[2]:
+        if cached is None or cached[0] != trained_at:
             loaded = head.load(self.store, task)
             assert loaded is not None
             backend, profile, _ = loaded
-            tier = Pipeline(task, backend, profile, can_escalate=True, tier="head", max_attempts=1)
-            cached = (row[2], tier)
+            cached = (trained_at, Pipeline(task, backend, profile, can_escalate=True, tier="head", max_attempts=1))
             self._heads[key] = cached
         return cached[1]
 
@@ -115,6 +115,29 @@ class Desk:
             consent=consent,
             head=self.head(task) if learned and accept_at is None else None,
         )
+
+    def cascades(
+        self,
+        task: str | Task,
+        workers: int,
+        model_id: str | None = None,
+        runtime: RuntimeConfig | None = None,
+        accept_at: float | None = None,
+        consent: bool = False,
+        learned: bool = True,
+    ) -> list[Cascade]:
+        """Cascades for `workers` parallel callers. A local model gets one copy per worker (weights shared through
+        mmap, each copy its own context and lock) with the cores split between them; a server backend is
+        thread-safe, so one cascade serves every worker."""
+        runtime = runtime or self.config.runtime
+        if runtime.backend != "local" or workers == 1:
+            return [self.cascade(task, model_id, runtime, accept_at, consent, learned=learned)]
+        share = max(1, (runtime.threads or physical_cores()) // workers)
+        runtime = runtime.model_copy(update={"threads": share})
+        return [
+            self.cascade(task, model_id, runtime, accept_at, consent, replica=i, learned=learned)
+            for i in range(workers)
+        ]
 
     def close(self) -> None:
         self.store.close()

@@ -9,7 +9,6 @@ like the small model's. Escalation is off unless configured, and pipe mode only 
 from __future__ import annotations
 
 import ipaddress
-import threading
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -39,8 +38,6 @@ class LocalOnFirstUse:
         self.model = model_id
         self.where = f"local model {model_id}"
         self.runtime = runtime
-        self._backend: Backend | None = None
-        self._lock = threading.Lock()
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
@@ -48,14 +45,11 @@ class LocalOnFirstUse:
         from slm_desk import backends
         from slm_desk.catalog import resolve_model
 
-        with self._lock:
-            if self._backend is None:
-                try:
-                    self._backend = backends.local(resolve_model(self.model), self.runtime)
-                except SlmDeskError as exc:
-                    message = f"escalation model {self.model} cannot be loaded: {exc.message}"
-                    raise BackendFailed(message, exc.hint) from exc
-        return self._backend.complete(task, messages, on_text, cancelled)
+        try:  # backends.local loads the model once and keeps it
+            backend = backends.local(resolve_model(self.model), self.runtime)
+        except SlmDeskError as exc:
+            raise BackendFailed(f"escalation model {self.model} cannot be loaded: {exc.message}", exc.hint) from exc
+        return backend.complete(task, messages, on_text, cancelled)
 
 
 def escalation_backend(config: EscalationConfig, runtime: RuntimeConfig) -> Backend | None:

@@ -16,7 +16,6 @@ from typing import Any
 from slm_desk import metrics
 from slm_desk.desk import Desk
 from slm_desk.errors import SlmDeskError
-from slm_desk.hardware import physical_cores
 from slm_desk.results import RunResult, Tokens
 from slm_desk.tasks import Task
 
@@ -51,14 +50,7 @@ def run_eval(
     progress: Callable[[int, int], None] | None = None,
     learned: bool = True,
 ) -> dict[str, Any]:
-    runtime = desk.config.runtime
-    local = runtime.backend == "local"
-    if local and concurrency > 1:  # one model copy per worker, the cores split between them
-        runtime = runtime.model_copy(update={"threads": max(1, (runtime.threads or physical_cores()) // concurrency)})
-    cascades = [
-        desk.cascade(task, model_id, runtime, accept_at, consent=escalate, replica=i if local else 0, learned=learned)
-        for i in range(concurrency)
-    ]
+    cascades = desk.cascades(task, concurrency, model_id, None, accept_at, escalate, learned)
     model = cascades[0].small.backend.model
     records: list[dict[str, Any] | None] = [None] * len(items)
     lock, done = Lock(), [0]
@@ -66,7 +58,7 @@ def run_eval(
     def work(worker: int) -> None:
         for index in range(worker, len(items), concurrency):
             try:
-                result = cascades[worker].run(items[index]["input"])
+                result = cascades[worker % len(cascades)].run(items[index]["input"])
             except SlmDeskError as exc:  # a server that failed this item: counted as an unanswered item
                 result = unanswered(task, items[index]["input"], model, exc)
             records[index] = record_of(items[index]["output"], result)

@@ -346,6 +346,13 @@ class Store:
                 (task, version, report_json, blob),
             )
 
+    def head_trained_at(self, task: str, version: int) -> str | None:
+        """When the newest head of a task version was trained (without reading the model), or None."""
+        row = self.db.execute(
+            "SELECT max(created_at) FROM heads WHERE task = ? AND task_version = ?", (task, version)
+        ).fetchone()
+        return row[0] if row else None
+
     def head(self, task: str, version: int) -> tuple[str, bytes, str] | None:
         """(report JSON, pickled model, created_at) of the newest trained head, or None."""
         row = self.db.execute(

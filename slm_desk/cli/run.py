@@ -10,10 +10,12 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from slm_desk.errors import SlmDeskError, UsageError
-from slm_desk.results import RunResult
+
+if TYPE_CHECKING:  # pydantic stays out of `slm-desk --help`
+    from slm_desk.results import RunResult
 
 EXIT_BROKEN_PIPE = 141  # the shell's code for a reader that went away (128 + SIGPIPE)
 
@@ -175,21 +177,11 @@ class _Session:
         if args.backend:
             overrides["backend"] = tuple(args.backend)
         runtime = _runtime(config.runtime, {k: v for k, v in overrides.items() if v is not None})
-        local = runtime.backend == "local"
-        workers = args.concurrency if args.jsonl else 1
-        if local and workers > 1:
-            from slm_desk.hardware import physical_cores
-
-            share = max(1, (runtime.threads or physical_cores()) // workers)
-            runtime = runtime.model_copy(update={"threads": share})
+        self.workers = args.concurrency if args.jsonl else 1
         self.store = self.desk.store
         self.log = config.history.enabled and not args.no_log
         consent = args.escalate or config.escalation.auto
-        self.cascades = [
-            self.desk.cascade(args.task, args.model, runtime, args.accept_at, consent=consent, replica=i)
-            for i in range(workers if local else 1)
-        ]
-        self.workers = workers
+        self.cascades = self.desk.cascades(args.task, self.workers, args.model, runtime, args.accept_at, consent)
         if args.escalate and self.cascades[0].escalation is None:
             raise UsageError(
                 "--escalate needs escalation configured", "add an [escalation] section to config.toml (see the README)"
