@@ -10,6 +10,7 @@ callers of one llama.cpp context are serialised, never concurrent (concurrent us
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
@@ -273,8 +274,20 @@ def local(model: ModelRef, runtime: RuntimeConfig, replica: int = 0) -> LlamaCpp
     key = (str(model.path), runtime, replica)
     with _local_lock:
         if key not in _local:
+            if not _local:
+                atexit.register(_close_local)
             _local[key] = LlamaCppBackend(Engine(model, runtime))
         return _local[key]
+
+
+def _close_local() -> None:
+    """Free the loaded models before the interpreter tears down the modules their destructors need (left to
+    llama-cpp-python's __del__, that prints a TypeError at every exit). One still generating is left alone."""
+    with _local_lock:
+        for backend in _local.values():
+            if backend.lock.acquire(timeout=5):
+                backend.engine.close()
+        _local.clear()
 
 
 def remote(runtime: RuntimeConfig) -> OpenAIBackend:

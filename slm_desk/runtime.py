@@ -197,6 +197,11 @@ class Engine:
         self._get_logits = llama_cpp.llama_get_logits_ith
         self._n_vocab = self._llm.n_vocab()
 
+    def close(self) -> None:
+        """Free the model and its context now (the lock holder guarantees no generation is running)."""
+        self._grammars.clear()
+        self._llm.close()
+
     @property
     def n_ctx(self) -> int:
         return self._llm.n_ctx()
