@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from slm_desk.errors import SlmDeskError
@@ -71,7 +72,9 @@ class LlamaCppBackend:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.model = engine.model.id
+        # a tuned model answers (and is calibrated) apart from its base
+        self.model = engine.model.id + ("+lora" if engine.adapter else "")
+        self.tuned = engine.adapter is not None
         self.where = f"local model {engine.model.id}"
         self.lock = threading.Lock()
 
@@ -262,21 +265,22 @@ def _cause(exc: BaseException) -> str:
 
 # -- local models: opened here, once per (model, runtime, replica) -------------------------------------------------
 
-_local: dict[tuple[str, RuntimeConfig, int], LlamaCppBackend] = {}
+_local: dict[tuple[str, RuntimeConfig, int, str], LlamaCppBackend] = {}
 _local_lock = threading.Lock()
 
 
-def local(model: ModelRef, runtime: RuntimeConfig, replica: int = 0) -> LlamaCppBackend:
-    """The loaded model for these settings; loads it on first use. `replica` > 0 gives extra copies for parallel
-    eval (weights are mmap'd and shared; each copy has its own context and lock)."""
+def local(model: ModelRef, runtime: RuntimeConfig, replica: int = 0, adapter: Path | None = None) -> LlamaCppBackend:
+    """The loaded model for these settings (with a LoRA `adapter` applied, if given); loads it on first use.
+    `replica` > 0 gives extra copies for parallel eval (weights are mmap'd and shared; each copy has its own
+    context and lock)."""
     from slm_desk.runtime import Engine
 
-    key = (str(model.path), runtime, replica)
+    key = (str(model.path), runtime, replica, str(adapter or ""))
     with _local_lock:
         if key not in _local:
             if not _local:
                 atexit.register(_close_local)
-            _local[key] = LlamaCppBackend(Engine(model, runtime))
+            _local[key] = LlamaCppBackend(Engine(model, runtime, adapter))
         return _local[key]
 
 
@@ -296,10 +300,16 @@ def remote(runtime: RuntimeConfig) -> OpenAIBackend:
     return OpenAIBackend(urls, runtime.model or "default", runtime.api_key_env, runtime.timeout_s, runtime.retries)
 
 
-def small_model(model_id: str | None, runtime: RuntimeConfig, default: str, replica: int = 0) -> Backend:
-    """The backend that answers first: a server when [runtime] backend names one, else the local GGUF."""
+def small_model(
+    model_id: str | None, runtime: RuntimeConfig, default: str, replica: int = 0, task: Task | None = None
+) -> Backend:
+    """The backend that answers first: a server when [runtime] backend names one, else the local GGUF, with the
+    adapter `slm-desk tune` trained for `task` on it, when there is one."""
+    from slm_desk import adapters
     from slm_desk.catalog import resolve_model
 
     if runtime.backend != "local":
         return remote(runtime.model_copy(update={"model": model_id or runtime.model}))
-    return local(resolve_model(model_id or default), runtime, replica)
+    model = resolve_model(model_id or default)
+    tuned = adapters.for_task(task, model) if task is not None else None
+    return local(model, runtime, replica, tuned.path if tuned else None)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from slm_desk import backends, prompt
+from slm_desk import adapters, backends, prompt
 from slm_desk.catalog import resolve_model
 from slm_desk.config import RuntimeConfig
 from slm_desk.metrics import percentile
@@ -34,11 +34,15 @@ def run_bench(
     task: Task,
     inputs: list[str],
     progress: Callable[[int, int], None] | None = None,
+    adapter: bool = True,
 ) -> dict[str, Any]:
-    backend = backends.local(resolve_model(model_id), runtime)
+    model = resolve_model(model_id)
+    tuned = adapters.for_task(task, model) if adapter else None
+    backend = backends.local(model, runtime, adapter=tuned.path if tuned else None)
     engine = backend.engine
+    shots: list[tuple[str, str]] | None = [] if tuned else None
     with backend.lock:
-        long_prompt = engine.tokenize(engine.render(prompt.task_messages(task, inputs[0])))
+        long_prompt = engine.tokenize(engine.render(prompt.task_messages(task, inputs[0], shots)))
         prompt_tps = engine.prompt_speed(long_prompt)
         free = engine.tokenize(engine.render([{"role": "user", "content": FREE_TEXT}]))
         free_tps = engine.free_text_speed(free, 64)
@@ -46,15 +50,14 @@ def run_bench(
         json_tokens = engine.generate_json(long_prompt, task.output_schema, 64).completion_tokens
         json_tps = json_tokens / max(time.perf_counter() - started, 1e-9)
 
-    pipeline = Pipeline(task, backend)
+    pipeline = Pipeline(task, backend, shots=(lambda _text: []) if tuned else None)
     latencies = []
     for i, text in enumerate(inputs, 1):
         latencies.append(pipeline.answer(text).latency_ms)
         if progress:
             progress(i, len(inputs))
-    model = engine.model
     return {
-        "model": model.id,
+        "model": backend.model,
         "file_bytes": model.path.stat().st_size,
         "threads": engine.threads,
         "gpu_layers": engine.gpu_layers,

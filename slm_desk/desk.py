@@ -28,9 +28,17 @@ class Desk:
     def reload_config(self) -> None:
         self.config = load_config()
 
-    def backend(self, model_id: str | None = None, runtime: RuntimeConfig | None = None, replica: int = 0) -> Backend:
-        """The small model: the local GGUF of `model_id` (default [models] small), or [runtime] backend's server."""
-        return backends.small_model(model_id, runtime or self.config.runtime, self.config.models.small, replica)
+    def backend(
+        self,
+        model_id: str | None = None,
+        runtime: RuntimeConfig | None = None,
+        replica: int = 0,
+        tuned_for: Task | None = None,
+    ) -> Backend:
+        """The small model: the local GGUF of `model_id` (default [models] small), or [runtime] backend's server.
+        With `tuned_for`, the LoRA adapter `slm-desk tune` trained for that task is applied, if there is one."""
+        runtime = runtime or self.config.runtime
+        return backends.small_model(model_id, runtime, self.config.models.small, replica, tuned_for)
 
     def escalation_leaves_machine(self) -> bool:
         """True when escalating would send text to another machine (the TUI asks first)."""
@@ -77,9 +85,11 @@ class Desk:
         learned: bool = True,
     ) -> Pipeline:
         """The small-model tier for `task` on `backend`: its calibration profile unless `calibrated` is off, and
-        few-shot turns retrieved from the example pool unless `learned` is off (then the task's static ones)."""
+        few-shot turns retrieved from the example pool unless `learned` is off (then the task's static ones).
+        A tuned backend gets no few-shot turns: it is prompted as it was trained."""
         task = load_task(task) if isinstance(task, str) else task
-        retriever = self.retriever(task) if learned else None
+        tuned = getattr(backend, "tuned", False)
+        retriever = self.retriever(task) if learned and not tuned else None
         profile = self.store.calibration(task.name, task.version, backend.model) if calibrated else None
         escalation = self.config.escalation
         return Pipeline(
@@ -88,7 +98,7 @@ class Desk:
             profile,
             accept_at,
             can_escalate=escalation.enabled,
-            shots=retriever.shots if retriever else None,
+            shots=_no_shots if tuned else retriever.shots if retriever else None,
         )
 
     def cascade(
@@ -100,13 +110,15 @@ class Desk:
         consent: bool = False,
         replica: int = 0,
         learned: bool = True,
+        adapter: bool = True,
     ) -> Cascade:
-        """Every tier for `task`: the trained label head, the small model of `model_id` with retrieved examples,
-        then the configured escalation target. `learned` off leaves out what the example pool taught (head and
-        retrieved examples), for a before/after comparison."""
+        """Every tier for `task`: the trained label head, the small model of `model_id` (tuned for the task, or with
+        retrieved examples), then the configured escalation target. `learned` off leaves out what the example pool
+        taught through the head and retrieved examples, `adapter` off the fine-tuned adapter: for before/after."""
         task = load_task(task) if isinstance(task, str) else task
         runtime = runtime or self.config.runtime
-        small = self.pipeline(task, self.backend(model_id, runtime, replica), accept_at, learned=learned)
+        backend = self.backend(model_id, runtime, replica, task if adapter else None)
+        small = self.pipeline(task, backend, accept_at, learned=learned)
         larger = escalation_backend(self.config.escalation, runtime)
         return Cascade(
             small,
@@ -125,19 +137,24 @@ class Desk:
         accept_at: float | None = None,
         consent: bool = False,
         learned: bool = True,
+        adapter: bool = True,
     ) -> list[Cascade]:
         """Cascades for `workers` parallel callers. A local model gets one copy per worker (weights shared through
         mmap, each copy its own context and lock) with the cores split between them; a server backend is
         thread-safe, so one cascade serves every worker."""
         runtime = runtime or self.config.runtime
         if runtime.backend != "local" or workers == 1:
-            return [self.cascade(task, model_id, runtime, accept_at, consent, learned=learned)]
+            return [self.cascade(task, model_id, runtime, accept_at, consent, learned=learned, adapter=adapter)]
         share = max(1, (runtime.threads or physical_cores()) // workers)
         runtime = runtime.model_copy(update={"threads": share})
         return [
-            self.cascade(task, model_id, runtime, accept_at, consent, replica=i, learned=learned)
+            self.cascade(task, model_id, runtime, accept_at, consent, replica=i, learned=learned, adapter=adapter)
             for i in range(workers)
         ]
 
     def close(self) -> None:
         self.store.close()
+
+
+def _no_shots(text: str) -> list[tuple[str, str]]:
+    return []

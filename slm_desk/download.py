@@ -169,7 +169,7 @@ def _probe_header(url: str) -> gguf_header.ModelShape | None:
         return None  # a header larger than the probe: the memory estimate is skipped, not the pull
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(4 * 2**20):
@@ -319,7 +319,7 @@ def _install(
     actual_size = downloaded.stat().st_size
     if problem is None and size and actual_size != size:
         problem = f"is {actual_size} bytes, expected {size}"
-    digest = _sha256(downloaded)
+    digest = sha256_of(downloaded)
     if problem is None and expected_sha and digest != expected_sha:
         problem = f"has sha256 {digest}, expected {expected_sha}"
     if problem:

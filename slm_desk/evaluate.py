@@ -49,8 +49,9 @@ def run_eval(
     accept_at: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     learned: bool = True,
+    adapter: bool = True,
 ) -> dict[str, Any]:
-    cascades = desk.cascades(task, concurrency, model_id, None, accept_at, escalate, learned)
+    cascades = desk.cascades(task, concurrency, model_id, None, accept_at, escalate, learned, adapter)
     model = cascades[0].small.backend.model
     records: list[dict[str, Any] | None] = [None] * len(items)
     lock, done = Lock(), [0]
@@ -81,6 +82,7 @@ def run_eval(
         "escalate": escalate,
         "concurrency": concurrency,
         "learned": learned,
+        "adapter": getattr(cascades[0].small.backend, "tuned", False),
         "tiers": metrics.by_tier(task, final),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **report,

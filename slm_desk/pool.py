@@ -44,32 +44,36 @@ def check_item(task: Task, item: Any) -> tuple[str, dict[str, Any]]:
     return item["input"], parsed
 
 
-def add_file(store: Store, task: Task, path: Path, source: str = "file") -> Added:
-    """Add every valid line of a JSONL file; each bad line is named and skipped, the rest still go in."""
+def read_file(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """The valid (input, output) items of a JSONL file, and "FILE:LINE: why" for each bad line."""
     try:
         lines = path.read_bytes().decode("utf-8").splitlines()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}", 'pass a JSONL file of {"input", "output"}') from exc
     except UnicodeDecodeError as exc:
         raise UsageError(f"{path} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
-    report = Added()
-    good: list[tuple[str, Any, str]] = []
-    known = {item["input"] for item in store.pool(task.name, task.version)}
+    good: list[tuple[str, dict[str, Any]]] = []
+    skipped: list[str] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            text, output = check_item(task, json.loads(line))
+            good.append(check_item(task, json.loads(line)))
         except json.JSONDecodeError as exc:
-            report.skipped.append(f"{path}:{number}: not JSON ({exc.msg})")
-            continue
+            skipped.append(f"{path}:{number}: not JSON ({exc.msg})")
         except UsageError as exc:
-            report.skipped.append(f"{path}:{number}: {exc.message}")
-            continue
-        good.append((text, output, source))
-    report.updated = sum(text in known for text, _, _ in good)
-    store.add_to_pool(task.name, task.version, good)
-    report.added = len({text for text, _, _ in good} - known)
+            skipped.append(f"{path}:{number}: {exc.message}")
+    return good, skipped
+
+
+def add_file(store: Store, task: Task, path: Path, source: str = "file") -> Added:
+    """Add every valid line of a JSONL file; each bad line is named and skipped, the rest still go in."""
+    items, skipped = read_file(task, path)
+    report = Added(skipped=skipped)
+    known = {item["input"] for item in store.pool(task.name, task.version)}
+    report.updated = sum(text in known for text, _ in items)
+    store.add_to_pool(task.name, task.version, [(text, output, source) for text, output in items])
+    report.added = len({text for text, _ in items} - known)
     return report
 
 

@@ -11,13 +11,14 @@ ANSWER_RULE = "Answer with one JSON object only, with exactly these keys: {keys}
 
 
 def prefix_messages(task: Task, shots: list[tuple[str, str]] | None = None) -> list[dict[str, str]]:
-    """The instructions, then the few-shot turns: `shots` (retrieved for this input) or the task's own examples.
+    """The instructions, then the few-shot turns: `shots` (retrieved for this input) or, when None, the task's
+    own examples. A fine-tuned model gets `[]`: it learned the task, so it is prompted as it was trained.
 
     Retrieved shots come after the instructions, so the instruction prefix stays cached across inputs.
     """
     system = task.instructions.strip() + "\n" + ANSWER_RULE.format(keys=", ".join(task.fields))
     messages = [{"role": "system", "content": system}]
-    pairs = shots if shots else [(e.input, e.output) for e in task.examples]
+    pairs = shots if shots is not None else [(e.input, e.output) for e in task.examples]
     for user, assistant in pairs:
         messages.append({"role": "user", "content": user})
         messages.append({"role": "assistant", "content": assistant})

@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -150,13 +151,14 @@ def values_only_supported(schema: dict[str, Any]) -> bool:
 class Engine:
     """One loaded GGUF model. Not thread-safe: one generation at a time."""
 
-    def __init__(self, model: ModelRef, config: RuntimeConfig) -> None:
+    def __init__(self, model: ModelRef, config: RuntimeConfig, adapter: Path | None = None) -> None:
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         quiet_llama_logs()
         self.model = model
         self.config = config
+        self.adapter = adapter
         self.threads = config.threads or physical_cores()
         gpu_layers = config.gpu_layers
         if gpu_layers == "auto":
@@ -173,10 +175,12 @@ class Engine:
                 use_mmap=True,
                 seed=0,
                 verbose=False,
+                lora_path=str(adapter) if adapter else None,
             )
         except (ValueError, RuntimeError) as exc:
+            what = f"{model.path} with the adapter {adapter}" if adapter else str(model.path)
             raise RuntimeFailure(
-                f"llama.cpp could not load {model.path}: {exc}",
+                f"llama.cpp could not load {what}: {exc}",
                 "check the file with `slm-desk doctor`; a partial download must be pulled again",
             ) from exc
         self.load_seconds = time.perf_counter() - started
@@ -201,6 +205,10 @@ class Engine:
         """Free the model and its context now (the lock holder guarantees no generation is running)."""
         self._grammars.clear()
         self._llm.close()
+
+    @property
+    def eos(self) -> int:
+        return int(self._eos)
 
     @property
     def n_ctx(self) -> int:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from slm_desk import __version__
-from slm_desk.cli import evaluation, info, models, quality, run, teach
+from slm_desk.cli import evaluation, info, models, quality, run, teach, tune
 from slm_desk.errors import SlmDeskError
 
 DESCRIPTION = """\
@@ -22,6 +22,7 @@ examples:
   slm-desk tasks
   slm-desk models
   slm-desk pull qwen2.5-1.5b
+  slm-desk tune extract-booking          # fine-tune on the task's examples (the [tune] extra)
   slm-desk doctor
 """
 
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_parsers(commands)
     evaluation.add_parsers(commands)
     teach.add_parsers(commands)
+    tune.add_parsers(commands)
     info.add_parsers(commands)
     return parser
 

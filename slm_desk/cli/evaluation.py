@@ -42,6 +42,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     ev.add_argument(
         "--no-pool", action="store_true", help="without the label head and retrieved examples (the static prompt)"
     )
+    ev.add_argument("--no-adapter", action="store_true", help="without the task's fine-tuned adapter")
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.set_defaults(handler=cmd_eval)
 
@@ -56,6 +57,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     bench.add_argument("--model", "-m", metavar="ID")
     bench.add_argument("--task", default="extract-ticket")
     bench.add_argument("--items", type=int, default=10, metavar="N")
+    bench.add_argument("--no-adapter", action="store_true", help="without the task's fine-tuned adapter")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(handler=cmd_bench)
 
@@ -98,7 +100,8 @@ def render_eval(r: dict[str, Any]) -> str:
     lines = [
         f"{r['task']} v{r['task_version']} on {r['model']}: {r['n']} items, concurrency {r['concurrency']}"
         + (", with escalation" if r["escalate"] else "")
-        + (", static prompt (no pool)" if r.get("learned") is False else ""),
+        + (", static prompt (no pool)" if r.get("learned") is False else "")
+        + (", fine-tuned adapter" if r.get("adapter") else ""),
         f"  accuracy {_fmt(r['accuracy'])}   accepted accuracy {_fmt(r['accepted_accuracy'])}",
         f"  valid JSON+contract: first attempt {_fmt(r['validity_first_attempt'])}, "
         f"after retry {_fmt(r['validity_after_retry'])}",
@@ -178,6 +181,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.accept_at,
         _progress("eval"),
         learned=not args.no_pool,
+        adapter=not args.no_adapter,
     )
     report["data"] = str(path)
     report["dropped_in_pool"] = dropped
@@ -233,7 +237,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     path = builtin(task.name)
     inputs = [i["input"] for i in read_jsonl(path)] if path else [e.input for e in task.examples]
     inputs = (inputs * args.items)[: args.items]
-    result = run_bench(args.model or config.models.small, config.runtime, task, inputs, _progress("items"))
+    result = run_bench(
+        args.model or config.models.small, config.runtime, task, inputs, _progress("items"), not args.no_adapter
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

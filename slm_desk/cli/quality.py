@@ -33,6 +33,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     cal.add_argument("--data", metavar="FILE", help="labelled JSONL (default: the task's built-in eval set)")
     cal.add_argument("--model", "-m", metavar="ID", help="model id (default: config [models] small)")
     cal.add_argument("--limit", type=int, metavar="N", help="use the first N examples only")
+    cal.add_argument("--no-adapter", action="store_true", help="calibrate the model without the task's adapter")
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
     cal.set_defaults(handler=cmd_calibrate)
 
@@ -97,7 +98,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
     if len(items) < 20:
         raise UsageError(f"{len(items)} labelled examples are too few to calibrate on", "give at least 20, better 200+")
-    pipeline = desk.pipeline(task, desk.backend(args.model), calibrated=False)
+    backend = desk.backend(args.model, tuned_for=None if args.no_adapter else task)
+    pipeline = desk.pipeline(task, backend, calibrated=False)
     print(f"calibrating {task.name} v{task.version} on {len(items)} examples from {path}", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:

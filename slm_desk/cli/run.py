@@ -69,6 +69,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--model", "-m", metavar="ID", help="model id or path to a .gguf (default: config [models] small)"
     )
+    parser.add_argument(
+        "--no-adapter", action="store_true", help="ignore the task's fine-tuned adapter (see `slm-desk adapters`)"
+    )
     parser.add_argument("--no-log", action="store_true", help="do not record this run in the history (sensitive input)")
     parser.add_argument(
         "--ctx", type=int, metavar="N", help="context window in tokens (default: config [runtime] n_ctx)"
@@ -181,7 +184,9 @@ class _Session:
         self.store = self.desk.store
         self.log = config.history.enabled and not args.no_log
         consent = args.escalate or config.escalation.auto
-        self.cascades = self.desk.cascades(args.task, self.workers, args.model, runtime, args.accept_at, consent)
+        self.cascades = self.desk.cascades(
+            args.task, self.workers, args.model, runtime, args.accept_at, consent, adapter=not args.no_adapter
+        )
         if args.escalate and self.cascades[0].escalation is None:
             raise UsageError(
                 "--escalate needs escalation configured", "add an [escalation] section to config.toml (see the README)"

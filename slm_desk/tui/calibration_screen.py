@@ -141,7 +141,7 @@ class CalibrationScreen(DeskScreen):
             self.app.call_from_thread(bar.update, total=total, progress=done)
 
         worker = get_current_worker()
-        pipeline = desk.pipeline(task, desk.backend(), calibrated=False)
+        pipeline = desk.pipeline(task, desk.backend(tuned_for=task), calibrated=False)
         profile = calibration.calibrate(pipeline, items, progress, cancelled=lambda: worker.is_cancelled)
         calibration.save(desk.store, profile)
         self.app.call_from_thread(self._calibrated)
