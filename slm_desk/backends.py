@@ -265,7 +265,7 @@ def _cause(exc: BaseException) -> str:
 
 # -- local models: opened here, once per (model, runtime, replica) -------------------------------------------------
 
-_local: dict[tuple[str, RuntimeConfig, int, str], LlamaCppBackend] = {}
+_local: dict[tuple[str, RuntimeConfig, int, str, int], LlamaCppBackend] = {}
 _local_lock = threading.Lock()
 
 
@@ -275,7 +275,8 @@ def local(model: ModelRef, runtime: RuntimeConfig, replica: int = 0, adapter: Pa
     context and lock)."""
     from slm_desk.runtime import Engine
 
-    key = (str(model.path), runtime, replica, str(adapter or ""))
+    # a re-tuned adapter replaces the file at the same path: its mtime tells the new one from the loaded one
+    key = (str(model.path), runtime, replica, str(adapter or ""), adapter.stat().st_mtime_ns if adapter else 0)
     with _local_lock:
         if key not in _local:
             if not _local:

@@ -11,7 +11,9 @@ torch, transformers, peft and gguf are the optional `tune` extra, imported only 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import random
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slm_desk import adapters, backends, prompt
+from slm_desk.config import RuntimeConfig
 from slm_desk.errors import UsageError
 from slm_desk.runtime import values_only_supported
 
@@ -126,9 +129,9 @@ def load_base(model: ModelRef, device: str) -> Any:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF reader's own bar; our phases say what happens
     try:
-        with warnings.catch_warnings():
+        # transformers' GGUF reader draws its own bar on stderr whatever the settings; our phases say what happens
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             base = AutoModelForCausalLM.from_pretrained(
                 str(model.path.parent), gguf_file=model.path.name, dtype=torch.float32
@@ -313,7 +316,7 @@ def tune(
     settings: Settings,
     holdout: int,
     limit: int | None = None,
-    threads: int | None = None,
+    runtime: RuntimeConfig | None = None,
     on_phase: OnPhase | None = None,
     on_step: OnStep | None = None,
 ) -> Tuned:
@@ -330,12 +333,11 @@ def tune(
             f"no examples left to train on ({len(items)} given, {holdout} held out)",
             f"add labelled examples: slm-desk examples add {task.name} FILE.jsonl",
         )
-    if threads:
-        torch.set_num_threads(threads)
+    runtime = runtime or RuntimeConfig()
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
     say(f"tokenizing {len(train_items)} examples as `run` prompts them")
-    from slm_desk.config import RuntimeConfig
-
-    local = backends.local(model, RuntimeConfig())
+    local = backends.local(model, runtime)  # its generation mode decides how the answer is tokenized
     with local.lock:
         examples = [encode(local.engine, task, text, output) for text, output in train_items]
         pad = local.engine.eos

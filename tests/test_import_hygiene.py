@@ -25,3 +25,17 @@ def test_core_does_not_import_textual() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"core modules pulled in: {out}"
+
+
+def test_running_a_task_never_imports_the_tuning_stack(tmp_path: object) -> None:
+    """torch and friends are an optional extra: a real run (with an adapter lookup) must not need them."""
+    code = (
+        "import sys\n"
+        "from slm_desk.cli import main\n"
+        "rc = main(['run', 'extract-ticket', '--input', 'Duplicate charge on invoice INV-8821.', '--no-log'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft', 'gguf'))\n"
+        "print(rc, heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stderr.strip().endswith("[]"), done.stderr[-500:]
+    assert done.stderr.strip().split()[-2] in ("0", "3")

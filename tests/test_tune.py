@@ -175,3 +175,13 @@ def test_tune_without_the_extra_says_what_to_install(
 def test_bad_tune_settings_are_refused(cli: Any) -> None:
     result = cli("tune", "extract-booking", "--epochs", "0")
     assert result.returncode == 2 and "--epochs must be positive" in result.stderr
+
+
+def test_a_retuned_adapter_replaces_the_loaded_one(tuned: Any) -> None:
+    """Tuning again writes the same path; the next run must load the new file, not keep the old one loaded."""
+    path = _install(tuned)
+    model = resolve_model(BUNDLED_ID)
+    first = backends.local(model, RuntimeConfig(), adapter=path)
+    assert backends.local(model, RuntimeConfig(), adapter=path) is first
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert backends.local(model, RuntimeConfig(), adapter=path) is not first

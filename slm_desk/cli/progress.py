@@ -12,15 +12,54 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-class ByteProgress:
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
-        self.label = label
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class _Bar:
+    """Redraws one line in place on a terminal (at most every `interval` s); elsewhere, as in a log or CI, prints a
+    plain line each time another 1/`ticks` of the work is done."""
+
+    def __init__(self, stream: TextIO | None, ticks: int, interval: float) -> None:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
+        self.ticks = ticks
+        self.interval = interval
+        self.last_tick = -1
+        self.last_draw = 0.0
+
+    def draw(self, fraction: float, text: str, final: bool) -> None:
+        now = time.monotonic()
+        if self.live:
+            if now - self.last_draw >= self.interval or final:
+                width = 20
+                bar = "#" * int(fraction * width) + "-" * (width - int(fraction * width))
+                line = f"[{bar}] {text}"[: shutil.get_terminal_size().columns - 1]
+                self.stream.write(f"\r{line}\x1b[K")
+                self.stream.flush()
+                self.last_draw = now
+        else:
+            tick = int(fraction * self.ticks)
+            if tick > self.last_tick:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+                self.last_tick = tick
+
+    def finish(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class ByteProgress(_Bar):
+    """Bytes of a download with speed and ETA."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        super().__init__(stream, ticks=10, interval=0.1)
+        self.label = label
         self.started = time.monotonic()
         self.first: int | None = None
-        self.last_step = -1
-        self.last_draw = 0.0
 
     def __call__(self, done: int, total: int | None) -> None:
         now = time.monotonic()
@@ -36,67 +75,24 @@ class ByteProgress:
             text = f"{fraction:6.1%} {done / 2**20:,.1f}/{_mib(total)} {_mib(speed)}/s {eta_text} {self.label}"
         else:
             fraction, text = 0.0, f"{_mib(done)} {_mib(speed)}/s {self.label}"
-        if self.live:
-            if now - self.last_draw >= 0.1 or (total and done >= total):
-                width = 20
-                bar = "#" * int(fraction * width) + "-" * (width - int(fraction * width))
-                line = f"[{bar}] {text}"[: shutil.get_terminal_size().columns - 1]
-                self.stream.write(f"\r{line}\x1b[K")
-                self.stream.flush()
-                self.last_draw = now
-        else:
-            step = int(fraction * 10)
-            if step > self.last_step:
-                self.stream.write(text + "\n")
-                self.stream.flush()
-                self.last_step = step
-
-    def finish(self) -> None:
-        if self.live:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.draw(fraction, text, final=bool(total and done >= total))
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-class StepProgress:
-    """Training steps with the loss and an ETA: a live bar on a terminal, a plain line every 5 % otherwise."""
+class StepProgress(_Bar):
+    """Training steps with the (smoothed) loss, the time so far and an ETA."""
 
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        super().__init__(stream, ticks=20, interval=0.2)
         self.label = label
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
         self.started = time.monotonic()
-        self.last_step = -1
-        self.last_draw = 0.0
         self.smoothed: float | None = None
+        self.first_step: float | None = None  # the ETA counts from here: loading the model is not a step
 
     def __call__(self, step: int, total: int, loss: float) -> None:
         now = time.monotonic()
         self.smoothed = loss if self.smoothed is None else 0.9 * self.smoothed + 0.1 * loss
-        elapsed = now - self.started
-        eta = elapsed / step * (total - step) if step else 0.0
-        fraction = step / total if total else 1.0
-        text = f"step {step}/{total} loss {self.smoothed:.3f} {_duration(elapsed)} ETA {_duration(eta)} {self.label}"
-        if self.live:
-            if now - self.last_draw >= 0.2 or step >= total:
-                width = 20
-                bar = "#" * int(fraction * width) + "-" * (width - int(fraction * width))
-                line = f"[{bar}] {text}"[: shutil.get_terminal_size().columns - 1]
-                self.stream.write(f"\r{line}\x1b[K")
-                self.stream.flush()
-                self.last_draw = now
-        else:
-            tick = int(fraction * 20)
-            if tick > self.last_step:
-                self.stream.write(text + "\n")
-                self.stream.flush()
-                self.last_step = tick
-
-    def finish(self) -> None:
-        if self.live:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.first_step is None:
+            self.first_step = now
+        eta = _duration((now - self.first_step) / (step - 1) * (total - step)) if step > 1 else "?"
+        text = f"step {step}/{total} loss {self.smoothed:.3f} {_duration(now - self.started)} ETA {eta} {self.label}"
+        self.draw(step / total if total else 1.0, text, final=step >= total)

@@ -59,7 +59,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         description=ADAPTERS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ad.add_argument("action", nargs="?", choices=["list", "rm"], default="list")
+    ad.add_argument("action", nargs="?", choices=["list", "rm"], default="list", help="list (default) or rm")
     ad.add_argument("task", nargs="?", help="rm: the task whose adapter to remove")
     ad.add_argument("--model", "-m", metavar="ID", help="rm: the base model (default: config [models] small)")
     ad.add_argument("--json", action="store_true", help="list: as JSON")
@@ -131,7 +131,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             settings,
             holdout,
             args.limit,
-            config.runtime.threads or None,
+            config.runtime,
             on_phase=lambda text: print(f"  {text}", file=sys.stderr, flush=True),
             on_step=bar,
         )
@@ -143,7 +143,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"wrote {tuned.path} ({tuned.seconds:,.0f} s on {tuned.device})", file=sys.stderr)
     report = dict(tuned.meta["report"], examples=tuned.examples, device=tuned.device, held_out=len(tuned.held_out))
     if tuned.held_out:
-        report.update(_before_after(task, model.id, tuned))
+        try:
+            report.update(_before_after(task, model.id, tuned))
+        except KeyboardInterrupt:
+            print("slm-desk: stopped; the adapter is installed, the held-out comparison was skipped", file=sys.stderr)
+            return 130
         tune.record(tuned, {k: report[k] for k in ("held_out", "before", "after")})
     print(json.dumps(report, indent=2) if args.json else _render(report))
     return 0
