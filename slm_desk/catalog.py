@@ -174,5 +174,9 @@ def resolve_model(ref: str) -> ModelRef:
     model_id = id_for_uri(ref) if ref.startswith("hf://") else ref
     if installed_record(model_id):
         return ModelRef(id=model_id, path=model_dir(model_id) / MODEL_FILE)
-    known = "" if model_id in load_catalog() else " (it is not in the catalog either: see `slm-desk models`)"
-    raise ModelNotFound(f"model {model_id!r} is not installed{known}", f"run `slm-desk pull {ref}`")
+    if model_id in load_catalog() or ref.startswith("hf://"):
+        raise ModelNotFound(f"model {model_id!r} is not installed", f"run `slm-desk pull {ref}`")
+    raise ModelNotFound(
+        f"model {ref!r} is not installed, and it is not the path of a .gguf file",
+        "see `slm-desk models` for the ids you can pull, or pass the path of a .gguf file",
+    )

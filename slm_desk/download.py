@@ -75,6 +75,7 @@ class Pulled:
     size: int
     fit: fit.FitEstimate | None
     already_installed: bool = False
+    unverified: str | None = None  # why the sha256 was not checked against the publisher's, when it was not
 
 
 def spec_for(source: str) -> PullSpec:
@@ -347,7 +348,13 @@ def _install(
     tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
     os.replace(tmp, target / catalog.RECORD_FILE)
     shutil.rmtree(staging, ignore_errors=True)
-    return Pulled(spec.id, target / catalog.MODEL_FILE, digest, actual_size, estimate)
+    unverified = None
+    if not expected_sha:
+        unverified = (
+            "the hub gave no sha256 for this file (its ETag is not one), so only its size and GGUF header were "
+            f'checked; to pin it, add sha256 = "{digest}" to its entry in models.toml'
+        )
+    return Pulled(spec.id, target / catalog.MODEL_FILE, digest, actual_size, estimate, unverified=unverified)
 
 
 def remove(model_id: str) -> Path:

@@ -240,10 +240,18 @@ class Engine:
             self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
         return self._grammars[key]
 
-    def check_fits(self, prompt_tokens: int, max_tokens: int) -> None:
-        if prompt_tokens + max_tokens > self.n_ctx:
+    def check_fits(self, prompt_tokens: int, max_tokens: int, fixed: int = 0) -> None:
+        """Refuse what cannot fit: the prompt, the task's max_tokens and `fixed` tokens of schema keys."""
+        if prompt_tokens + max_tokens + fixed > self.n_ctx and max_tokens > prompt_tokens:  # the answer is at fault
             raise InputTooLong(
-                f"input too long: the prompt is {prompt_tokens} tokens and the answer needs up to {max_tokens}, "
+                f"the task reserves up to {max_tokens} tokens for the answer, which with the {prompt_tokens}-token "
+                f"prompt exceeds the context window of {self.n_ctx} tokens; nothing was run",
+                "lower max_tokens in the task file, or raise [runtime] n_ctx in config.toml (or pass --ctx N)",
+            )
+        if prompt_tokens + max_tokens + fixed > self.n_ctx:
+            raise InputTooLong(
+                f"input too long: the prompt is {prompt_tokens} tokens and the answer needs up to "
+                f"{max_tokens + fixed}, "
                 f"but the context window is {self.n_ctx} tokens; nothing was truncated",
                 "shorten the input, or raise [runtime] n_ctx in config.toml (or pass --ctx N)",
             )
@@ -302,7 +310,7 @@ class Engine:
         and commas the schema already fixes. Feeding those as forced tokens (a prompt-speed batch) and sampling
         only each value under its own sub-grammar gives the same JSON for fewer sampled tokens.
         """
-        self.check_fits(len(tokens), max_tokens + 8 * len(schema["properties"]))
+        self.check_fits(len(tokens), max_tokens, fixed=8 * len(schema["properties"]))
         record = _Recorder(self, tokens, on_text)
         self._check_prompt(tokens)
         context = list(tokens)

@@ -16,7 +16,7 @@ def validate_output(task: Task, text: str, source: str) -> tuple[dict[str, Any] 
     try:
         output = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, [f"answer is not complete JSON ({exc.msg} at character {exc.pos})"]
+        return None, [f"answer is not complete JSON ({exc.msg.removesuffix(' at')} at character {exc.pos})"]
     if not isinstance(output, dict):
         return None, ["answer must be a JSON object"]
     validator = jsonschema.Draft202012Validator(task.output_schema)

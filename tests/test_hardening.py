@@ -109,3 +109,57 @@ def test_eval_compare_with_a_missing_report_is_a_usage_error(cli, tmp_path: Path
 def test_evalset_export_of_an_unknown_task_is_a_usage_error(cli) -> None:
     result = cli("evalset", "export", "no-such-task")
     assert result.returncode == 2 and "unknown task" in result.stderr
+
+
+def test_models_info_on_a_file_that_is_not_gguf_is_a_usage_error(cli, tmp_path: Path) -> None:
+    for name, data in (("empty.gguf", b""), ("notes.gguf", b"just some text\n")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = cli("models", "info", str(path))
+        assert result.returncode == 2, result.stderr
+        assert "is not a readable GGUF model" in result.stderr and "internal error" not in result.stderr
+
+
+def test_an_unknown_model_is_not_offered_as_a_pull(cli) -> None:
+    result = cli("run", "extract-ticket", "--model", "nope", "--input", "x")
+    assert result.returncode == 2
+    assert "slm-desk pull nope" not in result.stderr and "slm-desk models" in result.stderr
+
+
+def test_tasks_lists_the_whole_reason_a_task_is_refused(cli, user_task) -> None:
+    user_task("unenforceable")
+    from slm_desk.errors import SlmDeskError
+    from slm_desk.tasks import load_task
+
+    with pytest.raises(SlmDeskError) as refused:
+        load_task("unenforceable")
+    listed = cli("tasks").stdout
+    for line in str(refused.value).splitlines():
+        assert line.strip() in listed
+
+
+def test_a_max_tokens_larger_than_the_context_is_blamed_not_the_input(cli, user_task) -> None:
+    path = user_task("forced-fail", "long-answer")
+    path.write_text(path.read_text().replace("max_tokens = 16", "max_tokens = 4096"))
+    result = cli("run", "long-answer", "--input", "Hello, my name is Maria.", "--no-log")
+    assert result.returncode == 2
+    assert "reserves up to 4096 tokens for the answer" in result.stderr and "lower max_tokens" in result.stderr
+    assert "shorten the input" not in result.stderr
+
+
+def test_json_errors_read_well() -> None:
+    from slm_desk.tasks import load_task
+    from slm_desk.validation import validate_output
+
+    errors = validate_output(load_task("extract-ticket"), '{"issue_type": "bill', "x")[1]
+    assert errors and "at at" not in errors[0] and "starting at character" in errors[0]
+
+
+def test_review_show_prints_an_invalid_answer_once_encoded(cli, user_task) -> None:
+    user_task("forced-fail")
+    run = cli("run", "forced-fail", "--input", "1234 5678 9999")
+    assert run.returncode == 3
+    listed = json.loads(cli("review", "--json").stdout)
+    assert len(listed) == 1 and listed[0]["candidate_valid"] is False
+    shown = json.loads(cli("review", "show", str(listed[0]["id"])).stdout)
+    assert shown["candidate"] == run.envelopes[0]["rejected_output"]  # the text the model wrote, as it wrote it

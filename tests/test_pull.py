@@ -214,3 +214,14 @@ def test_a_hub_that_stalls_after_its_headers_fails_within_the_timeout(
     assert "internal error" not in result.stderr
     assert time.monotonic() - started < 30
     assert installed(slm_home) == []
+
+
+def test_a_hub_etag_that_is_not_a_sha256_installs_with_a_warning(cli, hub: FakeHub, slm_home: Path) -> None:
+    path = bundled_model_path()
+    assert path is not None
+    hub.add(REPO, FILE, HubFile(path.read_bytes(), sha256="1234abcd"))
+    result = cli("pull", ADDRESS)
+    assert result.returncode == 0, result.stderr
+    assert "warning: the hub gave no sha256" in result.stderr and "to pin it, add sha256 =" in result.stderr
+    record = json.loads((slm_home / "data" / "models" / MODEL_ID / "model.json").read_text())
+    assert record["sha256_verified_against"] is None

@@ -134,7 +134,7 @@ def test_no_log_keeps_sensitive_input_out_of_history(cli, slm_home) -> None:
         (["run", "extract-ticket"], bytes(range(256)) * 4, "not UTF-8 text"),
         (["run", "extract-ticket"], b"\x00\x01\x02binary\x00\x7f" * 50, "binary data"),
         (["run", "no-such-task", "--input", "x"], None, "unknown task 'no-such-task'"),
-        (["run", "extract-ticket", "--input", "x", "--model", "qwen-nope"], None, "slm-desk pull qwen-nope"),
+        (["run", "extract-ticket", "--input", "x", "--model", "qwen-nope"], None, "see `slm-desk models`"),
         (["run", "extract-ticket", "--jsonl", "--input", "x"], None, "cannot be combined"),
     ],
 )

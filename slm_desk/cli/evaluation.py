@@ -34,10 +34,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
     ev.add_argument("target", nargs="+", help="TASK, or: compare A.json B.json")
     ev.add_argument("--data", metavar="FILE", help="gold JSONL (default: the task's built-in eval set)")
-    ev.add_argument("--model", "-m", metavar="ID")
+    ev.add_argument("--model", "-m", metavar="ID", help="model id or .gguf path (default: config [models] small)")
     ev.add_argument("--escalate", action="store_true", help="include escalation to the configured larger model")
     ev.add_argument("--concurrency", type=int, default=1, metavar="N", help="parallel copies of the model")
-    ev.add_argument("--accept-at", type=float, metavar="P")
+    ev.add_argument(
+        "--accept-at", type=float, metavar="P", help="accept answers with confidence >= P (instead of calibration)"
+    )
     ev.add_argument("--limit", type=int, metavar="N", help="the first N items only")
     ev.add_argument(
         "--no-pool", action="store_true", help="without the label head and retrieved examples (the static prompt)"
@@ -54,11 +56,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "  slm-desk bench --model qwen2.5-0.5b --task route-ticket",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bench.add_argument("--model", "-m", metavar="ID")
-    bench.add_argument("--task", default="extract-ticket")
-    bench.add_argument("--items", type=int, default=10, metavar="N")
+    bench.add_argument("--model", "-m", metavar="ID", help="model id or .gguf path (default: config [models] small)")
+    bench.add_argument("--task", default="extract-ticket", help="task whose items are timed (default extract-ticket)")
+    bench.add_argument("--items", type=int, default=10, metavar="N", help="task items to time (default 10)")
     bench.add_argument("--no-adapter", action="store_true", help="without the task's fine-tuned adapter")
-    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--json", action="store_true", help="print the numbers as JSON")
     bench.set_defaults(handler=cmd_bench)
 
     distill = commands.add_parser(
@@ -76,9 +78,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     distill.add_argument("--inputs", metavar="FILE", help="one raw input per line")
     distill.add_argument("--teacher", metavar="URL|MODEL_ID", help="default: the [escalation] model")
     distill.add_argument("--teacher-model", metavar="NAME", help="model name at the teacher URL")
-    distill.add_argument("--out", metavar="DIR")
-    distill.add_argument("--examples", type=int, default=4)
-    distill.add_argument("--holdout", type=float, default=0.25)
+    distill.add_argument("--out", metavar="DIR", help="export: the folder to write")
+    distill.add_argument(
+        "--examples", type=int, default=4, metavar="N", help="export: reviewed items that become few-shot examples"
+    )
+    distill.add_argument(
+        "--holdout", type=float, default=0.25, metavar="SHARE", help="export: share kept for heldout.jsonl (0.25)"
+    )
     distill.set_defaults(handler=cmd_distill)
 
 

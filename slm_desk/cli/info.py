@@ -53,8 +53,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for name, origin in tasks.task_names().items():
         try:
             summary = tasks.load_task(name).description
-        except Exception as exc:  # a broken user file must not hide the others
-            summary = f"BROKEN: {str(exc).splitlines()[0]}"
+        except Exception as exc:  # a broken user file must not hide the others; the whole reason is shown
+            summary = "BROKEN: " + str(exc).replace("\n", "\n" + " " * 36)
         print(f"{name:<18} {origin:<9} {summary}")
     return 0
 

@@ -41,7 +41,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "  slm-desk models default small|escalation ID   set a default in config.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    models.add_argument("action", nargs="?", choices=["info", "rm", "default"])
+    models.add_argument(
+        "action", nargs="?", choices=["info", "rm", "default"], help="without one: list the catalog and what is here"
+    )
     models.add_argument("args", nargs="*", help="ID, or ROLE ID for default")
     models.add_argument("--json", action="store_true", help="print JSON (for the list and info)")
     models.set_defaults(handler=cmd_models)
@@ -76,6 +78,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print(f"{pulled.id} is already installed: {pulled.path}")
     else:
         print(f"installed {pulled.id}: {pulled.path} ({pulled.size:,} bytes, sha256 {pulled.sha256})")
+        if pulled.unverified:
+            print(f"warning: {pulled.unverified}", file=sys.stderr)
         print(f"use it: slm-desk run TASK --model {pulled.id}")
     return 0
 
@@ -119,11 +123,17 @@ def _need(args: argparse.Namespace, count: int, usage: str) -> None:
 def _info(args: argparse.Namespace) -> int:
     from slm_desk.catalog import resolve_model
     from slm_desk.config import load_config
-    from slm_desk.gguf_header import read_file_metadata, shape
+    from slm_desk.errors import UsageError
+    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_metadata, shape
 
     _need(args, 1, "slm-desk models info ID")
     model = resolve_model(args.args[0])
-    meta = read_file_metadata(model.path)
+    try:
+        meta = read_file_metadata(model.path)
+    except (NotGGUF, Truncated) as exc:
+        raise UsageError(
+            f"{model.path} is not a readable GGUF model ({exc})", "pass a .gguf model file, or see `slm-desk models`"
+        ) from exc
     s = shape(meta)
     n_ctx = load_config().runtime.n_ctx
     info = {

@@ -29,7 +29,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         description=CALIBRATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cal.add_argument("task")
+    cal.add_argument("task", help="task name (see `slm-desk tasks`)")
     cal.add_argument("--data", metavar="FILE", help="labelled JSONL (default: the task's built-in eval set)")
     cal.add_argument("--model", "-m", metavar="ID", help="model id (default: config [models] small)")
     cal.add_argument("--limit", type=int, metavar="N", help="use the first N examples only")
@@ -49,8 +49,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "Accepted and corrected answers join the task's eval set (`slm-desk evalset export TASK`).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    review.add_argument("action", nargs="?", choices=["show", "accept", "correct", "reject"])
-    review.add_argument("id", nargs="?", type=int)
+    review.add_argument(
+        "action", nargs="?", choices=["show", "accept", "correct", "reject"], help="without one: list pending items"
+    )
+    review.add_argument("id", nargs="?", type=int, help="review item id (from the list)")
     review.add_argument("--output", metavar="JSON", help="with correct: the right answer")
     review.add_argument("--task", help="list one task's items only")
     review.add_argument("--json", action="store_true", help="print JSON")
@@ -64,9 +66,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "corrected reviews) win over the larger model's (escalations); --gold-only keeps people's labels only.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evalset.add_argument("action", choices=["export"])
-    evalset.add_argument("task")
-    evalset.add_argument("--gold-only", action="store_true")
+    evalset.add_argument("action", choices=["export"], help="export: write the eval set to stdout")
+    evalset.add_argument("task", help="task name")
+    evalset.add_argument("--gold-only", action="store_true", help="people's labels only, not the larger model's")
     evalset.set_defaults(handler=cmd_evalset)
 
 
@@ -165,7 +167,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         if args.action is None:
             items = review.pending(store, args.task)
             if args.json:
-                print(json.dumps(items, indent=2, ensure_ascii=False))
+                print(json.dumps([_readable(i) for i in items], indent=2, ensure_ascii=False))
             else:
                 for item in items:
                     text = item["input"].replace("\n", " ")
@@ -175,7 +177,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         if args.id is None:
             raise UsageError(f"review {args.action} needs an item id", "list them with `slm-desk review`")
         if args.action == "show":
-            print(json.dumps(review.get(store, args.id), indent=2, ensure_ascii=False))
+            print(json.dumps(_readable(review.get(store, args.id)), indent=2, ensure_ascii=False))
         elif args.action == "accept":
             print(json.dumps(review.accept(store, args.id), ensure_ascii=False))
         elif args.action == "correct":
@@ -210,3 +212,10 @@ def cmd_evalset(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _readable(item: dict[str, Any]) -> dict[str, Any]:
+    """A review item with its candidate decoded: the answer object, or for an invalid answer the text the model
+    wrote (stored as a JSON string; printed once more it would be encoded twice)."""
+    candidate = json.loads(item["candidate"]) if item["candidate"] else None
+    return {**item, "candidate": candidate, "candidate_valid": isinstance(candidate, dict)}

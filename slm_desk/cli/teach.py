@@ -35,7 +35,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         description=EXAMPLES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ex.add_argument("action", choices=["add", "list", "rm", "export"])
+    ex.add_argument("action", choices=["add", "list", "rm", "export"], help="what to do with the pool")
     ex.add_argument("task", help="task name")
     ex.add_argument("rest", nargs="*", metavar="FILE|ID", help="add: JSONL files; rm: pool item ids")
     ex.add_argument("--all", action="store_true", help="rm: every item of this task version")
