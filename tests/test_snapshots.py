@@ -23,3 +23,77 @@ from slm_desk.tui.app import SlmDeskApp
 )
 def test_screen(snap_compare, name: str, keys: list[str]) -> None:
     assert snap_compare(SlmDeskApp(initial_task="extract-ticket"), press=keys, terminal_size=(80, 24))
+
+
+def _drafted_reply() -> object:
+    """A draft-reply result as the pipeline returns it (the layout is under test here, not the model)."""
+    from slm_desk.results import RunResult, Tokens
+    from slm_desk.tasks import load_task
+    from slm_desk.validators import render_template
+
+    output = {
+        "customer_name": "Dana",
+        "topic": "order",
+        "action": "We have started a refund to your original payment method.",
+        "timeframe": "5 business days",
+    }
+    return RunResult(
+        task="draft-reply",
+        task_version=1,
+        model="smollm2-135m",
+        input="Hi, this is Dana. My order arrived broken, I want my money back.",
+        output=output,
+        valid=True,
+        errors=[],
+        confidence=0.82,
+        raw_confidence=0.82,
+        field_confidence={"customer_name": 0.99, "topic": 0.9, "action": 0.82, "timeframe": 0.85},
+        decision="accept",
+        reason="valid; task not calibrated, so no confidence threshold applied",
+        rendered=render_template(load_task("draft-reply").template, output),
+        attempts=1,
+        latency_ms=900,
+        tokens=Tokens(prompt=300, completion=30),
+    )
+
+
+async def _show_drafted_reply(pilot) -> None:  # type: ignore[no-untyped-def]
+    from slm_desk.tui.run_screen import RunScreen
+
+    screen = pilot.app.screen
+    screen.post_message(RunScreen.Completed(_drafted_reply()))
+    await pilot.pause()
+    screen.query_one("#verdict-scroll").scroll_end(animate=False)
+    await pilot.pause()
+
+
+def test_draft_reply_result_scrolls_into_view_at_80x24(snap_compare) -> None:
+    """The drafted reply is below the fold of a small terminal: its area scrolls to it (the footer stays whole)."""
+    app = SlmDeskApp(initial_task="draft-reply")
+    assert snap_compare(app, run_before=_show_drafted_reply, terminal_size=(80, 24))
+
+
+def test_run_screen_at_60x20_collapses_the_task_list(snap_compare) -> None:
+    assert snap_compare(SlmDeskApp(initial_task="extract-booking"), terminal_size=(60, 20))
+
+
+async def test_the_whole_reply_is_reachable_at_80x24() -> None:
+    app = SlmDeskApp(initial_task="draft-reply")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _show_drafted_reply(pilot)
+        scroll = app.screen.query_one("#verdict-scroll")
+        assert scroll.max_scroll_y > 0, "the result fits without scrolling: the test no longer tests scrolling"
+        assert scroll.scroll_y == scroll.max_scroll_y
+        shown = app.export_screenshot().replace("&#160;", " ")
+        assert "The Support Team" in shown  # the reply's last line is on screen
+
+
+async def test_narrow_terminals_keep_the_task_names_and_drop_the_description() -> None:
+    app = SlmDeskApp(initial_task="extract-booking")
+    async with app.run_test(size=(60, 20)) as pilot:
+        await pilot.pause()
+        assert app.screen.query_one("#task-pane").outer_size.width == 19
+        assert not app.screen.query_one("#task-description").display
+    async with SlmDeskApp(initial_task="extract-booking").run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert pilot.app.screen.query_one("#task-pane").outer_size.width == 24

@@ -14,6 +14,7 @@ from textual.worker import Worker, WorkerState
 from slm_desk.backends import Cancelled
 from slm_desk.desk import Desk
 from slm_desk.errors import SlmDeskError
+from slm_desk.tui.base import SCREENS
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.history_screen import HistoryScreen
 from slm_desk.tui.messages import ConfigChanged, RerunRequested
@@ -22,21 +23,17 @@ from slm_desk.tui.review_screen import ReviewScreen
 from slm_desk.tui.run_screen import RunScreen
 from slm_desk.tui.settings_screen import SettingsScreen
 
-SCREENS = [
-    ("run", "Run", "f1", "Run a task on some input"),
-    ("history", "History", "f2", "Past runs: search, open, re-run"),
-    ("review", "Review", "f3", "The human review queue"),
-    ("models", "Models", "f4", "Catalog and installed models: pull, remove, defaults"),
-    ("calibration", "Calib", "f6", "Reliability diagram, ECE and thresholds per task"),
-    ("settings", "Settings", "f7", "Escalation, runtime, logging"),
-]
-
 
 class SlmDeskApp(App[None]):
     TITLE = "slm-desk"
     CSS_PATH = "app.tcss"
-    # priority: the F-keys switch screens even from a text editor (TextArea would take F6/F7 otherwise)
-    BINDINGS = [Binding(key, f"switch_mode('{mode}')", title, priority=True) for mode, title, key, _ in SCREENS]
+    # priority: the F-keys switch screens even from a text editor (TextArea would take F6/F7 otherwise); the
+    # navigation bar shows them, so the footer has room for the screen's own keys
+    BINDINGS = [
+        Binding(key, f"switch_mode('{mode}')", title, priority=True, show=False) for mode, title, key, _ in SCREENS
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (72, "-normal")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (28, "-tall")]
 
     def __init__(self, initial_task: str | None = None, desk: Desk | None = None) -> None:
         super().__init__()

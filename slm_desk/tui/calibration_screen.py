@@ -7,7 +7,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Select, Static
+from textual.widgets import DataTable, Footer, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
 from slm_desk import calibration
@@ -16,9 +16,12 @@ from slm_desk.tasks import Task, load_task, task_names
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.widgets import ReliabilityPlot
 
+MIN_LABELLED = 20  # as `slm-desk calibrate`
+
 
 class CalibrationScreen(DeskScreen):
     SUB_TITLE = "Calibration"
+    MODE = "calibration"
     BINDINGS = [
         Binding("k", "calibrate", "Calibrate now"),
         Binding("escape", "cancel", "Cancel"),
@@ -26,7 +29,7 @@ class CalibrationScreen(DeskScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.top()
         yield Select([(name, name) for name in task_names()], value="route-ticket", allow_blank=False, id="task")
         yield ProgressBar(id="calibrate-progress", show_eta=True)
         with VerticalScroll():
@@ -48,7 +51,7 @@ class CalibrationScreen(DeskScreen):
     def action_reload(self) -> None:
         desk = self.desk
         task = load_task(str(self.query_one("#task", Select).value))
-        model = resolve_model(desk.config.models.small).id
+        model = self._model_key(task)
         profile = calibration.load(desk.store, task.name, task.version, model)
         table = self.query_one("#thresholds", DataTable)
         table.clear()
@@ -85,6 +88,17 @@ class CalibrationScreen(DeskScreen):
         self.query_one("#calibrate-progress", ProgressBar).display = False
         self.refresh_bindings()
 
+    def _model_key(self, task: Task) -> str:
+        """The small model as calibration profiles name it: with '+lora' when the task's adapter applies."""
+        from slm_desk import adapters
+
+        ref = resolve_model(self.desk.config.models.small)
+        try:
+            tuned = adapters.for_task(task, ref)
+        except adapters.AdapterMismatch:
+            tuned = None  # run refuses it and says why; calibration shows the base model's profile
+        return ref.id + ("+lora" if tuned else "")
+
     def _teaching(self, task: Task) -> str:
         """What the task learned from: its example pool and its label head."""
         from slm_desk.head import load
@@ -108,16 +122,15 @@ class CalibrationScreen(DeskScreen):
         if self.query_one("#calibrate-progress", ProgressBar).display:
             self.notify("calibration is already running: Esc cancels it", severity="warning")
             return
-        from slm_desk.evalset import builtin
-
         task = str(self.query_one("#task", Select).value)
-        if builtin(task) is None:
+        labelled = len(self._labelled(task))
+        if labelled < MIN_LABELLED:
             self.notify(
-                f"{task} has no built-in eval set; calibrate it from a shell with your labelled data:"
-                f" slm-desk calibrate {task} --data FILE.jsonl",
-                markup=False,
+                f"{task} has {labelled} labelled answers; calibration needs {MIN_LABELLED}. Label its answers in "
+                f"Review (F3: a accepts, c corrects) and press k again, or from a shell: "
+                f"slm-desk calibrate {task} --data FILE.jsonl",
                 severity="warning",
-                timeout=8,
+                timeout=10,
             )
             return
         bar = self.query_one("#calibrate-progress", ProgressBar)
@@ -126,15 +139,22 @@ class CalibrationScreen(DeskScreen):
         self.refresh_bindings()
         self.calibrate_task(task)
 
+    def _labelled(self, task: str) -> list[dict]:
+        """The built-in eval set less what the example pool teaches; else what people labelled in Review. Those
+        labels are pool items too, but retrieval never gives an input its own answer as an example."""
+        from slm_desk import evalset
+        from slm_desk.pool import without_pool
+
+        path = evalset.builtin(task)
+        if path is None:
+            return list(evalset.export(self.desk.store, task, include_teacher=False))
+        return without_pool(self.desk.store, load_task(task), evalset.read_jsonl(path))[0]
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="inference", name="calibrate")
     def calibrate_task(self, task_name: str) -> None:
-        from slm_desk.evalset import builtin, read_jsonl
-
         desk = self.desk
         task = load_task(task_name)
-        path = builtin(task_name)
-        assert path is not None
-        items = read_jsonl(path)
+        items = self._labelled(task_name)
         bar = self.query_one("#calibrate-progress", ProgressBar)
 
         def progress(done: int, total: int) -> None:

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.messages import RerunRequested
@@ -15,6 +15,7 @@ from slm_desk.tui.modals import RunDetail
 
 class HistoryScreen(DeskScreen):
     SUB_TITLE = "History"
+    MODE = "history"
     BINDINGS = [
         Binding("enter", "open", "Open"),
         Binding("ctrl+f", "search", "Search"),
@@ -22,7 +23,7 @@ class HistoryScreen(DeskScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.top()
         yield Input(placeholder="search input, output or reason", id="search")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="count")
@@ -58,6 +59,12 @@ class HistoryScreen(DeskScreen):
 
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
+
+    @on(Input.Submitted, "#search")
+    def _to_results(self) -> None:
+        """Enter in the search box: the matching runs, with the first one highlighted (Enter again opens it)."""
+        self.action_reload()
+        self.query_one("#runs", DataTable).focus()
 
     @on(DataTable.RowSelected, "#runs")
     def action_open(self) -> None:

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from slm_desk import catalog, download, fit
 from slm_desk.config import set_value
@@ -18,6 +18,7 @@ from slm_desk.tui.modals import Confirm
 
 class ModelsScreen(DeskScreen):
     SUB_TITLE = "Models"
+    MODE = "models"
     BINDINGS = [
         Binding("p", "pull", "Pull"),
         Binding("d", "remove", "Remove"),
@@ -27,7 +28,7 @@ class ModelsScreen(DeskScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.top()
         yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
         yield Static("", id="model-detail")
         yield ProgressBar(id="pull-progress", show_eta=True)
@@ -89,15 +90,21 @@ class ModelsScreen(DeskScreen):
             self.app.call_from_thread(bar.update, total=total, progress=done)
 
         pulled = download.pull(model_id, n_ctx=desk.config.runtime.n_ctx, progress=progress)
-        self.app.call_from_thread(self._pulled, pulled.id)
+        self.app.call_from_thread(self._pulled, pulled.id, pulled.unverified)
 
-    def _pulled(self, model_id: str) -> None:
+    def _pulled(self, model_id: str, unverified: str | None) -> None:
         self.query_one("#pull-progress", ProgressBar).display = False
-        self.notify(f"{model_id} installed and verified")
+        if unverified:
+            self.notify(f"{model_id} installed, not verified: {unverified}", severity="warning", timeout=12)
+        else:
+            self.notify(f"{model_id} installed and verified")
         self.action_reload()
 
     def action_remove(self) -> None:
         row = self._current()
+        if not row["installed"]:
+            self.notify(f"{row['id']} is not installed: nothing to remove (p pulls it)", severity="warning")
+            return
 
         def confirmed(yes: bool | None) -> None:
             if not yes:

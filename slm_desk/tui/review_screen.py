@@ -7,7 +7,7 @@ import json
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Static
 
 from slm_desk import review
 from slm_desk.errors import SlmDeskError
@@ -17,6 +17,7 @@ from slm_desk.tui.modals import CorrectAnswer
 
 class ReviewScreen(DeskScreen):
     SUB_TITLE = "Review"
+    MODE = "review"
     BINDINGS = [
         Binding("a", "accept", "Accept"),
         Binding("c", "correct", "Correct"),
@@ -25,7 +26,7 @@ class ReviewScreen(DeskScreen):
     ]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.top()
         yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
         yield Static("", id="detail")
         yield Footer(compact=True)
@@ -83,7 +84,8 @@ class ReviewScreen(DeskScreen):
         try:
             getattr(review, action)(self.desk.store, item["id"], *args)
         except SlmDeskError as exc:
-            self.notify(exc.hint, title=exc.message, severity="error")
+            hint = "press c to give the right answer" if action == "accept" else exc.hint  # the app's keys, not CLI
+            self.notify(hint, title=exc.message, severity="error")
             return
         self.notify(f"item {item['id']}: {action}ed")
         self.action_reload()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Header, OptionList, Static, TextArea
+from textual.widgets import DataTable, Footer, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
@@ -20,13 +21,22 @@ from slm_desk.tui.widgets import ResultView, fill_fields
 
 
 def latest(text: str, width: int = 110) -> str:
-    """The attempt being generated now (the retry's, after a rejection), as much as the two-row stream box holds."""
+    """The attempt being generated now (the retry's, after a rejection), as much as the two-row stream box holds:
+    its end, cut at a space when one is near so that it does not start mid-word."""
     lines = text.splitlines()
-    return lines[-1][-width:] if lines else ""
+    if not lines:
+        return ""
+    line = lines[-1]
+    if len(line) <= width:
+        return line
+    tail = line[-(width - 1) :]
+    space = tail.find(" ", 0, 20)
+    return "…" + (tail[space + 1 :] if space >= 0 else tail)
 
 
 class RunScreen(DeskScreen):
     SUB_TITLE = "Run"
+    MODE = "run"
     BINDINGS = [
         Binding("ctrl+r", "run", "Run"),
         Binding("escape", "cancel", "Cancel"),
@@ -46,7 +56,7 @@ class RunScreen(DeskScreen):
         self.running = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.top()
         with Horizontal():
             with Vertical(id="task-pane"):
                 yield Static("Tasks", classes="pane-title")
@@ -57,7 +67,8 @@ class RunScreen(DeskScreen):
                 yield Static("", id="status")
                 yield Static("", id="stream")
                 yield DataTable(id="fields", cursor_type="row", zebra_stripes=True)
-                yield ResultView(id="verdict")
+                with VerticalScroll(id="verdict-scroll"):  # a drafted reply can be longer than a small terminal
+                    yield ResultView(id="verdict")
         yield Footer(compact=True)
 
     def _task_options(self) -> list[Option]:
@@ -69,7 +80,6 @@ class RunScreen(DeskScreen):
         start = self.initial_task if self.initial_task in names else "extract-ticket"
         tasks.highlighted = names.index(start) if start in names else 0
         self.query_one("#input", TextArea).focus()
-        self._status("ready: ctrl+r runs the highlighted task on the input")
 
     @property
     def task_name(self) -> str:
@@ -83,7 +93,19 @@ class RunScreen(DeskScreen):
             description = load_task(self.task_name).description
         except Exception as exc:  # a broken user task file: say so, do not crash the screen
             description = f"cannot load: {str(exc).splitlines()[0]}"
-        self.query_one("#task-description", Static).update(description)
+        self.query_one("#task-description", Static).update(Text(description))
+        self.query_one("#input", TextArea).placeholder = self._placeholder()
+        if not self.running:
+            self._status(f"ready: ctrl+r runs {self.task_name} on the input")
+
+    def _placeholder(self) -> str:
+        """The task's first example input as a sample, so a first run knows what the task expects."""
+        try:
+            examples = load_task(self.task_name).examples
+        except Exception:  # a broken task file is reported by the description line
+            examples = []
+        sample = f"for example: {examples[0].input}\n\n" if examples else ""
+        return sample + "Type or paste the input, then ctrl+r"
 
     @on(OptionList.OptionSelected, "#tasks")
     def task_chosen(self) -> None:
@@ -129,9 +151,12 @@ class RunScreen(DeskScreen):
         cascade = self.desk.cascade(task)
         streamed: list[str] = []
 
+        stream = self.query_one("#stream", Static)
+        room = max(20, 2 * (stream.content_size.width or 55))
+
         def on_text(piece: str) -> None:
             streamed.append(piece)
-            self.app.call_from_thread(self.query_one("#stream", Static).update, latest("".join(streamed)))
+            self.app.call_from_thread(stream.update, Text(latest("".join(streamed), room)))
 
         if cascade.small.backend.where.startswith("local") and self._model_busy(cascade):
             self.app.call_from_thread(self._status, "waiting for the model: calibration is using it (Esc cancels)")
@@ -172,7 +197,12 @@ class RunScreen(DeskScreen):
         import json
 
         self.app.copy_to_clipboard(json.dumps(self.result.envelope(), ensure_ascii=False))
-        self.notify("envelope copied to the clipboard")
+        # OSC 52 has no reply: the terminal may ignore it, so say what was done, not that it worked
+        self.notify(
+            "envelope sent to the terminal's clipboard (OSC 52); if nothing pastes, your terminal does not allow "
+            "it (in tmux: set -g set-clipboard on). The run is also in History (F2).",
+            timeout=8,
+        )
 
     def action_escalate(self) -> None:
         desk = self.desk

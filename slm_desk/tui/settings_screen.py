@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Input, Label, Static, Switch
+from textual.widgets import Footer, Input, Label, Static, Switch
 
 from slm_desk.config import set_value
 from slm_desk.errors import SlmDeskError
@@ -23,16 +23,17 @@ FIELDS = [
     ("runtime", "threads", "Threads (0 = physical cores)", "int"),
     ("runtime", "gpu_layers", "GPU layers ('auto' or a number)", "layers"),
     ("runtime", "n_ctx", "Context window (tokens)", "int"),
-    ("history", "enabled", "Record runs in the history", "bool"),
+    ("history", "enabled", "Record runs in the history (off: REVIEW answers skip the review queue too)", "bool"),
 ]
 
 
 class SettingsScreen(DeskScreen):
     SUB_TITLE = "Settings"
+    MODE = "settings"
     BINDINGS = [Binding("ctrl+s", "save", "Save")]
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield from self.top()
         with VerticalScroll(id="settings"):
             yield Static(
                 "ctrl+s writes config.toml (`slm-desk paths --get config_file`); your comments are kept.",
