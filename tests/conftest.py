@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,12 @@ def slm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # huggingface_hub caches files of its own there
     monkeypatch.delenv("SLM_DESK_DEBUG", raising=False)
     return home
+
+
+def sigint_default() -> None:
+    """For a child that a test will Ctrl-C: a shell's background job (`.ci/run &`) starts with SIGINT ignored,
+    and a Python started so never raises KeyboardInterrupt. Restore what an interactive terminal gives."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass

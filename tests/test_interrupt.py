@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import sigint_default
+
 
 def test_ctrl_c_mid_batch_keeps_output_and_history_consistent(slm_home: Path) -> None:
     child = subprocess.Popen(
@@ -18,6 +20,7 @@ def test_ctrl_c_mid_batch_keeps_output_and_history_consistent(slm_home: Path) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=os.environ.copy(),
+        preexec_fn=sigint_default,
     )
     assert child.stdin and child.stdout
     child.stdin.write(b"".join(f"Refund invoice INV-{n} please, it was charged twice.\n".encode() for n in range(40)))

@@ -15,6 +15,7 @@ import pytest
 
 from slm_desk.catalog import bundled_model_path
 from slm_desk.download import partial_bytes
+from tests.conftest import sigint_default
 from tests.hub_server import FakeHub, HubFile, serve
 
 REPO, FILE = "test-org/SmolLM2-GGUF", "smol.Q4_1.gguf"
@@ -101,6 +102,7 @@ def test_interrupted_pull_resumes_in_the_next_run(hub: FakeHub, gguf_bytes: byte
         env=os.environ.copy(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=sigint_default,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
