@@ -345,7 +345,8 @@ def tune(
     say(f"reading the base weights from {model.path.name} (dequantized to float32, on {device})")
     started = time.perf_counter()
     peft_model = with_lora(load_base(model, device), settings)
-    say(f"training a rank-{settings.rank} LoRA for {settings.epochs} epochs, loss on the answer tokens only")
+    epochs = f"{settings.epochs} epoch{'s' if settings.epochs != 1 else ''}"
+    say(f"training a rank-{settings.rank} LoRA for {epochs}, loss on the answer tokens only")
     final_loss = train(peft_model, examples, settings, pad, on_step)
     seconds = time.perf_counter() - started
     meta: dict[str, Any] = {

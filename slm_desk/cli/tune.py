@@ -182,7 +182,8 @@ def _pct(value: float | None) -> str:
 
 def _render(report: dict[str, Any]) -> str:
     lines = [
-        f"trained on {report['examples']} examples, {report['epochs']} epochs, final loss {report['final_loss']:.3f}, "
+        f"trained on {report['examples']} examples, {report['epochs']} epoch(s), "
+        f"final loss {report['final_loss']:.3f}, "
         f"{report['seconds']:,.0f} s on {report['device']}"
     ]
     if "before" in report:
