@@ -23,6 +23,7 @@ from slm_desk.tasks import Task
 
 KEY = "slm_desk."
 FILE_SUFFIX = ".lora.gguf"
+TUNED = "+lora"  # a tuned model's id is its base's plus this: results and calibration profiles keep them apart
 
 
 class AdapterMismatch(UsageError):
@@ -121,10 +122,11 @@ def for_task(task: Task, model: ModelRef) -> Adapter | None:
         f"tune again (`slm-desk tune {task.name} --model {model.id}`), pass --no-adapter, "
         f"or remove it (`slm-desk adapters rm {task.name} --model {model.id}`)"
     )
-    if adapter.base_sha256 != base_sha256(model):
+    actual = base_sha256(model)
+    if adapter.base_sha256 != actual:
         raise AdapterMismatch(
             f"the adapter for {task.name} was trained on another file than {model.path.name} "
-            f"(base sha256 {adapter.base_sha256[:12]}…, this file {base_sha256(model)[:12]}…)",
+            f"(base sha256 {adapter.base_sha256[:12]}…, this file {actual[:12]}…)",
             fixes,
         )
     if adapter.task_version != task.version:

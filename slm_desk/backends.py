@@ -72,8 +72,9 @@ class LlamaCppBackend:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # a tuned model answers (and is calibrated) apart from its base
-        self.model = engine.model.id + ("+lora" if engine.adapter else "")
+        from slm_desk.adapters import TUNED
+
+        self.model = engine.model.id + (TUNED if engine.adapter else "")
         self.tuned = engine.adapter is not None
         self.where = f"local model {engine.model.id}"
         self.lock = threading.Lock()

@@ -17,7 +17,7 @@ from slm_desk import adapters, backends, prompt
 from slm_desk.catalog import resolve_model
 from slm_desk.config import RuntimeConfig
 from slm_desk.metrics import percentile
-from slm_desk.pipeline import Pipeline
+from slm_desk.pipeline import Pipeline, no_shots
 from slm_desk.tasks import Task
 
 FREE_TEXT = "Write a short note to a colleague about the quarterly report."
@@ -50,7 +50,7 @@ def run_bench(
         json_tokens = engine.generate_json(long_prompt, task.output_schema, 64).completion_tokens
         json_tps = json_tokens / max(time.perf_counter() - started, 1e-9)
 
-    pipeline = Pipeline(task, backend, shots=(lambda _text: []) if tuned else None)
+    pipeline = Pipeline(task, backend, shots=no_shots if tuned else None)
     latencies = []
     for i, text in enumerate(inputs, 1):
         latencies.append(pipeline.answer(text).latency_ms)

@@ -12,7 +12,7 @@ from slm_desk.cascade import Cascade
 from slm_desk.config import Config, RuntimeConfig, load_config
 from slm_desk.escalation import Budget, escalation_backend, is_loopback
 from slm_desk.hardware import physical_cores
-from slm_desk.pipeline import Pipeline
+from slm_desk.pipeline import Pipeline, no_shots
 from slm_desk.retrieval import Retriever
 from slm_desk.store import Store
 from slm_desk.tasks import Task, load_task
@@ -98,7 +98,7 @@ class Desk:
             profile,
             accept_at,
             can_escalate=escalation.enabled,
-            shots=_no_shots if tuned else retriever.shots if retriever else None,
+            shots=no_shots if tuned else retriever.shots if retriever else None,
         )
 
     def cascade(
@@ -154,7 +154,3 @@ class Desk:
 
     def close(self) -> None:
         self.store.close()
-
-
-def _no_shots(text: str) -> list[tuple[str, str]]:
-    return []

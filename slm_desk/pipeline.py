@@ -28,6 +28,11 @@ MAX_ATTEMPTS = 2
 Shots = Callable[[str], list[tuple[str, str]] | None]
 
 
+def no_shots(text: str) -> list[tuple[str, str]]:
+    """A fine-tuned model's shots: none, it is prompted as it was trained."""
+    return []
+
+
 def check_input(text: str) -> str:
     """Refuse input a task cannot meaningfully run on; return it unchanged otherwise."""
     if not text.strip():

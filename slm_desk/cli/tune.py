@@ -199,7 +199,6 @@ def _render(report: dict[str, Any]) -> str:
 
 def cmd_adapters(args: argparse.Namespace) -> int:
     from slm_desk import adapters
-    from slm_desk.catalog import resolve_model
     from slm_desk.config import load_config
     from slm_desk.errors import UsageError
 
@@ -226,7 +225,7 @@ def cmd_adapters(args: argparse.Namespace) -> int:
             "created_at": adapter.created_at,
             "held_out_before": (report.get("before") or {}).get("accuracy"),
             "held_out_after": (report.get("after") or {}).get("accuracy"),
-            "status": _status(adapter, resolve_model),
+            "status": _status(adapter),
             "path": str(adapter.path),
         }
         rows.append(row)
@@ -246,9 +245,10 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(adapter: Any, resolve_model: Any) -> str:
+def _status(adapter: Any) -> str:
     """'in use', or why run refuses it."""
     from slm_desk import adapters
+    from slm_desk.catalog import resolve_model
     from slm_desk.errors import SlmDeskError
     from slm_desk.tasks import load_task
 

@@ -89,7 +89,7 @@ class CalibrationScreen(DeskScreen):
         self.refresh_bindings()
 
     def _model_key(self, task: Task) -> str:
-        """The small model as calibration profiles name it: with '+lora' when the task's adapter applies."""
+        """The small model as calibration profiles name it: with adapters.TUNED when the task's adapter applies."""
         from slm_desk import adapters
 
         ref = resolve_model(self.desk.config.models.small)
@@ -97,7 +97,7 @@ class CalibrationScreen(DeskScreen):
             tuned = adapters.for_task(task, ref)
         except adapters.AdapterMismatch:
             tuned = None  # run refuses it and says why; calibration shows the base model's profile
-        return ref.id + ("+lora" if tuned else "")
+        return ref.id + (adapters.TUNED if tuned else "")
 
     def _teaching(self, task: Task) -> str:
         """What the task learned from: its example pool and its label head."""
