@@ -5,7 +5,9 @@ The reasons, in the order they are checked:
 2. a label whose risk level always needs a second check (high risk by default);
 3. confidence below the threshold for the answer's labels (from calibration, or --accept-at);
 4. otherwise accept. A task that was never calibrated and has no --accept-at is accepted on validity alone,
-   and the reason says so.
+   and the reason says so, unless the tier must be calibrated to accept (`needs_calibration` says why: a taught
+   task promises its precision targets whichever tier answers).
+A label with no threshold is never accepted, and a threshold t accepts exactly the confidences >= t, t = 0 included.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def decide(
     profile: Profile | None = None,
     accept_at: float | None = None,
     can_escalate: bool = False,
+    needs_calibration: str | None = None,
 ) -> Verdict:
     not_sure: Decision = "escalate" if can_escalate else "review"
     if errors or output is None:
@@ -46,14 +49,19 @@ def decide(
     if accept_at is not None:
         threshold, source = accept_at, "--accept-at"
     elif profile is not None:
-        missing = [g for g, _ in groups if g in profile.thresholds and profile.thresholds[g].threshold is None]
+        rules = {g: profile.thresholds.get(g) for g, _ in groups}
+        unknown = [g for g, rule in rules.items() if rule is None]
+        if unknown:
+            return Verdict(not_sure, f"no calibration data for {', '.join(unknown)}")
+        supported = {g: rule.threshold for g, rule in rules.items() if rule is not None}
+        missing = [g for g, t in supported.items() if t is None]
         if missing:
             return Verdict(not_sure, f"calibration cannot support the precision target for {', '.join(missing)}")
-        values = [(t, g) for g, _ in groups if g in profile.thresholds and (t := profile.thresholds[g].threshold)]
-        if not values:
-            return Verdict(not_sure, f"no calibration data for {', '.join(g for g, _ in groups)}")
-        threshold, group = max(values)
+        # a threshold of 0.0 is a real threshold (every answer of the label met its target), never "missing"
+        threshold, group = max((t, g) for g, t in supported.items() if t is not None)
         source = f"{group} at {profile.thresholds[group].target:.0%} precision"
+    elif needs_calibration:
+        return Verdict(not_sure, f"not calibrated: {needs_calibration}")
     else:
         return Verdict("accept", "valid; task not calibrated, so no confidence threshold applied")
     assert threshold is not None

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests judge rules, not speed: no per-example deadline, so a loaded CI machine cannot fail them.
+settings.register_profile("slm-desk", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("slm-desk")
 
 TASK_FILES = Path(__file__).parent / "task_files"
 INVOICE_TICKET = "Customer reports duplicate charge on invoice INV-8821."

@@ -63,3 +63,99 @@ def test_accept_at_overrides_calibration() -> None:
 def test_uncalibrated_task_accepts_on_validity_and_says_so() -> None:
     verdict = decide(ROUTE, {"route": "card_issue"}, [], 0.2)
     assert verdict.decision == "accept" and "not calibrated" in verdict.reason
+
+
+# -- the laws of the rule, for every threshold including 0.0 (the bug that sent the surest answers onwards) -------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from slm_desk.calibration import choose_threshold, error_upper_bound  # noqa: E402
+
+LOW_ROUTES = ["card_issue", "payments_and_transfers", "fees_and_charges", "other"]
+unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+RULE_WORDS = (
+    "validation failed",
+    "always needs a second check",
+    "no calibration data",
+    "cannot support",
+    "not calibrated:",
+    "task not calibrated, so no confidence threshold applied",
+    "below the threshold",
+    ">= threshold",
+)
+
+
+@given(st.sampled_from(LOW_ROUTES), unit, unit, st.booleans())
+def test_a_threshold_accepts_exactly_the_confidences_at_or_above_it(route, t, confidence, escalate) -> None:
+    verdict = decide(ROUTE, {"route": route}, [], confidence, profile({f"route={route}": t}), can_escalate=escalate)
+    assert (verdict.decision == "accept") == (confidence >= t)
+    assert verdict.decision in ("accept", "escalate" if escalate else "review")
+    assert verdict.threshold == t
+
+
+@given(st.sampled_from(LOW_ROUTES), st.one_of(st.none(), unit), st.one_of(st.none(), unit))
+def test_a_label_without_a_threshold_is_never_accepted(route, confidence, other) -> None:
+    thresholds = {"route=other" if route != "other" else "route=card_issue": other}
+    absent = decide(ROUTE, {"route": route}, [], confidence, profile(thresholds))
+    assert absent.decision == "review" and f"no calibration data for route={route}" in absent.reason
+    unsupported = decide(ROUTE, {"route": route}, [], confidence, profile({**thresholds, f"route={route}": None}))
+    assert unsupported.decision == "review" and "cannot support" in unsupported.reason
+
+
+@given(st.one_of(st.none(), unit), st.one_of(st.none(), unit), st.booleans())
+def test_high_risk_is_always_reviewed(confidence, accept_at, escalate) -> None:
+    p = profile({"route=fraud_or_security": 0.0})
+    for chosen in (p, None):
+        verdict = decide(ROUTE, {"route": "fraud_or_security"}, [], confidence, chosen, accept_at, escalate)
+        assert verdict.decision == "review" and "always needs a second check" in verdict.reason
+
+
+@given(
+    st.sampled_from([*LOW_ROUTES, "fraud_or_security", "account_access"]),
+    st.one_of(st.none(), unit),
+    st.one_of(st.none(), unit),
+    st.one_of(st.none(), unit),
+    st.booleans(),
+    st.booleans(),
+    st.one_of(st.none(), st.just("a taught task's tiers must be calibrated")),
+)
+def test_the_reason_always_names_the_rule_that_decided(
+    route, confidence, t, accept_at, valid, with_profile, needs
+) -> None:
+    output = {"route": route} if valid else None
+    chosen = profile({f"route={route}": t}) if with_profile else None
+    verdict = decide(ROUTE, output, [] if valid else ["bad"], confidence, chosen, accept_at, needs_calibration=needs)
+    named = [w for w in RULE_WORDS if w in verdict.reason]
+    assert len(named) == 1, verdict.reason
+    accepting = (">= threshold", "task not calibrated, so no confidence threshold applied")
+    assert (verdict.decision == "accept") == (named[0] in accepting)
+
+
+@given(st.sampled_from(LOW_ROUTES), unit)
+def test_an_uncalibrated_tier_that_must_be_calibrated_never_accepts(route, confidence) -> None:
+    verdict = decide(ROUTE, {"route": route}, [], confidence, needs_calibration="no measurement of this tier")
+    assert verdict.decision == "review" and verdict.reason == "not calibrated: no measurement of this tier"
+
+
+@given(
+    st.lists(st.tuples(unit, st.booleans()), min_size=1, max_size=60),
+    st.floats(min_value=0.51, max_value=0.99),
+)
+def test_the_chosen_threshold_is_the_lowest_that_keeps_its_promise(samples, target) -> None:
+    import numpy as np
+
+    conf = np.array([c for c, _ in samples])
+    correct = np.array([ok for _, ok in samples], dtype=bool)
+    threshold, stats = choose_threshold(conf, correct, target)
+
+    def keeps(t: float) -> bool:
+        accepted = conf >= t
+        return error_upper_bound(int((~correct[accepted]).sum()), int(accepted.sum())) <= 1 - target
+
+    candidates = sorted(set(conf.tolist()))
+    if threshold is None:
+        assert not any(keeps(t) for t in candidates)
+        return
+    assert keeps(threshold) and stats["accepted"] == int((conf >= threshold).sum())
+    assert not any(keeps(t) for t in candidates if t < threshold)
