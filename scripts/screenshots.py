@@ -33,7 +33,7 @@ SIZE = (110, 34)
 def prepare(desk: Desk) -> None:
     task = load_task("route-ticket")
     pool.add_file(desk.store, task, ROOT / "tests" / "data" / "route-ticket.pool.jsonl")  # teach it (600 items)
-    head.save(desk.store, *head.train(task, desk.store.pool(task.name, task.version)))
+    head.save(desk.store, head.train(task, desk.store.pool(task.name, task.version)), None)
     items = read_jsonl(builtin("route-ticket"))[:100]  # type: ignore[arg-type]
     calibration.save(desk.store, calibration.calibrate(desk.pipeline(task, desk.backend(), calibrated=False), items))
     cascade = desk.cascade("extract-booking")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from slm_desk.errors import SlmDeskError
 from slm_desk.results import Tokens
@@ -65,6 +65,15 @@ class Backend(Protocol):
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
     ) -> Completion: ...
+
+
+@runtime_checkable
+class BatchBackend(Protocol):
+    """A backend that answers many inputs in one call (the trained head): declared, so the batch path can ask."""
+
+    model: str
+
+    def complete_many(self, task: Task, texts: list[str]) -> list[Completion]: ...
 
 
 class LlamaCppBackend:

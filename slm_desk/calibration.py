@@ -133,6 +133,23 @@ def error_upper_bound(errors: int, n: int, alpha: float = ALPHA) -> float:
     return 1.0 if n == 0 else (1.0 if errors >= n else float(beta.ppf(1 - alpha, errors + 1, n - errors)))
 
 
+def items_needed(accuracy: float, target: float, alpha: float = ALPHA) -> int | None:
+    """About how many labelled answers of a label, right `accuracy` of the time, let a threshold of 0 keep the
+    precision target (an upper estimate: a higher threshold needs fewer); None when accuracy does not exceed it."""
+    if accuracy <= target:
+        return None
+    lo, hi = 1, 1_000_000
+    if error_upper_bound(round((1 - accuracy) * hi), hi, alpha) > 1 - target:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if error_upper_bound(round((1 - accuracy) * mid), mid, alpha) <= 1 - target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 def choose_threshold(conf: np.ndarray, correct: np.ndarray, target: float) -> tuple[float | None, dict[str, Any]]:
     """The lowest threshold whose accepted set keeps the error's upper bound within 1 - target."""
     best: tuple[float | None, dict[str, Any]] = (None, {})

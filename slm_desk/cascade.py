@@ -1,12 +1,15 @@
-"""The cascade chooses tiers: the trained label head, the small model, then (with consent) the larger model.
+"""The cascade chooses tiers: the trained head, the small model, then (with consent) the larger model.
 
-Each tier is a `Pipeline` that makes its own decision; the cascade only decides which tier's answer stands.
+Each tier is a `Pipeline` that makes its own decision; the cascade only decides which tier's answer stands. The
+head hands an answer on to the small model only where `train` measured the small model more accurate (the
+policy's confidence bands); otherwise the head's answer stands, for review or escalation as it decided.
 It never raises for a failed escalation: the item comes back with decision `review` and a reason naming the
 failure, so nothing is lost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slm_desk.backends import IsCancelled, OnText
@@ -16,6 +19,7 @@ from slm_desk.results import RunResult
 if TYPE_CHECKING:
     from slm_desk.escalation import Budget
     from slm_desk.pipeline import Pipeline
+    from slm_desk.tiers import TierPolicy
 
 
 class Cascade:
@@ -26,8 +30,10 @@ class Cascade:
         budget: Budget | None = None,
         consent: bool = False,
         head: Pipeline | None = None,
+        policy: TierPolicy | None = None,
     ) -> None:
         self.head = head
+        self.policy = policy  # where the head hands on to the small model: measured by `slm-desk train`
         self.small = small
         self.task = small.task
         self.escalation = escalation
@@ -39,21 +45,63 @@ class Cascade:
         return self.escalation.backend.where if self.escalation is not None else None
 
     def run(self, text: str, on_text: OnText | None = None, cancelled: IsCancelled | None = None) -> RunResult:
-        if self.head is not None:
-            quick = self.head.answer(text, on_text, cancelled)
-            # it stands when calibrated and above its label's threshold, or when its label goes to a person
-            # whatever any model says (high risk): the LLM could not make that answer acceptable
-            if quick.decision == "accept" or (quick.output is not None and self.task.always_reviewed(quick.output)):
+        if self.head is None:
+            return self.finish(self.small.answer(text, on_text, cancelled))
+        return self.after_head(self.head.answer(text, on_text, cancelled), on_text, cancelled)
+
+    def run_batch(self, texts: list[str]) -> list[RunResult | SlmDeskError]:
+        """Many inputs: the head answers all of them in one batch; the rest of the cascade runs item by item."""
+        if self.head is None:
+            return [self._guarded(self.run, text) for text in texts]
+        return [
+            quick if isinstance(quick, SlmDeskError) else self._guarded(self.after_head, quick)
+            for quick in self.head.answer_batch(texts)
+        ]
+
+    @staticmethod
+    def _guarded(step: Callable[[Any], RunResult], arg: Any) -> RunResult | SlmDeskError:
+        try:
+            return step(arg)
+        except SlmDeskError as exc:
+            return exc
+
+    def hand_on(self, quick: RunResult) -> tuple[bool, str]:
+        """Whether the head's answer goes to the small model, and the rule that says so."""
+        if quick.decision == "accept":
+            return False, "accepted"
+        if quick.output is not None and self.task.always_reviewed(quick.output):
+            return False, "its label goes to a person whatever a model says"
+        if not quick.valid:
+            return True, "the head's answer failed validation"
+        model = self.small.backend.model
+        if self.policy is None or not self.policy.model:
+            return False, f"{model} was never measured against the head (slm-desk train --compare N measures it)"
+        if self.policy.model != model:
+            return False, f"train measured {self.policy.model} as the next tier, not {model}"
+        band = self.policy.band(quick.confidence)
+        return band.defer, band.why(model)
+
+    def after_head(
+        self, quick: RunResult, on_text: OnText | None = None, cancelled: IsCancelled | None = None
+    ) -> RunResult:
+        onward, why = self.hand_on(quick)
+        if not onward:
+            if quick.decision == "accept":
                 return quick
-            if on_text is not None:
-                on_text("\n(the label head is not sure; asking the model)\n")
-        small = self.small.answer(text, on_text, cancelled)
-        if small.decision != "escalate" or self.escalation is None:
-            return small
+            return self.finish(quick.model_copy(update={"reason": f"{quick.reason}; the head's answer stands: {why}"}))
+        if on_text is not None:
+            on_text("\n(the head is not sure; asking the model)\n")
+        small = self.small.answer(quick.input, on_text, cancelled)
+        return self.finish(small.model_copy(update={"reason": f"handed on by the head ({why}); {small.reason}"}))
+
+    def finish(self, result: RunResult) -> RunResult:
+        """Escalate an answer its tier could not accept, when the user consented; say how otherwise."""
+        if result.decision != "escalate" or self.escalation is None:
+            return result
         if not self.consent:
-            hint = f"{small.reason}; run with --escalate to send it to {self.escalates_to}"
-            return small.model_copy(update={"reason": hint})
-        return self.escalate(small)
+            hint = f"{result.reason}; run with --escalate to send it to {self.escalates_to}"
+            return result.model_copy(update={"reason": hint})
+        return self.escalate(result)
 
     def escalate(self, small: RunResult) -> RunResult:
         """The larger model's answer when it is valid; otherwise the small one's, for review, with the reason."""

@@ -6,6 +6,9 @@ Pipe mode and the TUI are both thin faces over it. Local models load once per pr
 
 from __future__ import annotations
 
+import functools
+import threading
+
 from slm_desk import backends, locations
 from slm_desk.backends import Backend
 from slm_desk.cascade import Cascade
@@ -16,6 +19,7 @@ from slm_desk.pipeline import Pipeline, no_shots
 from slm_desk.retrieval import Retriever
 from slm_desk.store import Store
 from slm_desk.tasks import Task, load_task
+from slm_desk.tiers import TierPolicy
 
 
 class Desk:
@@ -23,7 +27,8 @@ class Desk:
         self.config = config or load_config()
         self.store = Store(locations.history_db())
         self._retrievers: dict[tuple[str, int], tuple[tuple[int, ...], Retriever]] = {}
-        self._heads: dict[tuple[str, int], tuple[str, Pipeline]] = {}
+        self._building = threading.Lock()
+        self._heads: dict[tuple[str, int], tuple[str, Pipeline, TierPolicy | None]] = {}
 
     def reload_config(self) -> None:
         self.config = load_config()
@@ -59,8 +64,9 @@ class Desk:
             self._retrievers[key] = cached
         return cached[1]
 
-    def head(self, task: Task) -> Pipeline | None:
-        """The trained label head of this task version as the first tier, or None when none was trained."""
+    def head(self, task: Task) -> tuple[Pipeline, TierPolicy | None] | None:
+        """The trained head of this task version as the first tier, with the policy `train` measured for handing
+        its answers on; None when no head was trained."""
         from slm_desk import head
 
         trained_at = self.store.head_trained_at(task.name, task.version)  # cheap: the model is read only when new
@@ -71,10 +77,17 @@ class Desk:
         if cached is None or cached[0] != trained_at:
             loaded = head.load(self.store, task)
             assert loaded is not None
-            backend, profile, _ = loaded
-            cached = (trained_at, Pipeline(task, backend, profile, can_escalate=True, tier="head", max_attempts=1))
+            tier = Pipeline(
+                task,
+                loaded.backend,
+                loaded.profile,
+                can_escalate=self.config.escalation.enabled,
+                tier="head",
+                max_attempts=1,
+            )
+            cached = (trained_at, tier, loaded.policy)
             self._heads[key] = cached
-        return cached[1]
+        return cached[1], cached[2]
 
     def pipeline(
         self,
@@ -89,7 +102,8 @@ class Desk:
         A tuned backend gets no few-shot turns: it is prompted as it was trained."""
         task = load_task(task) if isinstance(task, str) else task
         tuned = getattr(backend, "tuned", False)
-        retriever = self.retriever(task) if learned and not tuned else None
+        taught = learned and not tuned and task.retrieval.k > 0
+        has_pool = taught and self.store.pool_signature(task.name, task.version)[0] > 0
         profile = self.store.calibration(task.name, task.version, backend.model) if calibrated else None
         escalation = self.config.escalation
         return Pipeline(
@@ -98,8 +112,15 @@ class Desk:
             profile,
             accept_at,
             can_escalate=escalation.enabled,
-            shots=no_shots if tuned else retriever.shots if retriever else None,
+            shots=no_shots if tuned else functools.partial(self._shots, task) if has_pool else None,
         )
+
+    def _shots(self, task: Task, text: str) -> list[tuple[str, str]] | None:
+        """Retrieved few-shot turns; the index is built on the first input that reaches the model, so a batch the
+        head answers whole never pays for it."""
+        with self._building:
+            retriever = self.retriever(task)
+        return retriever.shots(text) if retriever is not None else None
 
     def cascade(
         self,
@@ -112,7 +133,7 @@ class Desk:
         learned: bool = True,
         adapter: bool = True,
     ) -> Cascade:
-        """Every tier for `task`: the trained label head, the small model of `model_id` (tuned for the task, or with
+        """Every tier for `task`: the trained head, the small model of `model_id` (tuned for the task, or with
         retrieved examples), then the configured escalation target. `learned` off leaves out what the example pool
         taught through the head and retrieved examples, `adapter` off the fine-tuned adapter: for before/after."""
         task = load_task(task) if isinstance(task, str) else task
@@ -120,12 +141,20 @@ class Desk:
         backend = self.backend(model_id, runtime, replica, task if adapter else None)
         small = self.pipeline(task, backend, accept_at, learned=learned)
         larger = escalation_backend(self.config.escalation, runtime)
+        first = self.head(task) if learned and accept_at is None else None
+        if first is not None and small.profile is None:
+            # a taught task promises its precision targets whichever tier answers: an unmeasured tier never accepts
+            small.needs_calibration = (
+                f"{backend.model} was not measured on this task; `slm-desk train {task.name}` measures it as the "
+                f"head's next tier (or `slm-desk calibrate {task.name}`)"
+            )
         return Cascade(
             small,
             escalation=Pipeline(task, larger, tier="escalation") if larger is not None else None,
             budget=Budget(self.config.escalation, self.store),
             consent=consent,
-            head=self.head(task) if learned and accept_at is None else None,
+            head=first[0] if first else None,
+            policy=first[1] if first else None,
         )
 
     def cascades(

@@ -14,6 +14,7 @@ from threading import Lock
 from typing import Any
 
 from slm_desk import metrics
+from slm_desk.cascade import Cascade
 from slm_desk.desk import Desk
 from slm_desk.errors import SlmDeskError
 from slm_desk.results import RunResult, Tokens
@@ -50,6 +51,7 @@ def run_eval(
     progress: Callable[[int, int], None] | None = None,
     learned: bool = True,
     adapter: bool = True,
+    llm_alone: bool = False,
 ) -> dict[str, Any]:
     cascades = desk.cascades(task, concurrency, model_id, None, accept_at, escalate, learned, adapter)
     model = cascades[0].small.backend.model
@@ -84,9 +86,49 @@ def run_eval(
         "learned": learned,
         "adapter": getattr(cascades[0].small.backend, "tuned", False),
         "tiers": metrics.by_tier(task, final),
+        "frontier": frontier(task, cascades[0], items, final, wall, llm_alone, progress),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **report,
     }
+
+
+def frontier(
+    task: Task,
+    cascade: Cascade,
+    items: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    wall: float,
+    llm_alone: bool,
+    progress: Callable[[int, int], None] | None,
+) -> list[dict[str, Any]]:
+    """The same frontier `train` prints, on the eval set: the head alone (cheap: one batch), the cascade as it ran,
+    and with `llm_alone` the small model on every item (slow: it answers all of them)."""
+    if cascade.head is None:
+        return []
+    started = time.perf_counter()
+    quick = cascade.head.answer_batch([item["input"] for item in items])
+    head_ms = (time.perf_counter() - started) * 1000 / max(1, len(items))
+    head_records = [
+        record_of(item["output"], r if isinstance(r, RunResult) else unanswered(task, item["input"], "head", r))
+        for item, r in zip(items, quick, strict=True)
+    ]
+    rows = [
+        metrics.frontier_row(task, "the head alone", head_records, head_ms),
+        metrics.frontier_row(task, "the cascade as configured", records, wall * 1000 / max(1, len(records))),
+    ]
+    if llm_alone:
+        alone, started = [], time.perf_counter()
+        for done, item in enumerate(items, 1):
+            try:
+                result = cascade.small.answer(item["input"])
+            except SlmDeskError as exc:
+                result = unanswered(task, item["input"], cascade.small.backend.model, exc)
+            alone.append(record_of(item["output"], result))
+            if progress:
+                progress(done, len(items))
+        ms = (time.perf_counter() - started) * 1000 / max(1, len(items))
+        rows.append(metrics.frontier_row(task, f"{cascade.small.backend.model} alone", alone, ms))
+    return rows
 
 
 def unanswered(task: Task, text: str, model: str, error: SlmDeskError) -> RunResult:

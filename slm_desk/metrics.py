@@ -70,6 +70,19 @@ def by_tier(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[str, An
     return tiers
 
 
+def frontier_row(task: Task, setup: str, records: list[dict[str, Any]], ms_per_item: float) -> dict[str, Any]:
+    """One setup of the tier frontier: how often it is right, how right what it accepts is, and what it costs."""
+    accepted = [r for r in records if r["decision"] == "accept"]
+    return {
+        "setup": setup,
+        "n": len(records),
+        "accuracy": _rate([_right(r, task.fields) for r in records]),
+        "accepted_precision": _rate([_right(r, task.fields) for r in accepted]),
+        "accept_rate": _rate([r["decision"] == "accept" for r in records]),
+        "ms_per_item": ms_per_item,
+    }
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from slm_desk import prompt
-from slm_desk.backends import Backend, Completion, IsCancelled, OnText
+from slm_desk.backends import Backend, BatchBackend, Completion, IsCancelled, OnText
 from slm_desk.confidence import overall
 from slm_desk.decision import decide
-from slm_desk.errors import UsageError
+from slm_desk.errors import SlmDeskError, UsageError
 from slm_desk.results import RunResult, Tokens
 from slm_desk.validation import validate_output
 from slm_desk.validators import render_template
@@ -37,6 +37,8 @@ def check_input(text: str) -> str:
     """Refuse input a task cannot meaningfully run on; return it unchanged otherwise."""
     if not text.strip():
         raise UsageError("the input is empty", "pass text on stdin or with --input TEXT")
+    if "\x00" not in text and text.isprintable():  # the common case, at C speed: one line of plain text
+        return text
     if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text) > max(2, len(text) // 100):
         raise UsageError("the input looks like binary data, not text", "pass plain UTF-8 text")
     return text
@@ -55,6 +57,7 @@ class Pipeline:
         shots: Shots | None = None,
         tier: Literal["head", "model", "escalation"] = "model",
         max_attempts: int = MAX_ATTEMPTS,
+        needs_calibration: str | None = None,
     ) -> None:
         self.task = task
         self.backend = backend
@@ -64,6 +67,7 @@ class Pipeline:
         self.shots = shots
         self.tier = tier
         self.max_attempts = max_attempts  # 1 for a deterministic tier (the head): a retry would answer the same
+        self.needs_calibration = needs_calibration  # set: without a profile this tier never accepts, and this says why
 
     def answer(self, text: str, on_text: OnText | None = None, cancelled: IsCancelled | None = None) -> RunResult:
         check_input(text)
@@ -87,6 +91,50 @@ class Pipeline:
             messages = prompt.retry_messages(messages, raw, errors)
             if on_text is not None and attempts < self.max_attempts:
                 on_text("\n(rejected; retrying with the errors)\n")
+        return self._judged(text, output, errors, raw, completion, attempts, totals, time.perf_counter() - started)
+
+    def answer_batch(self, texts: list[str]) -> list[RunResult | SlmDeskError]:
+        """Many inputs at once through a batch backend (the head), one attempt each; an input the task cannot run
+        on comes back as its error, in its place. Other backends answer item by item."""
+        checked: list[str | SlmDeskError] = []
+        for text in texts:
+            try:
+                checked.append(check_input(text))
+            except SlmDeskError as exc:
+                checked.append(exc)
+        runnable = [t for t in checked if isinstance(t, str)]
+        if not isinstance(self.backend, BatchBackend):
+            answered = iter([self._guarded(t) for t in runnable])
+        else:
+            started = time.perf_counter()
+            completions = self.backend.complete_many(self.task, runnable) if runnable else []
+            each = (time.perf_counter() - started) / max(1, len(runnable))
+            answered = iter(
+                [
+                    self._judged(t, *validate_output(self.task, c.text, t), c.text, c, 1, c.tokens, each)
+                    for t, c in zip(runnable, completions, strict=True)
+                ]
+            )
+        return [item if isinstance(item, SlmDeskError) else next(answered) for item in checked]
+
+    def _guarded(self, text: str) -> RunResult | SlmDeskError:
+        try:
+            return self.answer(text)
+        except SlmDeskError as exc:
+            return exc
+
+    def _judged(
+        self,
+        text: str,
+        output: dict[str, Any] | None,
+        errors: list[str],
+        raw: str,
+        completion: Completion | None,
+        attempts: int,
+        totals: Tokens,
+        seconds: float,
+    ) -> RunResult:
+        task = self.task
         valid = not errors
         fields = completion.fields if valid and completion is not None else None
         raw_confidence = overall(fields) if fields else None
@@ -94,7 +142,14 @@ class Pipeline:
         if self.profile is not None and raw_confidence is not None:
             confidence = self.profile.apply(raw_confidence)
         verdict = decide(
-            task, output if valid else None, errors, confidence, self.profile, self.accept_at, self.can_escalate
+            task,
+            output if valid else None,
+            errors,
+            confidence,
+            self.profile,
+            self.accept_at,
+            self.can_escalate,
+            self.needs_calibration,
         )
         note = completion.note if valid and completion is not None and fields is None else None
         return RunResult(
@@ -115,6 +170,6 @@ class Pipeline:
             rendered=render_template(task.template, output) if valid and task.template and output else None,
             answered_by=self.tier,
             attempts=attempts,
-            latency_ms=round((time.perf_counter() - started) * 1000),
+            latency_ms=round(seconds * 1000),
             tokens=totals,
         )

@@ -39,7 +39,7 @@ class RunResult(BaseModel):
     reason: str
     rendered: str | None = Field(None, description="the task template filled with the output")
     answered_by: Literal["head", "model", "escalation"] = Field(
-        "model", description="the tier whose answer this is: trained label head, small model, or larger model"
+        "model", description="the tier whose answer this is: trained head, small model, or larger model"
     )
     escalated: bool = False
     escalation: dict[str, Any] | None = Field(None, description="what the larger model was asked and answered")

@@ -25,7 +25,7 @@ FEATURES: dict[str, dict[str, Any]] = {
 
 
 def featurizer(texts: list[str]) -> Any:
-    """A fitted TF-IDF feature union (the same features the label head is trained on)."""
+    """A fitted TF-IDF feature union (the same features the head's label models are trained on)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion
 

@@ -121,22 +121,30 @@ class Store:
     def record(self, result: RunResult, source: str = "run") -> int:
         """Store one outcome: the run; a review item when it needs a person; eval-set rows for what we learn."""
         with self.writing, self.db:
-            run_id = self._insert_run(result)
-            if result.decision == "review":
-                candidate = result.output if result.output is not None else result.rejected_output
-                self.db.execute(
-                    "INSERT INTO review (run_id, task, task_version, input, candidate, reason, source)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, result.task, result.task_version, result.input, _json(candidate), result.reason, source),
-                )
-            if not result.valid:
-                self.add_example(
-                    result.task, result.task_version, result.input, None, "validation_failure", "unlabelled", run_id
-                )
-            elif result.escalated and result.answered_by == "escalation":  # only the larger model's valid answer
-                self.add_example(
-                    result.task, result.task_version, result.input, result.output, "escalation", "teacher", run_id
-                )
+            return self._record(result, source)
+
+    def record_many(self, results: list[RunResult], source: str = "run") -> list[int]:
+        """Many outcomes in one transaction (a batch): all of them are stored, or none."""
+        with self.writing, self.db:
+            return [self._record(result, source) for result in results]
+
+    def _record(self, result: RunResult, source: str) -> int:
+        run_id = self._insert_run(result)
+        if result.decision == "review":
+            candidate = result.output if result.output is not None else result.rejected_output
+            self.db.execute(
+                "INSERT INTO review (run_id, task, task_version, input, candidate, reason, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, result.task, result.task_version, result.input, _json(candidate), result.reason, source),
+            )
+        if not result.valid:
+            self.add_example(
+                result.task, result.task_version, result.input, None, "validation_failure", "unlabelled", run_id
+            )
+        elif result.escalated and result.answered_by == "escalation":  # only the larger model's valid answer
+            self.add_example(
+                result.task, result.task_version, result.input, result.output, "escalation", "teacher", run_id
+            )
         return run_id
 
     def _insert_run(self, r: RunResult) -> int:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from slm_desk import locations
 from slm_desk.errors import TaskError, UsageError
 from slm_desk.schema_guard import UnenforceableSchema, check_schema
-from slm_desk.validators import Validator, fields_named, template_slots
+from slm_desk.validators import Validator, Verbatim, fields_named, template_slots
 
 Risk = Literal["low", "medium", "high"]
 
@@ -91,6 +91,11 @@ class Task(BaseModel):
         return json.loads(self.schema_text)
 
     @cached_property
+    def output_validator(self) -> jsonschema.Draft202012Validator:
+        """The schema's validator, built once per task (a batch validates thousands of answers)."""
+        return jsonschema.Draft202012Validator(self.output_schema)
+
+    @cached_property
     def fields(self) -> list[str]:
         return list(self.output_schema.get("properties", {}))
 
@@ -104,10 +109,20 @@ class Task(BaseModel):
         """The answer's label groups whose risk level never allows automatic acceptance."""
         return [group for group, risk in self.groups(output) if self.rule(risk).always_review]
 
-    @property
-    def is_label_task(self) -> bool:
-        """Every output field is a label field: a trained classifier (the label head) can answer it."""
-        return bool(self.labels) and set(self.labels) == set(self.fields)
+    @cached_property
+    def head_fields(self) -> dict[str, Literal["label", "span"]]:
+        """What a trained head learns for each output field: a label (a classifier) or a span copied verbatim from
+        the input (a sequence tagger). Empty when some field is neither (free text that only a model can write)."""
+        verbatim = {f for v in self.validators if isinstance(v, Verbatim) for f in v.fields}
+        kinds: dict[str, Literal["label", "span"]] = {}
+        for field in self.fields:
+            if field in self.labels:
+                kinds[field] = "label"
+            elif field in verbatim:
+                kinds[field] = "span"
+            else:
+                return {}
+        return kinds
 
     def groups(self, output: dict[str, Any]) -> list[tuple[str, Risk]]:
         """The calibration groups an answer falls in ('field=label', or '*' without labels) and their risk."""

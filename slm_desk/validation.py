@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
 if TYPE_CHECKING:
     from slm_desk.tasks import Task
 
@@ -19,10 +17,9 @@ def validate_output(task: Task, text: str, source: str) -> tuple[dict[str, Any] 
         return None, [f"answer is not complete JSON ({exc.msg.removesuffix(' at')} at character {exc.pos})"]
     if not isinstance(output, dict):
         return None, ["answer must be a JSON object"]
-    validator = jsonschema.Draft202012Validator(task.output_schema)
     errors = [
         f"{'/'.join(map(str, e.absolute_path)) or 'output'}: {e.message}"
-        for e in sorted(validator.iter_errors(output), key=lambda e: list(map(str, e.absolute_path)))
+        for e in sorted(task.output_validator.iter_errors(output), key=lambda e: list(map(str, e.absolute_path)))
     ]
     if errors:
         return output, errors

@@ -17,7 +17,8 @@ p50/p95 and throughput; cost per 1,000 requests ([costs] in config.toml) against
 
 Items that are also in the task's example pool are dropped first (and counted): a score is never measured
 on what the task learned from. The report splits accuracy, accept rate and latency by the tier that answered
-(head, model, escalation). --no-pool measures the task as it was before it learned from its pool.
+(head, model, escalation), and with a trained head shows the frontier: the head alone against the cascade
+(--llm-alone adds the small model on every item). --no-pool measures the task as before it learned from its pool.
 
   slm-desk eval extract-booking --json > before.json
   slm-desk eval compare before.json after.json     # side by side; exit 5 when something regressed
@@ -42,9 +43,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     )
     ev.add_argument("--limit", type=int, metavar="N", help="the first N items only")
     ev.add_argument(
-        "--no-pool", action="store_true", help="without the label head and retrieved examples (the static prompt)"
+        "--no-pool", action="store_true", help="without the trained head and retrieved examples (the static prompt)"
     )
     ev.add_argument("--no-adapter", action="store_true", help="without the task's fine-tuned adapter")
+    ev.add_argument(
+        "--llm-alone",
+        action="store_true",
+        help="with a trained head: also run the small model alone on every item, for the frontier (slow)",
+    )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.set_defaults(handler=cmd_eval)
 
@@ -120,6 +126,13 @@ def render_eval(r: dict[str, Any]) -> str:
             f"  answered by {tier:<10} {t['n']:>5} items  accuracy {_fmt(t['accuracy']):>6}"
             f"  accepted {_fmt(t['accept_rate']):>6}  latency p50 {_fmt(t['latency_ms_p50'], False)} ms"
         )
+    if r.get("frontier"):
+        lines.append(f"  {'frontier':<36} {'accuracy':>8} {'accepted precision':>19} {'accepted':>9} {'ms/item':>9}")
+        for row in r["frontier"]:
+            lines.append(
+                f"  {row['setup']:<36} {_fmt(row['accuracy']):>8} {_fmt(row['accepted_precision']):>19}"
+                f" {_fmt(row['accept_rate']):>9} {row['ms_per_item']:>9.2f}"
+            )
     if r["field_exact_match"]:
         lines.append("  exact match: " + ", ".join(f"{f} {_fmt(v)}" for f, v in r["field_exact_match"].items()))
     for field, labels in r["labels"].items():
@@ -188,6 +201,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _progress("eval"),
         learned=not args.no_pool,
         adapter=not args.no_adapter,
+        llm_alone=args.llm_alone,
     )
     report["data"] = str(path)
     report["dropped_in_pool"] = dropped

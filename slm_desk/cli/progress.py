@@ -96,3 +96,18 @@ class StepProgress(_Bar):
         eta = _duration((now - self.first_step) / (step - 1) * (total - step)) if step > 1 else "?"
         text = f"step {step}/{total} loss {self.smoothed:.3f} {_duration(now - self.started)} ETA {eta} {self.label}"
         self.draw(step / total if total else 1.0, text, final=step >= total)
+
+
+class ItemProgress(_Bar):
+    """Items done of a total, with the time so far and an ETA (a model answering held-out items)."""
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        super().__init__(stream, ticks=10, interval=0.2)
+        self.label = label
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.started
+        eta = _duration(elapsed / done * (total - done)) if done else "?"
+        text = f"{done}/{total} {self.label} {_duration(elapsed)} ETA {eta}"
+        self.draw(done / total if total else 1.0, text, final=done >= total)

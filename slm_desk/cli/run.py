@@ -197,19 +197,30 @@ class _Session:
         return self.cascades[index % len(self.cascades)].run(text)
 
     def emit(self, result: RunResult, **extra: Any) -> None:
+        self.emit_many([(result, extra)])
+
+    def emit_many(self, done: list[tuple[RunResult | SlmDeskError, dict[str, Any]]]) -> None:
+        """Record every answer in one transaction, then print them in order: a printed line is always recorded."""
         with _deferred_interrupt():
             if self.log:
-                self.store.record(result)
-            _print(result.envelope(**extra))
-        self.counts["invalid" if not result.valid else result.decision] += 1
+                self.store.record_many([r for r, _ in done if not isinstance(r, SlmDeskError)])
+            lines = []
+            for result, extra in done:
+                if isinstance(result, SlmDeskError):
+                    lines.append(self._error_line(result, extra))
+                else:
+                    lines.append(json.dumps(result.envelope(**extra), ensure_ascii=False) + "\n")
+                    self.counts["invalid" if not result.valid else result.decision] += 1
+            _Envelopes.write("".join(lines))
 
     def emit_error(self, error: SlmDeskError, **extra: Any) -> None:
-        with _deferred_interrupt():
-            _print(
-                {**extra, "error": error.message, "hint": error.hint, "valid": False, "output": None, "decision": None}
-            )
+        self.emit_many([(error, extra)])
+
+    def _error_line(self, error: SlmDeskError, extra: dict[str, Any]) -> str:
         self.counts["error" if isinstance(error, UsageError) else "unanswered"] += 1
         print(f"slm-desk: {error}", file=sys.stderr)
+        envelope = {**extra, "error": error.message, "hint": error.hint, "valid": False, "output": None}
+        return json.dumps({**envelope, "decision": None}, ensure_ascii=False) + "\n"
 
     def exit_code(self) -> int:
         if self.counts["error"]:
@@ -241,42 +252,103 @@ def _runtime(base: Any, overrides: dict[str, Any]) -> Any:
         raise UsageError(f"invalid option: {problems}", "see `slm-desk run --help`") from exc
 
 
+BATCH = 512  # lines the head answers at once; fewer when fewer have arrived (a slow producer still streams)
+
+
+def _arrived(stream: IO[bytes], most: int) -> Iterator[list[tuple[int, Any, str | SlmDeskError]]]:
+    """The parsed lines in batches of what has arrived so far, read by a thread so a batch never waits for a line
+    that has not been written yet."""
+    import queue
+    import threading
+
+    lines: queue.Queue[Any] = queue.Queue(maxsize=4 * most)
+    end = object()
+
+    def read() -> None:
+        try:
+            for parsed in _jsonl_inputs(stream):
+                lines.put(parsed)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+            lines.put(exc)
+        lines.put(end)
+
+    threading.Thread(target=read, name="stdin-reader", daemon=True).start()
+    while True:
+        batch = [lines.get()]
+        while len(batch) < most:
+            try:
+                batch.append(lines.get_nowait())
+            except queue.Empty:
+                break
+        finished = batch[-1] is end
+        items = [b for b in batch if b is not end]
+        for item in items:
+            if isinstance(item, BaseException):
+                raise item
+        if items:
+            yield items
+        if finished:
+            return
+
+
 def _run_batch(session: _Session, stream: IO[bytes]) -> None:
-    """Answer every line, up to `session.workers` at once, printing envelopes in input order."""
+    """Answer every line, up to `session.workers` model calls at once, printing envelopes in input order. With a
+    trained head, each batch of arrived lines is answered by the head at once; only what it hands on (or what
+    must escalate) waits for a model."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    pending: deque[tuple[dict[str, Any], SlmDeskError | Future[RunResult]]] = deque()
+    pending: deque[tuple[dict[str, Any], RunResult | SlmDeskError | Future[RunResult]]] = deque()
+    head = session.cascades[0].head
 
     def flush(limit: int) -> None:
+        ready: list[tuple[RunResult | SlmDeskError, dict[str, Any]]] = []
         while len(pending) > limit or (pending and _ready(pending[0][1])):
             extra, item = pending.popleft()
-            if isinstance(item, SlmDeskError):
-                session.emit_error(item, **extra)
-                continue
-            try:
-                session.emit(item.result(), **extra)
-            except SlmDeskError as exc:
-                session.emit_error(exc, **extra)
+            if isinstance(item, Future):
+                try:
+                    item = item.result()
+                except SlmDeskError as exc:
+                    item = exc
+            ready.append((item, extra))
+        if ready:
+            session.emit_many(ready)
 
     pool = ThreadPoolExecutor(max_workers=session.workers)
+    index = 0
     try:
-        for index, (number, item_id, line) in enumerate(_jsonl_inputs(stream)):
-            extra = {"line": number, **({"id": item_id} if item_id is not None else {})}
-            if isinstance(line, SlmDeskError):
-                pending.append((extra, line))
-            else:
-                pending.append((extra, pool.submit(session.answer, index, line)))
-            flush(session.workers - 1)  # at most `workers` answers in flight
+        for batch in _arrived(stream, BATCH if head is not None else 1):
+            texts = [line for _, _, line in batch if isinstance(line, str)]
+            quick = iter(head.answer_batch(texts)) if head is not None else None
+            for number, item_id, line in batch:
+                extra = {"line": number, **({"id": item_id} if item_id is not None else {})}
+                cascade = session.cascades[index % len(session.cascades)]
+                index += 1
+                if isinstance(line, SlmDeskError):
+                    pending.append((extra, line))
+                elif quick is None:
+                    pending.append((extra, pool.submit(cascade.run, line)))
+                else:
+                    answer = next(quick)
+                    if isinstance(answer, SlmDeskError) or answer.decision == "accept":
+                        pending.append((extra, answer))
+                    else:
+                        pending.append((extra, pool.submit(cascade.after_head, answer)))
+                if head is None:
+                    flush(session.workers - 1)  # at most `workers` answers in flight
+            if head is not None:
+                flush(BATCH)  # the batch's ready prefix in one transaction; a backlog of model calls stays bounded
         flush(0)
     finally:
         for _, waiting in pending:
-            if not isinstance(waiting, SlmDeskError):
+            if isinstance(waiting, Future):
                 waiting.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ready(item: Any) -> bool:
-    return isinstance(item, SlmDeskError) or item.done()
+    from concurrent.futures import Future
+
+    return not isinstance(item, Future) or item.done()
 
 
 class _Envelopes:
@@ -302,10 +374,6 @@ class _Envelopes:
         out = cls.stream or sys.stdout
         out.write(line)
         out.flush()
-
-
-def _print(envelope: dict[str, Any]) -> None:
-    _Envelopes.write(json.dumps(envelope, ensure_ascii=False) + "\n")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 EXAMPLES_HELP = """\
 A task's example pool: labelled {"input", "output"} items that teach it. For each input the most similar pool
-items become the model's few-shot turns, and `slm-desk train` fits a label head on them. People's accepted or
+items become the model's few-shot turns, and `slm-desk train` fits a head on them. People's accepted or
 corrected reviews join the pool by themselves. `eval` and `calibrate` drop gold items that are in the pool.
 
   slm-desk examples add route-ticket labelled.jsonl    # each line checked against the task; bad lines named
@@ -19,12 +20,21 @@ corrected reviews join the pool by themselves. `eval` and `calibrate` drop gold 
 """
 
 TRAIN_HELP = """\
-Fit the label head of a label task (every output field a label) on its example pool: logistic regression over
-TF-IDF word and character n-grams. A fifth of the pool is held out to calibrate it: the head's answer is
-accepted without running the LLM only when its calibrated probability clears the label's precision target
-(a high-risk label is never accepted automatically). Everything else goes to the LLM as before.
+Fit the head of TASK on its example pool: a logistic regression per label field (TF-IDF word and character
+n-grams) and, for fields the task copies verbatim from the input, a linear-chain CRF over the input's tokens.
+A task gets a head when every output field is one of the two (route-ticket, extract-booking, extract-ticket,
+guard). The head is calibrated out of fold (each fold predicted by a head fitted on the others): its answer is
+accepted without any LLM only when its calibrated confidence clears the label's precision target (a high-risk
+label is never accepted automatically).
+
+Then the next tier (the LLM with retrieved examples, or the task's tuned adapter) answers a sample of the
+held-out items the head would not accept (--compare N, default 100; 0 skips it). Per band of the head's
+confidence, the head hands its answer on only where the LLM was measured more accurate; elsewhere the head's
+answer stands and goes to review (or escalation). What the LLM got right is also its calibration for this task.
+train prints the frontier it measured: the head alone, head then LLM, the LLM alone.
 
   slm-desk examples add route-ticket labelled.jsonl && slm-desk train route-ticket
+  slm-desk train extract-booking --compare 0      # the head alone: no LLM measured, the LLM never answers
 """
 
 
@@ -44,12 +54,21 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
     train = commands.add_parser(
         "train",
-        help="fit a task's label head on its example pool (answers confident cases without the LLM)",
+        help="fit a task's head on its example pool and measure where the LLM is better than it",
         description=TRAIN_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("task", help="a label task, e.g. route-ticket")
-    train.add_argument("--json", action="store_true", help="print the training report as JSON")
+    train.add_argument("task", help="a task whose fields are labels or verbatim spans, e.g. route-ticket")
+    train.add_argument(
+        "--compare",
+        type=int,
+        default=100,
+        metavar="N",
+        help="held-out items the head is unsure of that the next tier answers, to order the tiers (0 skips it)",
+    )
+    train.add_argument("--model", "-m", metavar="ID", help="the next tier's model (default: config [models] small)")
+    train.add_argument("--no-adapter", action="store_true", help="measure the model without the task's adapter")
+    train.add_argument("--json", action="store_true", help="print the training report, policy and frontier as JSON")
     train.set_defaults(handler=cmd_train)
 
 
@@ -104,29 +123,120 @@ def cmd_examples(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from slm_desk import head, locations
-    from slm_desk.store import Store
+    from slm_desk import calibration, head, tiers
+    from slm_desk.cli.progress import ItemProgress
+    from slm_desk.desk import Desk
+    from slm_desk.errors import UsageError
     from slm_desk.tasks import load_task
 
+    if args.compare < 0:
+        raise UsageError(f"--compare {args.compare} is not a count", "pass --compare 0 or more")
     task = load_task(args.task)
-    store = Store(locations.history_db())
+    desk = Desk()
     try:
-        items = store.pool(task.name, task.version)
-        print(f"training {task.name} v{task.version}'s label head on {len(items)} pool items", file=sys.stderr)
-        trained, profile, report = head.train(task, items)
-        head.save(store, trained, profile, report)
+        items = desk.store.pool(task.name, task.version)
+        print(f"training {task.name} v{task.version}'s head on {len(items)} pool items", file=sys.stderr)
+        trained = head.train(task, items, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+        policy, measured_profile = tiers.no_comparison(trained.scored, trained.ms_per_item), None
+        interrupted = False
+        if args.compare:
+            backend = desk.backend(args.model, tuned_for=None if args.no_adapter else task)
+            next_tier = desk.pipeline(task, backend, calibrated=False)
+            print(f"measuring the next tier, {backend.model}, on the items the head is unsure of", file=sys.stderr)
+            bar = ItemProgress(f"answered by {backend.model}")
+            try:
+                policy, measured_profile = tiers.measure(
+                    task, trained.scored, trained.ms_per_item, next_tier, args.compare, bar
+                )
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                bar.finish()
+        head.save(desk.store, trained, policy)
+        if measured_profile is not None:
+            calibration.save(desk.store, measured_profile)
     finally:
-        store.close()
+        desk.close()
+    if interrupted:
+        print(
+            "comparison interrupted: the head is saved and answers alone (its unsure answers go to review)",
+            file=sys.stderr,
+        )
     if args.json:
-        print(report.model_dump_json(indent=2))
+        print(
+            json.dumps(
+                {
+                    **trained.report.model_dump(),
+                    "thresholds": {g: r.model_dump() for g, r in trained.profile.thresholds.items()},
+                    "policy": policy.model_dump(),
+                    "model_profile": measured_profile.model_dump() if measured_profile else None,
+                },
+                indent=2,
+            )
+        )
         return 0
-    precision = "-" if report.heldout_accepted_precision is None else f"{report.heldout_accepted_precision:.1%}"
-    print(
-        f"{task.name} v{task.version}: trained on {report.n_train}, calibrated on {report.n_heldout} held out "
-        f"in {report.train_seconds:.1f} s\n"
-        f"  held-out accuracy {report.heldout_accuracy:.1%}; it would answer {report.heldout_accept_rate:.1%} "
-        f"without the LLM, {precision} of those right"
-    )
-    for group, rule in profile.thresholds.items():
-        print(f"  {group:<36} {rule.risk:<6} target {rule.target:.0%}  n={rule.n:<4} {rule.note}")
+    print(render_training(task, trained, policy, measured_profile))
     return 0
+
+
+def render_training(task: Any, trained: Any, policy: Any, model_profile: Any) -> str:
+    from slm_desk.calibration import items_needed
+
+    r, profile = trained.report, trained.profile
+    precision = "-" if r.heldout_accepted_precision is None else f"{r.heldout_accepted_precision:.1%}"
+    kinds = ", ".join(f"{f} ({k})" for f, k in r.field_kinds.items())
+    lines = [
+        f"{task.name} v{task.version}: head for {kinds}, trained on {r.n_train} items in {r.train_seconds:.1f} s,"
+        f" calibrated on {r.n_heldout} out-of-fold predictions ({r.folds} folds)"
+        + (f"; {r.skipped} items skipped (a span value not in its input)" if r.skipped else ""),
+        f"  held-out accuracy {r.heldout_accuracy:.1%}; it would answer {r.heldout_accept_rate:.1%} without any LLM,"
+        f" {precision} of those right",
+    ]
+    if r.heldout_accuracy < 0.7:
+        lines.append(
+            f"  a useful head usually needs a few hundred examples, at least 30-50 per label: add more with "
+            f"slm-desk examples add {task.name} FILE.jsonl"
+        )
+    groups: dict[str, list[bool]] = {}
+    for s in trained.scored:
+        for g, _ in task.groups(s.output):
+            groups.setdefault(g, []).append(s.correct)
+    for group, rule in profile.thresholds.items():
+        advice = ""
+        if rule.threshold is None and not rule.always_review and groups.get(group):
+            right = sum(groups[group]) / len(groups[group])
+            needed = items_needed(right, rule.target)
+            advice = (
+                f"; about {max(0, needed - rule.n)} more labelled examples of {group} would support the target"
+                if needed is not None
+                else f"; the head is right {right:.0%} of the time on {group}: more and clearer examples of it and"
+                " of the labels it is confused with must raise that above the target first"
+            )
+        lines.append(f"  {group:<36} {rule.risk:<6} target {rule.target:.0%}  n={rule.n:<5} {rule.note}{advice}")
+    if policy.model:
+        lines.append(f"  next tier {policy.model}, measured on {policy.measured} held-out items:")
+        for band in policy.bands:
+            if band.items:
+                verdict = "hand on to the LLM" if band.defer else "the head's answer stands"
+                lines.append(
+                    f"    band {band.label}: {band.items:>5} unsure items, {verdict}: {band.why(policy.model)}"
+                )
+        if model_profile is None:
+            lines.append("    (too few valid answers to calibrate the LLM tier: it never auto-accepts here)")
+    else:
+        lines.append(
+            "  the next tier was not measured (--compare 0): the head's unsure answers go to review, never to the LLM"
+        )
+    lines.append(f"  {'frontier':<44} {'accuracy':>8} {'accepted precision':>19} {'accepted':>9} {'ms/item':>9}")
+    for row in policy.frontier:
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1%}"
+
+        ms = "-" if row.ms_per_item is None else f"{row.ms_per_item:.2f}"
+        cover = "" if row.coverage >= 0.999 else f"  (on {row.coverage:.0%} of items)"
+        lines.append(
+            f"  {row.setup:<44} {pct(row.accuracy):>8} {pct(row.accepted_precision):>19} {pct(row.accept_rate):>9}"
+            f" {ms:>9}{cover}"
+        )
+    return "\n".join(lines)

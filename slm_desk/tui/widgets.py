@@ -12,7 +12,7 @@ from slm_desk.results import RunResult
 DECISION_STYLE = {"accept": "bold black on green", "escalate": "bold black on yellow", "review": "bold white on red"}
 
 
-TIER_NAMES = {"head": "the label head", "model": "the small model", "escalation": "the larger model"}
+TIER_NAMES = {"head": "the trained head", "model": "the small model", "escalation": "the larger model"}
 
 
 def confidence_text(result: RunResult) -> str:
