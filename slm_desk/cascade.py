@@ -9,7 +9,6 @@ failure, so nothing is lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slm_desk.backends import IsCancelled, OnText
@@ -48,22 +47,6 @@ class Cascade:
         if self.head is None:
             return self.finish(self.small.answer(text, on_text, cancelled))
         return self.after_head(self.head.answer(text, on_text, cancelled), on_text, cancelled)
-
-    def run_batch(self, texts: list[str]) -> list[RunResult | SlmDeskError]:
-        """Many inputs: the head answers all of them in one batch; the rest of the cascade runs item by item."""
-        if self.head is None:
-            return [self._guarded(self.run, text) for text in texts]
-        return [
-            quick if isinstance(quick, SlmDeskError) else self._guarded(self.after_head, quick)
-            for quick in self.head.answer_batch(texts)
-        ]
-
-    @staticmethod
-    def _guarded(step: Callable[[Any], RunResult], arg: Any) -> RunResult | SlmDeskError:
-        try:
-            return step(arg)
-        except SlmDeskError as exc:
-            return exc
 
     def hand_on(self, quick: RunResult) -> tuple[bool, str]:
         """Whether the head's answer goes to the small model, and the rule that says so."""

@@ -6,14 +6,15 @@ import os
 import tomllib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slm_desk import locations
 from slm_desk.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `enabled = "off"` or `threads = "2"` is a mistake to name, not a value to guess at
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class RuntimeConfig(_Section):
@@ -40,6 +41,12 @@ class RuntimeConfig(_Section):
     api_key_env: str | None = Field(None, description="With a server backend: the env var holding its key.")
     timeout_s: float = Field(60, gt=0, description="With a server backend: seconds per request.")
     retries: int = Field(2, ge=0, le=10, description="With a server backend: retries with backoff per request.")
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _urls_as_tuple(cls, value: object) -> object:
+        """A TOML list of URLs arrives as a list: kept as a tuple, so the settings stay hashable."""
+        return tuple(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _backend(self) -> RuntimeConfig:

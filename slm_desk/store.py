@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +95,28 @@ class Store:
         # the TUI records from worker threads, one at a time; Python's sqlite3 here is built serialized
         self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self._wal()
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
         self.db.isolation_level = "DEFERRED"  # back to Python's default: `with self.db` is one transaction
         # one connection, several threads (a --concurrency batch records while workers log escalations):
         # a transaction must not take in another thread's statements
         self.writing = threading.RLock()
+
+    def _wal(self, wait_s: float = 30.0) -> None:
+        """Turn on write-ahead logging. On a brand-new file this takes a lock that SQLite does not wait for (the
+        busy timeout covers writes, not this), so several processes creating one store retry here themselves."""
+        deadline = time.monotonic() + wait_s
+        pause = 0.01
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.25)
 
     def _migrate(self) -> None:
         """Bring the schema forward under one write lock: two processes opening a new store never race."""

@@ -140,3 +140,53 @@ def misbehaving_server(kind: str) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def picky_server(rejection: bytes, answer: str = '{"route": "card_issue"}') -> Iterator[tuple[str, list[str]]]:
+    """An OpenAI-compatible server that refuses `response_format` json_schema with HTTP 500 and `rejection` as
+    the body (llama-cpp-python 0.3.36's server says "Input should be 'text' or 'json_object'"; some say nothing),
+    and answers anything else with `answer` after a short think. Yields its /v1 URL and the forms it was asked in."""
+    import http.server
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            form = (request.get("response_format") or {}).get("type", "none")
+            asked.append(form)
+            time.sleep(0.05)  # long enough for requests in flight to overlap
+            if form == "json_schema":
+                status, body = 500, rejection
+            else:
+                status = 200
+                body = json.dumps(
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "picky",
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+                        ],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                    }
+                ).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", asked
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -140,3 +140,25 @@ def test_no_server_left_reports_each_item_as_an_error(slm_home) -> None:
     assert [e["line"] for e in envelopes] == [1, 2, 3]
     assert all(e["output"] is None and "unreachable" in e["error"] for e in envelopes)
     assert time.monotonic() - started < 60
+
+
+REJECTIONS = {
+    "llama-cpp-python 0.3.36's refusal": b'{"detail": [{"type": "literal_error", "loc": ["body", "response_format",'
+    b' "type"], "msg": "Input should be \'text\' or \'json_object\'"}]}',
+    "a bare 500": b"",
+}
+
+
+@pytest.mark.parametrize("rejection", list(REJECTIONS), ids=["named", "bare-500"])
+def test_requests_in_flight_step_down_once_and_keep_constrained_decoding(cli, rejection: str) -> None:
+    from tests.servers import picky_server
+
+    lines = "".join(f"where is my card number {i}\n" for i in range(16))
+    with picky_server(REJECTIONS[rejection]) as (url, asked):
+        result = cli("run", "route-ticket", "--jsonl", "--concurrency", "4", "--backend", url, stdin=lines)
+    assert result.returncode == 0, result.stderr
+    envelopes = result.envelopes
+    assert len(envelopes) == 16 and all(e["valid"] and e["output"] == {"route": "card_issue"} for e in envelopes)
+    assert "none" not in asked  # never fell through to unconstrained prompting
+    assert asked.count("json_schema") <= 4  # only the requests already in flight when the first refusal came back
+    assert asked.count("json_object") == 16
