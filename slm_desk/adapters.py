@@ -18,7 +18,7 @@ from slm_desk import locations
 from slm_desk.catalog import ModelRef, installed_record
 from slm_desk.download import sha256_of
 from slm_desk.errors import UsageError
-from slm_desk.gguf_header import NotGGUF, read_file_metadata
+from slm_desk.gguf_header import NotGGUF, read_file_metadata, tensor_data_bytes
 from slm_desk.tasks import Task
 
 KEY = "slm_desk."
@@ -66,6 +66,12 @@ def read(path: Path) -> Adapter:
         raise UsageError(f"{path} is not a readable adapter ({exc})", f"remove it: rm {path}") from exc
     if meta.get("general.type") != "adapter" or f"{KEY}task" not in meta:
         raise UsageError(f"{path} is not an slm-desk LoRA adapter", f"remove it: rm {path}")
+    sizes = tensor_data_bytes(path)
+    if sizes is not None and sizes[1] < sizes[0]:  # llama.cpp would read past the end (a segfault, no message)
+        raise UsageError(
+            f"{path} is cut short: its tensors need {sizes[0]:,} bytes, the file has {sizes[1]:,}",
+            f"tune again, or remove it: slm-desk adapters rm {meta[f'{KEY}task']}",
+        )
     return Adapter(
         path=path,
         task=str(meta[f"{KEY}task"]),
@@ -81,12 +87,17 @@ def read(path: Path) -> Adapter:
 
 
 def all_adapters() -> list[Adapter]:
-    found = []
+    return [a for a in scan() if isinstance(a, Adapter)]
+
+
+def scan() -> list[Adapter | UsageError]:
+    """Every file in the adapters folder: the adapter, or why it cannot be one (listed, never loaded)."""
+    found: list[Adapter | UsageError] = []
     for path in sorted(folder().glob(f"*{FILE_SUFFIX}")):
         try:
             found.append(read(path))
-        except UsageError:
-            continue  # a stray file is listed by `adapters` as unreadable, never loaded
+        except UsageError as exc:
+            found.append(exc)
     return found
 
 
@@ -117,7 +128,10 @@ def for_task(task: Task, model: ModelRef) -> Adapter | None:
     path = path_for(task.name, model.id)
     if not path.is_file():
         return None
-    adapter = read(path)
+    try:
+        adapter = read(path)
+    except UsageError as exc:
+        raise AdapterMismatch(exc.message, exc.hint + "; or pass --no-adapter") from exc
     fixes = (
         f"tune again (`slm-desk tune {task.name} --model {model.id}`), pass --no-adapter, "
         f"or remove it (`slm-desk adapters rm {task.name} --model {model.id}`)"

@@ -104,14 +104,16 @@ class Config(_Section):
 
 def load_config() -> Config:
     path = locations.config_file()
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return Config()
     try:
-        return Config.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
+        return Config.model_validate(tomllib.loads(path.read_text(encoding="utf-8-sig")))
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
         raise ConfigError(f"{path} is not a valid slm-desk config: {exc}", f"fix or remove {path}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
+    except OSError as exc:  # a folder, or a link to nothing, where the file should be
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", "make it a TOML file or remove it") from exc
 
 
 def set_value(section: str, key: str, value: object) -> None:

@@ -66,12 +66,12 @@ class Desk:
 
     def head(self, task: Task) -> tuple[Pipeline, TierPolicy | None] | None:
         """The trained head of this task version as the first tier, with the policy `train` measured for handing
-        its answers on; None when no head was trained."""
+        its answers on; None when no head was trained or its example pool is empty now."""
         from slm_desk import head
 
         trained_at = self.store.head_trained_at(task.name, task.version)  # cheap: the model is read only when new
-        if trained_at is None:
-            return None
+        if trained_at is None or self.store.pool_signature(task.name, task.version)[0] == 0:
+            return None  # never trained, or its pool was emptied since: it would answer from what was taken away
         key = (task.name, task.version)
         cached = self._heads.get(key)
         if cached is None or cached[0] != trained_at:

@@ -39,5 +39,10 @@ class ModelNotFound(UsageError):
     """The requested model is not installed."""
 
 
+class ModelFileError(UsageError):
+    """A model file that cannot be used as it is (not GGUF, truncated, refused by llama.cpp), or settings it
+    cannot run with: the fix is the user's (pull it again, another file, another n_ctx)."""
+
+
 class RuntimeFailure(SlmDeskError):
     """llama.cpp failed to load a model or to generate."""

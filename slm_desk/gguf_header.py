@@ -106,6 +106,39 @@ def read_file_metadata(path: Path) -> dict[str, Any]:
         return read_metadata(f)
 
 
+# ggml type -> (values per block, bytes per block), for the types GGUF files carry (ggml.c's type_traits)
+_BLOCKS = {
+    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),
+    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
+    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
+    34: (256, 54), 35: (256, 66), 39: (32, 17),
+}  # fmt: skip
+
+
+def tensor_data_bytes(path: Path) -> tuple[int, int] | None:
+    """(bytes the header's tensors need, bytes the file has), or None when a tensor type is unknown here.
+    A file shorter than its tensors (a cut download, a truncated adapter) is refused before llama.cpp reads it."""
+    with path.open("rb") as f:
+        meta = read_metadata(f)
+        reader = _Reader(f)
+        end = 0
+        for _ in range(int(meta["gguf.tensor_count"])):
+            reader.string()
+            dims = [reader.scalar(10) for _ in range(reader.scalar(4))]
+            kind, offset = reader.scalar(4), reader.scalar(10)
+            if kind not in _BLOCKS:
+                return None
+            per_block, block_bytes = _BLOCKS[kind]
+            count = 1
+            for d in dims:
+                count *= d
+            end = max(end, offset + count // per_block * block_bytes)
+        alignment = int(meta.get("general.alignment", 32) or 32)
+        start = -(-f.tell() // alignment) * alignment
+    return start + end, path.stat().st_size
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """What a person wants to know before running a model, from its header."""

@@ -23,8 +23,18 @@ if TYPE_CHECKING:
 @dataclass
 class Added:
     added: int = 0
-    updated: int = 0
+    updated: int = 0  # relabelled: the pool had the input with another output
+    unchanged: int = 0  # the pool had the input with this very output
     skipped: list[str] = field(default_factory=list)  # "FILE:LINE: why", one per bad line
+    conflicts: list[str] = field(default_factory=list)  # "FILE:LINE: ...", a later line relabelling an earlier one
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{self.added} added", f"{self.updated} relabelled", f"{self.unchanged} unchanged"]
+        parts.append(f"{len(self.skipped)} skipped")
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} conflicting")
+        return ", ".join(parts)
 
 
 def check_item(task: Task, item: Any) -> tuple[str, dict[str, Any]]:
@@ -45,35 +55,63 @@ def check_item(task: Task, item: Any) -> tuple[str, dict[str, Any]]:
 
 
 def read_file(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-    """The valid (input, output) items of a JSONL file, and "FILE:LINE: why" for each bad line."""
+    """The valid (input, output) items of a JSONL file, and "FILE:LINE: why" for each bad line (a line that is
+    not UTF-8 too: the rest of the file still counts)."""
+    items, skipped, _ = _read(task, path)
+    return items, skipped
+
+
+def _read(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str], list[str]]:
     try:
-        lines = path.read_bytes().decode("utf-8").splitlines()
+        raw = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}", 'pass a JSONL file of {"input", "output"}') from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
+    first: dict[str, tuple[int, dict[str, Any]]] = {}
     good: list[tuple[str, dict[str, Any]]] = []
     skipped: list[str] = []
-    for number, line in enumerate(lines, 1):
+    conflicts: list[str] = []
+    for number, data in enumerate(raw.removeprefix(b"\xef\xbb\xbf").splitlines(), 1):
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            skipped.append(f"{path}:{number}: not UTF-8 text (bad byte at column {exc.start + 1})")
+            continue
         if not line.strip():
             continue
         try:
-            good.append(check_item(task, json.loads(line)))
+            text, output = check_item(task, json.loads(line))
         except json.JSONDecodeError as exc:
             skipped.append(f"{path}:{number}: not JSON ({exc.msg})")
+            continue
         except UsageError as exc:
             skipped.append(f"{path}:{number}: {exc.message}")
-    return good, skipped
+            continue
+        if text in first and first[text][1] != output:
+            earlier, before = first[text]
+            conflicts.append(
+                f"{path}:{number}: relabels the input of line {earlier} "
+                f"({json.dumps(before, ensure_ascii=False)} -> {json.dumps(output, ensure_ascii=False)});"
+                " the later label is kept"
+            )
+        first[text] = (number, output)
+        good.append((text, output))
+    return good, skipped, conflicts
 
 
 def add_file(store: Store, task: Task, path: Path, source: str = "file") -> Added:
     """Add every valid line of a JSONL file; each bad line is named and skipped, the rest still go in."""
-    items, skipped = read_file(task, path)
-    report = Added(skipped=skipped)
-    known = {item["input"] for item in store.pool(task.name, task.version)}
-    report.updated = sum(text in known for text, _ in items)
-    store.add_to_pool(task.name, task.version, [(text, output, source) for text, output in items])
-    report.added = len({text for text, _ in items} - known)
+    items, skipped, conflicts = _read(task, path)
+    final = dict(items)  # a later line of the same input wins (and was reported as a conflict)
+    report = Added(skipped=skipped, conflicts=conflicts)
+    known = {item["input"]: item["output"] for item in store.pool(task.name, task.version)}
+    for text, output in final.items():
+        if text not in known:
+            report.added += 1
+        elif known[text] == output:
+            report.unchanged += 1
+        else:
+            report.updated += 1
+    store.add_to_pool(task.name, task.version, [(t, o, source) for t, o in final.items() if known.get(t) != o])
     return report
 
 

@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from slm_desk import interrupts
 from slm_desk.catalog import ModelRef
 from slm_desk.config import RuntimeConfig
-from slm_desk.errors import InputTooLong, RuntimeFailure
+from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure
 from slm_desk.hardware import physical_cores
 
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -148,6 +149,29 @@ def values_only_supported(schema: dict[str, Any]) -> bool:
     )
 
 
+def _check_before_loading(model: ModelRef, config: RuntimeConfig) -> None:
+    """What the header already tells, said plainly before llama.cpp is asked (it would blame the file for all)."""
+    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_metadata, shape, tensor_data_bytes
+
+    again = "pull it again (`slm-desk pull ID`), or pass another .gguf file; `slm-desk models` lists what is installed"
+    try:
+        meta = read_file_metadata(model.path)
+        sizes = tensor_data_bytes(model.path)
+    except (NotGGUF, Truncated, OSError) as exc:
+        raise ModelFileError(f"{model.path} is not a readable GGUF model ({exc})", again) from exc
+    if sizes is not None and sizes[1] < sizes[0]:
+        raise ModelFileError(
+            f"{model.path} is cut short: its tensors need {sizes[0]:,} bytes, the file has {sizes[1]:,}", again
+        )
+    trained = shape(meta).context_length
+    if trained and config.n_ctx > trained:
+        raise ModelFileError(
+            f"n_ctx {config.n_ctx:,} is more than the {trained:,} tokens {model.id} was trained on"
+            " (a longer context only costs memory: the model does not read further)",
+            f"lower [runtime] n_ctx in config.toml, or pass --ctx {min(trained, 2048)}",
+        )
+
+
 class Engine:
     """One loaded GGUF model. Not thread-safe: one generation at a time."""
 
@@ -164,22 +188,24 @@ class Engine:
         if gpu_layers == "auto":
             gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
         self.gpu_layers = gpu_layers
+        _check_before_loading(model, config)
         started = time.perf_counter()
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(model.path),
-                n_ctx=config.n_ctx,
-                n_batch=config.n_batch,
-                n_threads=self.threads,
-                n_gpu_layers=gpu_layers,
-                use_mmap=True,
-                seed=0,
-                verbose=False,
-                lora_path=str(adapter) if adapter else None,
-            )
+            with interrupts.held():  # Ctrl-C while llama.cpp loads: delivered when it returns, never swallowed
+                self._llm = llama_cpp.Llama(
+                    model_path=str(model.path),
+                    n_ctx=config.n_ctx,
+                    n_batch=config.n_batch,
+                    n_threads=self.threads,
+                    n_gpu_layers=gpu_layers,
+                    use_mmap=True,
+                    seed=0,
+                    verbose=False,
+                    lora_path=str(adapter) if adapter else None,
+                )
         except (ValueError, RuntimeError) as exc:
             what = f"{model.path} with the adapter {adapter}" if adapter else str(model.path)
-            raise RuntimeFailure(
+            raise ModelFileError(
                 f"llama.cpp could not load {what}: {exc}",
                 "check the file with `slm-desk doctor`; a partial download must be pulled again",
             ) from exc
@@ -350,6 +376,12 @@ class Engine:
             llm.eval(tokens[llm.n_tokens :])
         pointer = self._get_logits(llm._ctx.ctx, -1)
         if not np.isfinite(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))).all():
+            if self.adapter is not None:  # the base alone may be fine: the adapter is the first suspect
+                raise RuntimeFailure(
+                    f"{self.model.path.name} with the adapter {self.adapter.name} computes non-finite values: "
+                    "the adapter's weights are damaged",
+                    "run with --no-adapter to check the base model, then tune again or `slm-desk adapters rm TASK`",
+                )
             raise RuntimeFailure(
                 f"{self.model.path.name} computes non-finite values: its weights are damaged",
                 "pull the model again (`slm-desk models rm ID` then `slm-desk pull ID`), or check it with `doctor`",

@@ -3,7 +3,7 @@
 llama-cpp-python's `json_schema_to_gbnf` picks one branch per schema node (see `SchemaConverter.visit`)
 and ignores every keyword that branch does not read: `{"type": ["string", "null"], "pattern": ...}`
 loses its pattern, `minimum` is never enforced, and so on. This module walks the schema the same way
-and reports the first keyword the grammar would not enforce, so a task is refused at load time instead
+and reports every keyword the grammar would not enforce, so a task is refused at load time instead
 of generating output its schema promised to rule out.
 """
 
@@ -27,24 +27,39 @@ class UnenforceableSchema(ValueError):
 
 
 def check_schema(schema: dict[str, Any]) -> None:
-    """Raise UnenforceableSchema naming the first keyword the grammar would skip."""
+    """Raise UnenforceableSchema naming the first keyword the grammar would skip (`problems` lists all of them)."""
+    found = problems(schema)
+    if found:
+        raise found[0]
+
+
+def problems(schema: dict[str, Any]) -> list[UnenforceableSchema]:
+    """Every keyword the grammar would skip, in schema order: a task is refused once, with all its reasons."""
+    found: list[UnenforceableSchema] = []
     for defs_key in ("$defs", "definitions"):
         for name, sub in schema.get(defs_key, {}).items():
-            _check(sub, f"#/{defs_key}/{name}")
-    _check(schema, "#")
+            _check(sub, f"#/{defs_key}/{name}", found)
+    _check(schema, "#", found)
+    return found
 
 
-def _check(schema: Any, path: str) -> None:
+def _check(schema: Any, path: str, found: list[UnenforceableSchema]) -> None:
     if not isinstance(schema, dict):
         if isinstance(schema, bool):
-            raise UnenforceableSchema(str(schema).lower(), path, "boolean schemas are not supported")
-        raise UnenforceableSchema(type(schema).__name__, path, "a schema must be an object")
-    used, children = _branch(schema, path)
+            found.append(UnenforceableSchema(str(schema).lower(), path, "boolean schemas are not supported"))
+        else:
+            found.append(UnenforceableSchema(type(schema).__name__, path, "a schema must be an object"))
+        return
+    try:
+        used, children = _branch(schema, path)
+    except UnenforceableSchema as exc:
+        found.append(exc)
+        return
     for key in schema:
         if key not in used and key not in ANNOTATIONS:
-            raise UnenforceableSchema(key, path, _why(key, schema))
+            found.append(UnenforceableSchema(key, path, _why(key, schema)))
     for child, child_path in children:
-        _check(child, child_path)
+        _check(child, child_path, found)
 
 
 def _branch(schema: dict[str, Any], path: str) -> tuple[set[str], list[tuple[Any, str]]]:

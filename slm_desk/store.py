@@ -144,6 +144,15 @@ class Store:
         with self.writing, self.db:
             return [self._record(result, source) for result in results]
 
+    def forget_runs(self, run_ids: list[int]) -> None:
+        """Take back runs that were recorded but never delivered (the reader closed the pipe first)."""
+        if not run_ids:
+            return
+        marks = ",".join("?" * len(run_ids))
+        with self.writing, self.db:
+            for table, column in (("review", "run_id"), ("evalset", "run_id"), ("runs", "id")):
+                self.db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", run_ids)
+
     def _record(self, result: RunResult, source: str) -> int:
         run_id = self._insert_run(result)
         if result.decision == "review":

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from slm_desk import locations
 from slm_desk.errors import TaskError, UsageError
-from slm_desk.schema_guard import UnenforceableSchema, check_schema
+from slm_desk.schema_guard import problems as schema_problems
 from slm_desk.validators import Validator, Verbatim, fields_named, template_slots
 
 Risk = Literal["low", "medium", "high"]
@@ -137,10 +137,7 @@ def _consistency_errors(task: Task) -> list[str]:
         jsonschema.Draft202012Validator.check_schema(task.output_schema)
     except jsonschema.SchemaError as exc:
         errors.append(f"schema is not valid JSON Schema: {exc.message}")
-    try:
-        check_schema(task.output_schema)
-    except UnenforceableSchema as exc:
-        errors.append(str(exc))
+    errors += [str(problem) for problem in schema_problems(task.output_schema)]
     for validator in task.validators:
         errors += [
             f"validator '{validator.kind}' names unknown field {f!r}"
@@ -187,8 +184,8 @@ def parse_task(text: str, name: str, source: str) -> Task:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise TaskError(f"task file {source} is invalid: {reasons}", "see 'Task files' in the README") from exc
     problems = _consistency_errors(task)
-    if not problems:
-        problems = _example_errors(task)
+    if not any(p.startswith("schema is not valid JSON Schema") for p in problems):  # examples need a schema to check
+        problems += _example_errors(task)
     if problems:
         raise TaskError(
             f"task {task.name!r} ({source}) is refused:\n  - " + "\n  - ".join(problems),
@@ -218,9 +215,14 @@ def task_text(name: str) -> tuple[str, str]:
     user = _user_files()
     if name in user:
         try:
-            return user[name].read_text(encoding="utf-8"), str(user[name])
+            return user[name].read_text(encoding="utf-8-sig"), str(user[name])  # -sig: a BOM some editors write
         except UnicodeDecodeError as exc:
             raise TaskError(f"{user[name]} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
+        except OSError as exc:  # a folder, or a link to nothing, where the task file should be
+            raise TaskError(
+                f"cannot read the task file {user[name]}: {exc.strerror or exc}",
+                f"make it a TOML file, or remove it to use the built-in {name!r} if there is one",
+            ) from exc
     builtin = _builtin_files()
     if name in builtin:
         return builtin[name].read_text(encoding="utf-8"), f"built-in:{name}"

@@ -10,6 +10,7 @@ choose; it is estimated from the strata that were measured, each weighted by its
 
 from __future__ import annotations
 
+import bisect
 import random
 import time
 from collections.abc import Callable
@@ -71,15 +72,12 @@ class TierPolicy(BaseModel):
     frontier: list[FrontierRow]
 
     def band(self, confidence: float | None) -> Band:
-        c = 0.0 if confidence is None else confidence
-        for band in self.bands:
-            if c < band.upper or band is self.bands[-1]:
-                return band
-        raise AssertionError("unreachable: the last band takes everything")
+        return self.bands[band_index(0.0 if confidence is None else confidence)]
 
 
 def band_index(confidence: float) -> int:
-    return min(len(EDGES) - 2, max(0, next(i for i, e in enumerate(EDGES[1:]) if confidence < e or e == 1.0)))
+    """The band of a confidence: [0, 0.2), [0.2, 0.4), ... [0.8, 1.0], the top edge in the top band."""
+    return min(max(bisect.bisect_right(EDGES, confidence) - 1, 0), len(EDGES) - 2)
 
 
 def sample_for_comparison(scored: list[Scored], task: Task, n: int, seed: int = 0) -> tuple[list[int], list[int]]:

@@ -162,3 +162,13 @@ def test_requests_in_flight_step_down_once_and_keep_constrained_decoding(cli, re
     assert "none" not in asked  # never fell through to unconstrained prompting
     assert asked.count("json_schema") <= 4  # only the requests already in flight when the first refusal came back
     assert asked.count("json_object") == 16
+
+
+def test_a_single_input_whose_server_is_down_gets_an_error_envelope_and_exit_5(cli) -> None:
+    from tests.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    result = cli("run", "route-ticket", "--input", "where is my card", "--backend", url)
+    assert result.returncode == 5, result.stderr
+    [envelope] = result.envelopes
+    assert envelope["valid"] is False and envelope["output"] is None and "unreachable" in envelope["error"]

@@ -48,6 +48,8 @@ def test_damaged_weights_give_error_envelopes_not_an_abort(cli, damaged_gguf: Pa
     envelopes = result.envelopes  # stdout is JSON lines only: native noise went to stderr
     assert [e["line"] for e in envelopes] == [1, 2]
     assert all(e["output"] is None and "non-finite" in e["error"] for e in envelopes)
+    single = cli("run", "route-ticket", "--model", str(damaged_gguf), "--input", "one")
+    assert single.returncode == 5 and "non-finite" in single.envelopes[0]["error"]  # as in --jsonl, not exit 1
 
 
 def test_eight_processes_create_one_store_without_racing_while_the_cores_are_busy(slm_home: Path) -> None:
@@ -171,12 +173,113 @@ def test_review_show_prints_an_invalid_answer_once_encoded(cli, user_task) -> No
     assert shown["candidate"] == run.envelopes[0]["rejected_output"]  # the text the model wrote, as it wrote it
 
 
-@pytest.mark.parametrize(
-    "toml, key", [('[history]\nenabled = "off"\n', "history.enabled"), ('[runtime]\nthreads = "2"\n', "runtime.threads")]
-)
+WRONG_TYPES = [('[history]\nenabled = "off"\n', "history.enabled"), ('[runtime]\nthreads = "2"\n', "runtime.threads")]
+
+
+@pytest.mark.parametrize("toml, key", WRONG_TYPES)
 def test_config_values_of_the_wrong_type_are_named_not_coerced(cli, slm_home: Path, toml: str, key: str) -> None:
     from slm_desk import locations
 
     locations.config_file().write_text(toml)
     result = cli("run", "route-ticket", "--input", "where is my card")
     assert result.returncode == 2 and key in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["directory", "dangling symlink"])
+def test_a_folder_or_a_broken_link_where_a_file_should_be_is_named(cli, slm_home: Path, kind: str) -> None:
+    from slm_desk import locations
+
+    for target in (locations.user_tasks_dir() / "route-ticket.toml", locations.config_file()):
+        if kind == "directory":
+            target.mkdir()
+        else:
+            target.symlink_to(target.parent / "gone.toml")
+        result = cli("run", "route-ticket", "--input", "where is my card")
+        assert result.returncode == 2 and str(target) in result.stderr, result.stderr
+        assert "internal error" not in result.stderr
+        target.rmdir() if kind == "directory" else target.unlink()
+
+
+def test_a_task_file_with_a_bom_loads(user_task) -> None:
+    from slm_desk.tasks import load_task
+
+    path = user_task("forced-fail", as_name="bom-task")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_task("bom-task").name == "bom-task"  # not "Invalid statement (at line 1, column 1)"
+
+
+@pytest.mark.parametrize("content", [b"", b"this is text, not a model\n", b"GGUF\x03\x00\x00\x00"])
+def test_a_model_file_that_cannot_load_is_a_usage_error(cli, tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(content)
+    result = cli("run", "route-ticket", "--model", str(path), "--input", "where is my card")
+    assert result.returncode == 2, result.stderr
+    assert "not a readable GGUF model" in result.stderr and "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("n_ctx", ["131072", "10000000"])
+def test_a_context_beyond_what_the_model_was_trained_on_is_named(cli, n_ctx: str) -> None:
+    result = cli("run", "route-ticket", "--ctx", n_ctx, "--input", "where is my card")
+    assert result.returncode == 2 and "8,192 tokens smollm2-135m was trained on" in result.stderr, result.stderr
+    assert "partial download" not in result.stderr
+
+
+def _adapter(path: Path) -> None:
+    """A small GGUF LoRA file that describes itself as route-ticket's adapter for the bundled model."""
+    import gguf
+    import numpy as np
+
+    from slm_desk import adapters
+    from slm_desk.catalog import BUNDLED_ID, resolve_model
+
+    model = resolve_model(BUNDLED_ID)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 8.0)
+    meta = {"task": "route-ticket", "base_model": BUNDLED_ID, "base_sha256": adapters.base_sha256(model)}
+    for key, value in meta.items():
+        writer.add_string(adapters.KEY + key, value)
+    writer.add_uint32(adapters.KEY + "task_version", 1)
+    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((4, 576), dtype=np.float32))
+    writer.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((576, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_a_truncated_adapter_is_refused_before_llama_cpp_reads_it_and_listed(cli) -> None:
+    from slm_desk import adapters
+    from slm_desk.catalog import BUNDLED_ID
+
+    path = adapters.path_for("route-ticket", BUNDLED_ID)
+    _adapter(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 4000])  # the last tensor cut short, as an interrupted copy leaves it
+    result = cli("run", "route-ticket", "--input", "where is my card")
+    assert result.returncode == 2 and "is cut short" in result.stderr and "--no-adapter" in result.stderr
+    listed = cli("adapters")
+    assert "unreadable" in listed.stderr and "cut short" in listed.stderr and "no adapters yet" not in listed.stderr
+    assert cli("run", "route-ticket", "--input", "where is my card", "--no-adapter").returncode in (0, 4)
+
+
+def test_a_cut_model_file_is_named_by_models_info_and_refused_by_run(cli, tmp_path: Path) -> None:
+    source = bundled_model_path()
+    assert source is not None
+    cut = tmp_path / "half.gguf"
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    info = cli("models", "info", str(cut))
+    assert info.returncode == 2 and "is cut short" in info.stderr
+    run = cli("run", "route-ticket", "--model", str(cut), "--input", "where is my card")
+    assert run.returncode == 2 and "is cut short" in run.stderr
+
+
+def test_a_line_the_reader_never_got_is_not_recorded(slm_home: Path) -> None:
+    lines = "Where is my card?\nI was charged twice\nHow do I change my PIN?\nThe ATM took my card\n"
+    done = shell(f"set -o pipefail; {SLM} run route-ticket --jsonl | head -n2; echo rc=${{PIPESTATUS[0]}} >&2", lines)
+    assert len(done.stdout.splitlines()) == 2
+    import sqlite3
+
+    rows = sqlite3.connect(slm_home / "data" / "history.sqlite3").execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert rows == 2, done.stderr  # each answer takes a model's time: the third was written after head had gone

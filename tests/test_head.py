@@ -197,7 +197,8 @@ def test_a_batch_keeps_its_order_and_bad_lines_get_their_envelopes_in_place(cli,
     result = cli("run", "route-ticket", "--jsonl", stdin="\n".join(lines) + "\n")
     envelopes = result.envelopes
     assert [e["line"] for e in envelopes] == [1, 2, 3, 4, 5]
-    assert "error" in envelopes[1] and envelopes[2]["id"] == 7 and "error" in envelopes[2]
+    assert "error" in envelopes[1] and envelopes[2]["id"] == 7 and "line 3 has an empty input" in envelopes[2]["error"]
+    assert "--input" not in envelopes[2]["hint"]  # a batch line is fixed in the file, not on the command line
     assert all(e["answered_by"] == "head" for e in (envelopes[0], envelopes[3], envelopes[4]))
     assert result.returncode == 2
     assert _recorded_inputs(slm_home) == [lines[0], lines[3], lines[4]]
@@ -244,3 +245,25 @@ def test_every_printed_line_of_a_batch_is_recorded_when_it_is_stopped(cli, slm_h
     assert recorded[: len(envelopes)] == written[: len(envelopes)]  # every printed line has its row (committed first)
     if sig == signal.SIGINT:
         assert len(recorded) == len(envelopes)  # Ctrl-C waits for the batch: nothing recorded goes unprinted
+
+
+def test_bands_cover_every_confidence_once() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    @given(st.floats(min_value=0.0, max_value=1.0, allow_nan=False))
+    def law(confidence: float) -> None:
+        i = tiers.band_index(confidence)
+        lower, upper = tiers.EDGES[i], tiers.EDGES[i + 1]
+        assert lower <= confidence < upper or (confidence == upper == 1.0)
+
+    law()
+
+
+def test_a_head_whose_pool_was_emptied_is_not_used(cli) -> None:
+    _taught_route(cli)
+    removed = cli("examples", "rm", "route-ticket", "--all")
+    assert "head is no longer used" in removed.stderr
+    from slm_desk.desk import Desk
+
+    assert Desk().head(load_task("route-ticket")) is None

@@ -35,3 +35,73 @@ def test_ctrl_c_mid_batch_keeps_output_and_history_consistent(slm_home: Path) ->
     assert "interrupted after" in stderr.decode() and "the rest was not run" in stderr.decode()
     rows = sqlite3.connect(slm_home / "data" / "history.sqlite3").execute("SELECT count(*) FROM runs").fetchone()[0]
     assert rows == len(printed)
+
+
+def test_ctrl_c_during_start_and_model_load_is_never_lost(slm_home: Path) -> None:
+    """llama.cpp calls back into Python while it loads; a KeyboardInterrupt raised in that callback used to be
+    swallowed by ctypes, and the batch went on. Ctrl-C at every moment of the start must stop the batch."""
+    import time
+
+    lines = b"".join(f"Where is my card? ticket {n}\n".encode() for n in range(40))
+    for delay in [0.3 + 0.15 * i for i in range(16)]:  # from the imports through loading into the first answers
+        child = subprocess.Popen(
+            [sys.executable, "-m", "slm_desk", "run", "route-ticket", "--jsonl", "--no-log"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=os.environ.copy(),
+            preexec_fn=sigint_default,
+        )
+        assert child.stdin is not None
+        child.stdin.write(lines)
+        child.stdin.flush()
+        time.sleep(delay)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+        assert child.returncode in (130, -signal.SIGINT), (delay, child.returncode, err.decode()[-500:])
+        assert len(out.splitlines()) <= 3, (delay, len(out.splitlines()))  # stopped within the item in flight
+
+
+def test_ctrl_c_during_a_hung_server_request_ends_at_once(slm_home: Path) -> None:
+    import time
+
+    from tests.servers import mute_server
+
+    with mute_server() as url:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "slm_desk", "run", "route-ticket", "--jsonl", "--backend", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=os.environ.copy(),
+            preexec_fn=sigint_default,
+        )
+        assert child.stdin is not None
+        child.stdin.write(b"where is my card\nmy transfer is late\n")
+        child.stdin.flush()
+        time.sleep(3)  # the first request is in flight to a server that never answers (timeout 60 s)
+        child.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, err = child.communicate(timeout=60)
+        assert time.monotonic() - started < 10, "Ctrl-C waited for the hung request"
+    assert child.returncode == 130 and out == b"" and "interrupted after 0 inputs" in err.decode()
+
+
+def test_sigterm_stops_a_batch_like_ctrl_c_with_its_summary(slm_home: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "slm_desk", "run", "extract-ticket", "--jsonl"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    assert child.stdin and child.stdout
+    child.stdin.write(b"".join(f"Refund invoice INV-{n} please, it was charged twice.\n".encode() for n in range(40)))
+    child.stdin.flush()
+    first = [child.stdout.readline(), child.stdout.readline()]
+    child.terminate()
+    rest, stderr = child.communicate(timeout=120)
+    printed = b"".join(first).decode().splitlines() + rest.decode().splitlines()
+    assert child.returncode == 143 and "terminated after" in stderr.decode(), stderr.decode()
+    rows = sqlite3.connect(slm_home / "data" / "history.sqlite3").execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert rows == len(printed) and 2 <= rows < 40

@@ -55,3 +55,37 @@ def test_accepts_what_the_grammar_enforces(schema: dict) -> None:
 @pytest.mark.parametrize("name", sorted(task_names()))
 def test_builtin_task_schemas_are_enforceable(name: str) -> None:
     check_schema(load_task(name).output_schema)
+
+
+def test_every_unenforceable_keyword_is_named_not_only_the_first() -> None:
+    from slm_desk.schema_guard import problems
+
+    schema = obj(
+        a={"type": "integer", "minimum": 0, "maximum": 9, "multipleOf": 3},
+        b={"type": "string", "format": "email"},
+        c={"not": {"type": "null"}},
+    )
+    assert [(p.path, p.keyword) for p in problems(schema)] == [
+        ("#/properties/a", "minimum"),
+        ("#/properties/a", "maximum"),
+        ("#/properties/a", "multipleOf"),
+        ("#/properties/b", "format"),
+        ("#/properties/c", "not"),
+    ]
+
+
+def test_a_refused_task_names_its_schema_and_its_dishonest_example_together(tmp_path) -> None:
+    from slm_desk.errors import TaskError
+    from slm_desk.tasks import parse_task
+
+    text = """
+description = "two problems"
+instructions = "x"
+schema = '{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}, "required": ["n"]}'
+[[examples]]
+input = "three"
+output = '{"n": "three"}'
+"""
+    with pytest.raises(TaskError) as refused:
+        parse_task(text, "two", "test")
+    assert "'minimum'" in str(refused.value) and "example 1" in str(refused.value)

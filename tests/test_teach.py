@@ -32,14 +32,14 @@ def test_bad_pool_lines_are_named_and_skipped_and_the_rest_added(cli, tmp_path: 
     path.write_text("\n".join(lines) + "\n")
     result = cli("examples", "add", "route-ticket", str(path))
     assert result.returncode == 0, result.stderr
-    assert "3 added, 0 updated, 4 skipped" in result.stderr
+    assert "3 added, 0 relabelled, 0 unchanged, 4 skipped" in result.stderr
     for number in (2, 3, 4, 6):
         assert f"{path}:{number}:" in result.stderr
     assert "no_such_queue" in result.stderr and "not JSON" in result.stderr
     listed = cli("examples", "list", "route-ticket", "--json")
     assert [i["input"] for i in json.loads(listed.stdout)] == [g["input"] for g in good]
-    again = cli("examples", "add", "route-ticket", str(path))  # the same lines again update, never duplicate
-    assert "0 added, 3 updated" in again.stderr
+    again = cli("examples", "add", "route-ticket", str(path))  # the same lines again change nothing, never duplicate
+    assert "0 added, 0 relabelled, 3 unchanged" in again.stderr
     exported = cli("examples", "export", "route-ticket").stdout.splitlines()
     assert [json.loads(line) for line in exported] == good
     ids = [i["id"] for i in json.loads(listed.stdout)]
@@ -131,3 +131,32 @@ def test_a_trained_head_answers_a_real_query_end_to_end(cli) -> None:
     assert envelope["output"] == {"route": "fees_and_charges"} and envelope["decision"] == "accept"
     assert envelope["model"] == "label-head" and envelope["tokens"]["completion"] == 0
     assert run.returncode == 0
+
+
+def test_a_bad_byte_skips_its_line_and_a_relabel_is_a_conflict(cli, tmp_path: Path) -> None:
+    good = [json.loads(line) for line in ROUTE_POOL.read_text().splitlines()[:3]]
+    relabel = {"input": good[0]["input"], "output": {"route": "fees_and_charges"}}
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(
+        b"\xef\xbb\xbf"  # a BOM, as some editors write
+        + json.dumps(good[0]).encode()
+        + b'\n{"input": "caf\xe9", "output": {"route": "other"}}\n'  # Latin-1, not UTF-8
+        + json.dumps(good[1]).encode()
+        + b"\n"
+        + json.dumps(relabel).encode()
+        + b"\n"
+    )
+    result = cli("examples", "add", "route-ticket", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"{path}:2: not UTF-8 text" in result.stderr
+    assert f"conflict {path}:4: relabels the input of line 1" in result.stderr
+    assert "2 added, 0 relabelled, 0 unchanged, 1 skipped, 1 conflicting" in result.stderr
+    pool = {i["input"]: i["output"] for i in json.loads(cli("examples", "list", "route-ticket", "--json").stdout)}
+    assert pool[good[0]["input"]] == {"route": "fees_and_charges"}  # the later label, as the conflict line says
+
+
+def test_a_file_with_no_good_line_is_a_usage_error(cli, tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('not json\n{"input": "x", "output": {"route": "nope"}}\n')
+    result = cli("examples", "add", "route-ticket", str(path))
+    assert result.returncode == 2 and "nothing was added" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from slm_desk import __version__
@@ -64,19 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _leave(code: int) -> int:
+    """Interrupted with a model call still running in a worker thread (a hung server): end now, as Ctrl-C
+    promises, instead of letting the interpreter wait for that thread at exit. Everything printed is recorded."""
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if code in (130, 143) and busy:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["ui"])
     try:
-        return int(args.handler(args))
+        return _leave(int(args.handler(args)))
     except SlmDeskError as exc:
         print(f"slm-desk: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("slm-desk: interrupted", file=sys.stderr)
-        return 130
+        return _leave(130)
     except BrokenPipeError:  # `slm-desk ... | head`: the reader had enough; exit quietly as SIGPIPE would
         run.quiet_stdout()
         return run.EXIT_BROKEN_PIPE

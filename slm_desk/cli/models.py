@@ -124,12 +124,13 @@ def _info(args: argparse.Namespace) -> int:
     from slm_desk.catalog import resolve_model
     from slm_desk.config import load_config
     from slm_desk.errors import UsageError
-    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_metadata, shape
+    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_metadata, shape, tensor_data_bytes
 
     _need(args, 1, "slm-desk models info ID")
     model = resolve_model(args.args[0])
     try:
         meta = read_file_metadata(model.path)
+        sizes = tensor_data_bytes(model.path)
     except (NotGGUF, Truncated) as exc:
         raise UsageError(
             f"{model.path} is not a readable GGUF model ({exc})", "pass a .gguf model file, or see `slm-desk models`"
@@ -150,12 +151,21 @@ def _info(args: argparse.Namespace) -> int:
         "chat_template": s.has_chat_template,
         "kv_cache_bytes_at_n_ctx": s.kv_cache_bytes(n_ctx),
         "n_ctx": n_ctx,
+        "tensor_bytes": sizes[0] if sizes else None,
+        "complete": None if sizes is None else sizes[1] >= sizes[0],
     }
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         for key, value in info.items():
             print(f"{key:<24} {value}")
+    if info["complete"] is False:
+        print(
+            f"slm-desk: error: {model.path} is cut short: its tensors need {sizes[0]:,} bytes, the file has "  # type: ignore[index]
+            f"{sizes[1]:,}\n  hint: pull it again, or pass another .gguf file",  # type: ignore[index]
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

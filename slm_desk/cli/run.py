@@ -6,18 +6,19 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections import deque
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from slm_desk import interrupts
 from slm_desk.errors import SlmDeskError, UsageError
 
 if TYPE_CHECKING:  # pydantic stays out of `slm-desk --help`
     from slm_desk.results import RunResult
 
 EXIT_BROKEN_PIPE = 141  # the shell's code for a reader that went away (128 + SIGPIPE)
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_ACCEPTED, EXIT_UNANSWERED, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
 
@@ -45,6 +46,7 @@ exit codes:
      garbage): each such input has an error envelope, the rest ran
   1  internal error
   130 interrupted (Ctrl-C): every line already printed is complete and recorded
+  143 terminated (SIGTERM): the same, with the same summary on stderr
   141 the reader closed stdout (`| head`): the rest was not run
 When several apply the first in this order wins: 2, 5, 3, 4.
 
@@ -143,25 +145,14 @@ def _jsonl_inputs(stream: IO[bytes]) -> Iterator[tuple[int, Any, str | SlmDeskEr
         text = item.get("input") if isinstance(item, dict) else None
         if not isinstance(text, str):
             yield number, None, UsageError(f'line {number} has no string "input" field', 'write {"input": "..."}')
+        elif not text.strip():
+            yield (
+                number,
+                item.get("id"),
+                UsageError(f"line {number} has an empty input", 'give it text: {"input": "..."}'),
+            )
         else:
             yield number, item.get("id"), text
-
-
-@contextlib.contextmanager
-def _deferred_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C while one envelope is printed and recorded, then deliver it."""
-    received: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
 
 
 class _Session:
@@ -201,17 +192,23 @@ class _Session:
 
     def emit_many(self, done: list[tuple[RunResult | SlmDeskError, dict[str, Any]]]) -> None:
         """Record every answer in one transaction, then print them in order: a printed line is always recorded."""
-        with _deferred_interrupt():
-            if self.log:
-                self.store.record_many([r for r, _ in done if not isinstance(r, SlmDeskError)])
-            lines = []
+        with interrupts.held():
+            ids = iter(
+                self.store.record_many([r for r, _ in done if not isinstance(r, SlmDeskError)]) if self.log else []
+            )
+            lines: list[tuple[str, int | None]] = []
             for result, extra in done:
                 if isinstance(result, SlmDeskError):
-                    lines.append(self._error_line(result, extra))
+                    lines.append((self._error_line(result, extra), None))
                 else:
-                    lines.append(json.dumps(result.envelope(**extra), ensure_ascii=False) + "\n")
+                    lines.append((json.dumps(result.envelope(**extra), ensure_ascii=False) + "\n", next(ids, None)))
                     self.counts["invalid" if not result.valid else result.decision] += 1
-            _Envelopes.write("".join(lines))
+            for i, (line, _) in enumerate(lines):
+                try:
+                    _Envelopes.write(line)
+                except BrokenPipeError:  # the reader left (`| head`): what it never got is not history either
+                    self.store.forget_runs([run_id for _, run_id in lines[i:] if run_id is not None])
+                    raise
 
     def emit_error(self, error: SlmDeskError, **extra: Any) -> None:
         self.emit_many([(error, extra)])
@@ -315,6 +312,7 @@ def _run_batch(session: _Session, stream: IO[bytes]) -> None:
 
     pool = ThreadPoolExecutor(max_workers=session.workers)
     index = 0
+    finished = False
     try:
         for batch in _arrived(stream, BATCH if head is not None else 1):
             texts = [line for _, _, line in batch if isinstance(line, str)]
@@ -338,11 +336,14 @@ def _run_batch(session: _Session, stream: IO[bytes]) -> None:
             if head is not None:
                 flush(BATCH)  # the batch's ready prefix in one transaction; a backlog of model calls stays bounded
         flush(0)
+        finished = True
     finally:
         for _, waiting in pending:
             if isinstance(waiting, Future):
                 waiting.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # interrupted: never wait for a request in flight (a hung server would hold Ctrl-C for its whole timeout);
+        # what it answers is not printed, and the process ends without it (cli.main)
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _ready(item: Any) -> bool:
@@ -392,13 +393,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         from slm_desk.pipeline import check_input
 
         check_input(text)
+    interrupts.terminate_like_interrupt()
     session = _Session(args)
     try:
         if text is not None:
-            session.emit(session.answer(0, text))
+            try:
+                result = session.answer(0, text)
+            except UsageError:
+                raise
+            except SlmDeskError as exc:  # a server that failed, a model that computes garbage: as in --jsonl
+                session.emit_error(exc)
+            else:
+                session.emit(result)
         else:
             _run_batch(session, sys.stdin.buffer)
             print(f"slm-desk: {session.summary()}", file=sys.stderr)
+    except interrupts.Terminated:
+        print(f"slm-desk: terminated after {session.summary()}; the rest was not run", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"slm-desk: interrupted after {session.summary()}; the rest was not run", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -84,14 +84,26 @@ def cmd_examples(args: argparse.Namespace) -> int:
         if args.action == "add":
             if not args.rest:
                 raise UsageError("examples add needs a JSONL file", f"slm-desk examples add {task.name} FILE.jsonl")
+            taken = rejected = 0
             for name in args.rest:
                 report = pool.add_file(store, task, Path(name))
                 for problem in report.skipped:
                     print(f"skipped {problem}", file=sys.stderr)
+                for conflict in report.conflicts:
+                    print(f"conflict {conflict}", file=sys.stderr)
                 print(
-                    f"{name}: {report.added} added, {report.updated} updated, {len(report.skipped)} skipped; "
+                    f"{name}: {report.summary}; "
                     f"{task.name} v{task.version} pool: {len(store.pool(task.name, task.version))} items",
                     file=sys.stderr,
+                )
+                taken += report.added + report.updated + report.unchanged
+                rejected += len(report.skipped)
+            if taken:
+                _head_is_stale(store, task)
+            if rejected and not taken:
+                raise UsageError(
+                    f"no line fitted {task.name}'s contract: nothing was added",
+                    f"each line needs an input and an output that passes the task; `slm-desk tasks show {task.name}`",
                 )
             return 0
         items = store.pool(task.name, task.version)
@@ -117,9 +129,25 @@ def cmd_examples(args: argparse.Namespace) -> int:
                 raise UsageError(f"not an item id: {exc}", "ids are the numbers `examples list` shows") from exc
             removed = store.remove_from_pool(task.name, task.version, ids)
             print(f"removed {removed} item{'s' if removed != 1 else ''}", file=sys.stderr)
+            if removed:
+                _head_is_stale(store, task)
         return 0
     finally:
         store.close()
+
+
+def _head_is_stale(store: Any, task: Any) -> None:
+    if store.head_trained_at(task.name, task.version) is None:
+        return
+    if not store.pool_signature(task.name, task.version)[0]:
+        print(
+            f"the pool is empty: {task.name}'s head is no longer used (train it again on new examples)", file=sys.stderr
+        )
+    else:
+        print(
+            f"{task.name}'s head was trained before this change: `slm-desk train {task.name}` retrains it",
+            file=sys.stderr,
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> int:

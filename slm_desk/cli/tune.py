@@ -213,7 +213,11 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         print(f"removed {path}", file=sys.stderr)
         return 0
     rows = []
-    for adapter in adapters.all_adapters():
+    broken = []
+    for adapter in adapters.scan():
+        if isinstance(adapter, UsageError):
+            broken.append(adapter)
+            continue
         report = adapter.report
         row: dict[str, Any] = {
             "task": adapter.task,
@@ -230,10 +234,13 @@ def cmd_adapters(args: argparse.Namespace) -> int:
         }
         rows.append(row)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + [{"status": f"unreadable: {b.message}", "hint": b.hint} for b in broken], indent=2))
         return 0
+    for problem in broken:
+        print(f"unreadable: {problem.message}\n  hint: {problem.hint}", file=sys.stderr)
     if not rows:
-        print("no adapters yet: `slm-desk tune TASK` writes one", file=sys.stderr)
+        if not broken:
+            print("no adapters yet: `slm-desk tune TASK` writes one", file=sys.stderr)
         return 0
     print(f"{'TASK':<18} {'MODEL':<16} {'EXAMPLES':>8} {'RANK':>4} {'HELD-OUT EXACT':>16}  STATUS")
     for r in rows:

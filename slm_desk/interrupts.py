@@ -1,0 +1,49 @@
+"""Hold Ctrl-C (and SIGTERM) across a step that must not be cut in half, then deliver it.
+
+Two such steps: printing and recording a batch of envelopes (a printed line always has its history row), and
+loading a model (llama.cpp calls back into Python while it loads; a KeyboardInterrupt raised inside that callback
+is swallowed by ctypes, and the batch would go on as if Ctrl-C had never been pressed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so the same code stops cleanly and says what was done."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def terminate_like_interrupt() -> None:
+    """From now on SIGTERM stops this process the way Ctrl-C does (main thread only)."""
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Signals that arrive inside are delivered on the way out, to whatever handled them before (main thread only:
+    elsewhere there is nothing to hold)."""
+    received: list[int] = []
+    try:
+        previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in HELD}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in dict.fromkeys(received):  # each once, in the order they came
+            signal.raise_signal(signum)
+
+
+HELD = (signal.SIGINT, signal.SIGTERM)
