@@ -119,6 +119,12 @@ _BLOCKS = {
 def tensor_data_bytes(path: Path) -> tuple[int, int] | None:
     """(bytes the header's tensors need, bytes the file has), or None when a tensor type is unknown here.
     A file shorter than its tensors (a cut download, a truncated adapter) is refused before llama.cpp reads it."""
+    found = tensor_layout(path)
+    return None if found is None else (found[0] + found[1], path.stat().st_size)
+
+
+def tensor_layout(path: Path) -> tuple[int, int] | None:
+    """(where the tensor data starts, how many bytes it takes), or None when a tensor type is unknown here."""
     with path.open("rb") as f:
         meta = read_metadata(f)
         reader = _Reader(f)
@@ -136,7 +142,7 @@ def tensor_data_bytes(path: Path) -> tuple[int, int] | None:
             end = max(end, offset + count // per_block * block_bytes)
         alignment = int(meta.get("general.alignment", 32) or 32)
         start = -(-f.tell() // alignment) * alignment
-    return start + end, path.stat().st_size
+    return start, end
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,19 @@ class Engine:
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._get_logits = llama_cpp.llama_get_logits_ith
         self._n_vocab = self._llm.n_vocab()
+        self._check_not_flat()
+
+    def _check_not_flat(self) -> None:
+        """One token through the model: weights that are all zero give every next token the same score, and every
+        answer a confidence of 1/vocabulary, accepted as if it meant something. Refuse such a file at once."""
+        logits = self.next_logprobs(self.tokenize_plain("Hello"))
+        finite = logits[np.isfinite(logits)]
+        self._llm.reset()
+        if finite.size == logits.size and float(np.ptp(finite)) < 1e-3:
+            raise ModelFileError(
+                f"{self.model.path} gives every next token the same probability: its weights are zero or damaged",
+                "pull it again (`slm-desk models rm ID` then `slm-desk pull ID`), or pass another .gguf file",
+            )
 
     def close(self) -> None:
         """Free the model and its context now (the lock holder guarantees no generation is running)."""

@@ -283,3 +283,32 @@ def test_a_line_the_reader_never_got_is_not_recorded(slm_home: Path) -> None:
 
     rows = sqlite3.connect(slm_home / "data" / "history.sqlite3").execute("SELECT count(*) FROM runs").fetchone()[0]
     assert rows == 2, done.stderr  # each answer takes a model's time: the third was written after head had gone
+
+
+def test_a_model_with_zeroed_weights_is_refused_not_accepted(cli, tmp_path: Path) -> None:
+    from slm_desk.gguf_header import tensor_layout
+
+    source = bundled_model_path()
+    assert source is not None
+    layout = tensor_layout(source)
+    assert layout is not None
+    data = bytearray(source.read_bytes())
+    data[layout[0] :] = bytes(len(data) - layout[0])  # a valid header over weights that are all zero
+    zeroed = tmp_path / "zeroed.gguf"
+    zeroed.write_bytes(data)
+    result = cli("run", "route-ticket", "--model", str(zeroed), "--input", "where is my card")
+    assert result.returncode == 2 and "same probability" in result.stderr, result.stderr[-1500:]
+    assert result.stdout == ""  # nothing accepted at a confidence of 1/vocabulary
+
+
+def test_an_adapter_of_random_bytes_is_listed_and_refused(cli) -> None:
+    import os
+
+    from slm_desk import adapters
+    from slm_desk.catalog import BUNDLED_ID
+
+    adapters.path_for("route-ticket", BUNDLED_ID).write_bytes(os.urandom(4096))
+    result = cli("run", "route-ticket", "--input", "where is my card")
+    assert result.returncode == 2 and "not a readable adapter" in result.stderr
+    listed = cli("adapters")
+    assert "unreadable" in listed.stderr and "no adapters yet" not in listed.stderr

@@ -43,7 +43,8 @@ def test_ctrl_c_during_start_and_model_load_is_never_lost(slm_home: Path) -> Non
     import time
 
     lines = b"".join(f"Where is my card? ticket {n}\n".encode() for n in range(40))
-    for delay in [0.3 + 0.15 * i for i in range(16)]:  # from the imports through loading into the first answers
+    # the model loads about 0.3-0.6 s after the start here: every 30 ms from the imports to the first answers
+    for delay in [0.1 + 0.03 * i for i in range(34)]:
         child = subprocess.Popen(
             [sys.executable, "-m", "slm_desk", "run", "route-ticket", "--jsonl", "--no-log"],
             stdin=subprocess.PIPE,

@@ -58,11 +58,15 @@ class CalibrationScreen(DeskScreen):
         plot = self.query_one("#plot", ReliabilityPlot)
         self.query_one("#teaching", Static).update(Text(self._teaching(task)))
         if profile is None:
+            taught = self.desk.store.head_trained_at(task.name, task.version) is not None
+            until = (
+                f"the model's answers go to review until then: {task.name} has a trained head, and a taught task"
+                " accepts only from measured tiers (`slm-desk train` measures the model too)"
+                if taught
+                else "answers are accepted on validity alone until then"
+            )
             self.query_one("#summary", Static).update(
-                Text(
-                    f"{task.name} v{task.version} is not calibrated on {model}.\n"
-                    "Press k to calibrate it (answers are accepted on validity alone until then)."
-                )
+                Text(f"{task.name} v{task.version} is not calibrated on {model}.\nPress k to calibrate it ({until}).")
             )
             plot.update("")
             return
