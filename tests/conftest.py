@@ -38,6 +38,19 @@ def sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def spawn(*args: str, stderr: int = subprocess.PIPE, interruptible: bool = True) -> subprocess.Popen[bytes]:
+    """The real `slm-desk` as a child a test writes to and signals (stdin, stdout and stderr piped), with SIGINT
+    as a terminal gives it unless `interruptible` is off."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "slm_desk", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=os.environ.copy(),
+        preexec_fn=sigint_default if interruptible else None,
+    )
+
+
 @dataclass
 class CliResult:
     returncode: int

@@ -92,6 +92,21 @@ def mute_server() -> Iterator[str]:
         listener.close()
 
 
+@contextlib.contextmanager
+def serving(handler: type) -> Iterator[str]:
+    """A threaded HTTP server on a free loopback port with this request handler; yields its /v1 base URL."""
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 BAD_BODIES = {
     "empty list": b"[]",
     "null choices": b'{"choices": null}',
@@ -132,21 +147,18 @@ def misbehaving_server(kind: str) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 @contextlib.contextmanager
-def picky_server(rejection: bytes, answer: str = '{"route": "card_issue"}') -> Iterator[tuple[str, list[str]]]:
+def picky_server(
+    rejection: bytes, answer: str = '{"route": "card_issue"}', refuse_logprobs: bool = False
+) -> Iterator[tuple[str, list[str]]]:
     """An OpenAI-compatible server that refuses `response_format` json_schema with HTTP 500 and `rejection` as
     the body (llama-cpp-python 0.3.36's server says "Input should be 'text' or 'json_object'"; some say nothing),
-    and answers anything else with `answer` after a short think. Yields its /v1 URL and the forms it was asked in."""
+    and answers anything else with `answer` after a short think; with `refuse_logprobs`, a request that asks for
+    logprobs gets a 400 saying so first. Yields its /v1 URL and the forms it was asked in."""
     import http.server
 
     asked: list[str] = []
@@ -157,7 +169,10 @@ def picky_server(rejection: bytes, answer: str = '{"route": "card_issue"}') -> I
             form = (request.get("response_format") or {}).get("type", "none")
             asked.append(form)
             time.sleep(0.05)  # long enough for requests in flight to overlap
-            if form == "json_schema":
+            if refuse_logprobs and request.get("logprobs"):
+                asked[-1] += "+logprobs"
+                status, body = 400, b'{"error": {"message": "logprobs are not supported by this server"}}'
+            elif form == "json_schema":
                 status, body = 500, rejection
             else:
                 status = 200
@@ -182,11 +197,5 @@ def picky_server(rejection: bytes, answer: str = '{"route": "card_issue"}') -> I
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield url, asked

@@ -172,3 +172,14 @@ def test_a_single_input_whose_server_is_down_gets_an_error_envelope_and_exit_5(c
     assert result.returncode == 5, result.stderr
     [envelope] = result.envelopes
     assert envelope["valid"] is False and envelope["output"] is None and "unreachable" in envelope["error"]
+
+
+def test_a_refused_logprobs_in_flight_never_steps_the_schema_form(cli) -> None:
+    from tests.servers import picky_server
+
+    lines = "".join(f"where is my card number {i}\n" for i in range(12))
+    with picky_server(b"", answer='{"route": "card_issue"}', refuse_logprobs=True) as (url, asked):
+        result = cli("run", "route-ticket", "--jsonl", "--concurrency", "4", "--backend", url, stdin=lines)
+    assert result.returncode == 0, result.stderr
+    assert all(e["valid"] and e["confidence_note"] == "the server returned no logprobs" for e in result.envelopes)
+    assert "none" not in asked and asked.count("json_schema+logprobs") <= 4  # each refusal turned logprobs off only

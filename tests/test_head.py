@@ -9,7 +9,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from slm_desk.cascade import Cascade
 from slm_desk.evalset import builtin, read_jsonl
 from slm_desk.pipeline import Pipeline
 from slm_desk.tasks import load_task
-from tests.conftest import sigint_default
+from tests.conftest import spawn
 from tests.scripted import ScriptedBackend
 
 DATA = Path(__file__).parent / "data"
@@ -209,14 +208,7 @@ def test_every_printed_line_of_a_batch_is_recorded_when_it_is_stopped(cli, slm_h
     _taught_route(cli)
     queries = [json.loads(line)["input"] for line in ROUTE_POOL.read_text().splitlines()]
     bursts = [[f"{queries[(b * 97 + i) % len(queries)]} #{b}-{i}" for i in range(300)] for b in range(200)]
-    child = subprocess.Popen(
-        [sys.executable, "-m", "slm_desk", "run", "route-ticket", "--jsonl"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=os.environ.copy(),
-        preexec_fn=sigint_default,
-    )
+    child = spawn("run", "route-ticket", "--jsonl", stderr=subprocess.DEVNULL)
     assert child.stdin is not None and child.stdout is not None
 
     def feed() -> None:  # a producer that keeps writing, in bursts, until the child stops reading

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import sigint_default
+from tests.conftest import spawn
 
 
 def test_ctrl_c_mid_batch_keeps_output_and_history_consistent(slm_home: Path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "slm_desk", "run", "extract-ticket", "--jsonl"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-        preexec_fn=sigint_default,
-    )
+    child = spawn("run", "extract-ticket", "--jsonl")
     assert child.stdin and child.stdout
     child.stdin.write(b"".join(f"Refund invoice INV-{n} please, it was charged twice.\n".encode() for n in range(40)))
     child.stdin.flush()
@@ -45,14 +35,7 @@ def test_ctrl_c_during_start_and_model_load_is_never_lost(slm_home: Path) -> Non
     lines = b"".join(f"Where is my card? ticket {n}\n".encode() for n in range(40))
     # the model loads about 0.3-0.6 s after the start here: every 30 ms from the imports to the first answers
     for delay in [0.1 + 0.03 * i for i in range(34)]:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "slm_desk", "run", "route-ticket", "--jsonl", "--no-log"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=os.environ.copy(),
-            preexec_fn=sigint_default,
-        )
+        child = spawn("run", "route-ticket", "--jsonl", "--no-log")
         assert child.stdin is not None
         child.stdin.write(lines)
         child.stdin.flush()
@@ -69,14 +52,7 @@ def test_ctrl_c_during_a_hung_server_request_ends_at_once(slm_home: Path) -> Non
     from tests.servers import mute_server
 
     with mute_server() as url:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "slm_desk", "run", "route-ticket", "--jsonl", "--backend", url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=os.environ.copy(),
-            preexec_fn=sigint_default,
-        )
+        child = spawn("run", "route-ticket", "--jsonl", "--backend", url)
         assert child.stdin is not None
         child.stdin.write(b"where is my card\nmy transfer is late\n")
         child.stdin.flush()
@@ -89,13 +65,7 @@ def test_ctrl_c_during_a_hung_server_request_ends_at_once(slm_home: Path) -> Non
 
 
 def test_sigterm_stops_a_batch_like_ctrl_c_with_its_summary(slm_home: Path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "slm_desk", "run", "extract-ticket", "--jsonl"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+    child = spawn("run", "extract-ticket", "--jsonl", interruptible=False)
     assert child.stdin and child.stdout
     child.stdin.write(b"".join(f"Refund invoice INV-{n} please, it was charged twice.\n".encode() for n in range(40)))
     child.stdin.flush()
