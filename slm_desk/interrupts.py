@@ -17,14 +17,39 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered like Ctrl-C so the same code stops cleanly and says what was done."""
 
 
+_received: list[int] = []  # every SIGINT/SIGTERM our handlers saw, swallowed or not
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
+    _received.append(signum)
     raise Terminated
+
+
+def install() -> None:
+    """Ctrl-C raises KeyboardInterrupt as Python's own handler does, and is also remembered: one that arrives
+    while Python runs a finalizer or a C callback is printed as "Exception ignored" and lost, and `check` brings
+    it back at the next safe point (main thread only)."""
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def terminate_like_interrupt() -> None:
     """From now on SIGTERM stops this process the way Ctrl-C does (main thread only)."""
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def check() -> None:
+    """Raise the interrupt a swallowed Ctrl-C (or SIGTERM) should have raised; nothing when there was none."""
+    if signal.SIGTERM in _received:
+        raise Terminated
+    if signal.SIGINT in _received:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -114,13 +114,15 @@ def test_a_server_killed_mid_batch_leaves_the_other_finishing(slm_home, tmp_path
             ],
             stdin=stdin,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=(tmp_path / "stderr.txt").open("wb"),
             env=os.environ.copy(),
         )
         assert child.stdout is not None
         first = child.stdout.readline()  # the batch is under way
         server_b.kill()
-        rest, err = child.communicate(timeout=600)
+        rest = child.stdout.read()  # the same buffered reader: lines that came with the first are not lost
+        child.wait(timeout=600)
+    err = (tmp_path / "stderr.txt").read_bytes()
     envelopes = [json.loads(line) for line in (first + rest).decode().splitlines()]
     assert [e["line"] for e in envelopes] == list(range(1, len(QUERIES) + 1)), err.decode()
     assert all("error" not in e for e in envelopes), err.decode()  # every item answered by the survivor

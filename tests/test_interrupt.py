@@ -17,7 +17,9 @@ def test_ctrl_c_mid_batch_keeps_output_and_history_consistent(slm_home: Path) ->
     child.stdin.flush()
     first_lines = [child.stdout.readline(), child.stdout.readline()]
     child.send_signal(signal.SIGINT)
-    rest, stderr = child.communicate(timeout=120)
+    rest = child.stdout.read()  # through the same buffered reader as the first lines (communicate would skip it)
+    stderr = child.stderr.read()  # type: ignore[union-attr]
+    child.wait(timeout=120)
     assert child.returncode == 130, stderr.decode()
     printed = [json.loads(line) for line in b"".join(first_lines).decode().splitlines() + rest.decode().splitlines()]
     assert 2 <= len(printed) < 40
@@ -71,7 +73,9 @@ def test_sigterm_stops_a_batch_like_ctrl_c_with_its_summary(slm_home: Path) -> N
     child.stdin.flush()
     first = [child.stdout.readline(), child.stdout.readline()]
     child.terminate()
-    rest, stderr = child.communicate(timeout=120)
+    rest = child.stdout.read()
+    stderr = child.stderr.read()  # type: ignore[union-attr]
+    child.wait(timeout=120)
     printed = b"".join(first).decode().splitlines() + rest.decode().splitlines()
     assert child.returncode == 143 and "terminated after" in stderr.decode(), stderr.decode()
     rows = sqlite3.connect(slm_home / "data" / "history.sqlite3").execute("SELECT count(*) FROM runs").fetchone()[0]

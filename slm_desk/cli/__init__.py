@@ -77,6 +77,9 @@ def _leave(code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from slm_desk import interrupts
+
+    interrupts.install()  # before the heavy imports, where a Ctrl-C can land in a finalizer and be swallowed
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -315,6 +315,7 @@ def _run_batch(session: _Session, stream: IO[bytes]) -> None:
     finished = False
     try:
         for batch in _arrived(stream, BATCH if head is not None else 1):
+            interrupts.check()
             texts = [line for _, _, line in batch if isinstance(line, str)]
             quick = iter(head.answer_batch(texts)) if head is not None else None
             for number, item_id, line in batch:
@@ -396,6 +397,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     interrupts.terminate_like_interrupt()
     session = _Session(args)
     try:
+        interrupts.check()  # a Ctrl-C swallowed while the models loaded stops the run here
         if text is not None:
             try:
                 result = session.answer(0, text)
