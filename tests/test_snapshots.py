@@ -22,7 +22,24 @@ from slm_desk.tui.app import SlmDeskApp
     ],
 )
 def test_screen(snap_compare, name: str, keys: list[str]) -> None:
-    assert snap_compare(SlmDeskApp(initial_task="extract-ticket"), press=keys, terminal_size=(80, 24))
+    assert snap_compare(SlmDeskApp(initial_task="extract-ticket"), run_before=_steady(*keys), terminal_size=(80, 24))
+
+
+def _steady(*keys: str):  # type: ignore[no-untyped-def]
+    """Press `keys`, then stop every text cursor on the screen blinking: a snapshot taken half a second later
+    would otherwise catch the cursor on or off by chance (seen on a loaded CI machine)."""
+
+    async def before(pilot) -> None:  # type: ignore[no-untyped-def]
+        from textual.widgets import Input, TextArea
+
+        await pilot.press(*keys)
+        await pilot.pause()
+        for widget in pilot.app.screen.query("TextArea, Input"):
+            if isinstance(widget, TextArea | Input):
+                widget.cursor_blink = False
+        await pilot.pause()
+
+    return before
 
 
 def _drafted_reply() -> object:
@@ -65,6 +82,7 @@ async def _show_drafted_reply(pilot) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause()
     screen.query_one("#verdict-scroll").scroll_end(animate=False)
     await pilot.pause()
+    await _steady()(pilot)
 
 
 def test_draft_reply_result_scrolls_into_view_at_80x24(snap_compare) -> None:
@@ -74,7 +92,7 @@ def test_draft_reply_result_scrolls_into_view_at_80x24(snap_compare) -> None:
 
 
 def test_run_screen_at_60x20_collapses_the_task_list(snap_compare) -> None:
-    assert snap_compare(SlmDeskApp(initial_task="extract-booking"), terminal_size=(60, 20))
+    assert snap_compare(SlmDeskApp(initial_task="extract-booking"), run_before=_steady(), terminal_size=(60, 20))
 
 
 async def test_the_whole_reply_is_reachable_at_80x24() -> None:
