@@ -131,7 +131,9 @@ class Store:
                 self.db.execute(f"PRAGMA user_version = {number}")
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            # a Ctrl-C can land before BEGIN took effect: roll back only what began, and let the interrupt through
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             raise
 
     def record(self, result: RunResult, source: str = "run") -> int:
