@@ -18,7 +18,7 @@ from slm_desk import locations
 from slm_desk.catalog import ModelRef, installed_record
 from slm_desk.download import sha256_of
 from slm_desk.errors import UsageError
-from slm_desk.gguf_header import NotGGUF, read_file_metadata, tensor_data_bytes
+from slm_desk.gguf_header import NotGGUF, read_file_layout
 from slm_desk.tasks import Task
 
 KEY = "slm_desk."
@@ -61,15 +61,14 @@ def path_for(task: str, model_id: str) -> Path:
 def read(path: Path) -> Adapter:
     """The adapter's own description, from its GGUF header."""
     try:
-        meta = read_file_metadata(path)
+        meta, layout = read_file_layout(path)
     except (OSError, NotGGUF, ValueError) as exc:
         raise UsageError(f"{path} is not a readable adapter ({exc})", f"remove it: rm {path}") from exc
     if meta.get("general.type") != "adapter" or f"{KEY}task" not in meta:
         raise UsageError(f"{path} is not an slm-desk LoRA adapter", f"remove it: rm {path}")
-    sizes = tensor_data_bytes(path)
-    if sizes is not None and sizes[1] < sizes[0]:  # llama.cpp would read past the end (a segfault, no message)
+    if layout is not None and layout.cut_short:  # llama.cpp would read past the end (a segfault, no message)
         raise UsageError(
-            f"{path} is cut short: its tensors need {sizes[0]:,} bytes, the file has {sizes[1]:,}",
+            f"{path} is cut short: its tensors need {layout.needed_bytes:,} bytes, the file has {layout.file_bytes:,}",
             f"tune again, or remove it: slm-desk adapters rm {meta[f'{KEY}task']}",
         )
     return Adapter(

@@ -101,11 +101,6 @@ def read_metadata(stream: BinaryIO) -> dict[str, Any]:
     return meta
 
 
-def read_file_metadata(path: Path) -> dict[str, Any]:
-    with path.open("rb") as f:
-        return read_metadata(f)
-
-
 # ggml type -> (values per block, bytes per block), for the types GGUF files carry (ggml.c's type_traits)
 _BLOCKS = {
     0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),
@@ -116,15 +111,27 @@ _BLOCKS = {
 }  # fmt: skip
 
 
-def tensor_data_bytes(path: Path) -> tuple[int, int] | None:
-    """(bytes the header's tensors need, bytes the file has), or None when a tensor type is unknown here.
-    A file shorter than its tensors (a cut download, a truncated adapter) is refused before llama.cpp reads it."""
-    found = tensor_layout(path)
-    return None if found is None else (found[0] + found[1], path.stat().st_size)
+@dataclass(frozen=True)
+class Layout:
+    """Where a GGUF file's tensor data lies, from its header; `cut_short` when the file ends before it does."""
+
+    data_start: int
+    data_bytes: int
+    file_bytes: int
+
+    @property
+    def needed_bytes(self) -> int:
+        return self.data_start + self.data_bytes
+
+    @property
+    def cut_short(self) -> bool:
+        return self.file_bytes < self.needed_bytes
 
 
-def tensor_layout(path: Path) -> tuple[int, int] | None:
-    """(where the tensor data starts, how many bytes it takes), or None when a tensor type is unknown here."""
+def read_file_layout(path: Path) -> tuple[dict[str, Any], Layout | None]:
+    """The header's metadata and its tensors' layout, in one pass over the header (reading the vocabulary takes
+    most of the time); the layout is None when a tensor type is unknown here. A file shorter than its tensors
+    (a cut download, a truncated adapter) is refused before llama.cpp reads past its end."""
     with path.open("rb") as f:
         meta = read_metadata(f)
         reader = _Reader(f)
@@ -134,7 +141,7 @@ def tensor_layout(path: Path) -> tuple[int, int] | None:
             dims = [reader.scalar(10) for _ in range(reader.scalar(4))]
             kind, offset = reader.scalar(4), reader.scalar(10)
             if kind not in _BLOCKS:
-                return None
+                return meta, None
             per_block, block_bytes = _BLOCKS[kind]
             count = 1
             for d in dims:
@@ -142,7 +149,7 @@ def tensor_layout(path: Path) -> tuple[int, int] | None:
             end = max(end, offset + count // per_block * block_bytes)
         alignment = int(meta.get("general.alignment", 32) or 32)
         start = -(-f.tell() // alignment) * alignment
-    return start, end
+    return meta, Layout(start, end, path.stat().st_size)
 
 
 @dataclass(frozen=True)

@@ -151,17 +151,18 @@ def values_only_supported(schema: dict[str, Any]) -> bool:
 
 def _check_before_loading(model: ModelRef, config: RuntimeConfig) -> None:
     """What the header already tells, said plainly before llama.cpp is asked (it would blame the file for all)."""
-    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_metadata, shape, tensor_data_bytes
+    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_layout, shape
 
     again = "pull it again (`slm-desk pull ID`), or pass another .gguf file; `slm-desk models` lists what is installed"
     try:
-        meta = read_file_metadata(model.path)
-        sizes = tensor_data_bytes(model.path)
+        meta, layout = read_file_layout(model.path)
     except (NotGGUF, Truncated, OSError) as exc:
         raise ModelFileError(f"{model.path} is not a readable GGUF model ({exc})", again) from exc
-    if sizes is not None and sizes[1] < sizes[0]:
+    if layout is not None and layout.cut_short:
         raise ModelFileError(
-            f"{model.path} is cut short: its tensors need {sizes[0]:,} bytes, the file has {sizes[1]:,}", again
+            f"{model.path} is cut short: its tensors need {layout.needed_bytes:,} bytes, the file has "
+            f"{layout.file_bytes:,}",
+            again,
         )
     trained = shape(meta).context_length
     if trained and config.n_ctx > trained:

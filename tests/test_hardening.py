@@ -286,14 +286,14 @@ def test_a_line_the_reader_never_got_is_not_recorded(slm_home: Path) -> None:
 
 
 def test_a_model_with_zeroed_weights_is_refused_not_accepted(cli, tmp_path: Path) -> None:
-    from slm_desk.gguf_header import tensor_layout
+    from slm_desk.gguf_header import read_file_layout
 
     source = bundled_model_path()
     assert source is not None
-    layout = tensor_layout(source)
+    _, layout = read_file_layout(source)
     assert layout is not None
     data = bytearray(source.read_bytes())
-    data[layout[0] :] = bytes(len(data) - layout[0])  # a valid header over weights that are all zero
+    data[layout.data_start :] = bytes(len(data) - layout.data_start)  # a valid header over weights that are all zero
     zeroed = tmp_path / "zeroed.gguf"
     zeroed.write_bytes(data)
     result = cli("run", "route-ticket", "--model", str(zeroed), "--input", "where is my card")

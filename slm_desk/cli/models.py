@@ -124,13 +124,12 @@ def _info(args: argparse.Namespace) -> int:
     from slm_desk.catalog import resolve_model
     from slm_desk.config import load_config
     from slm_desk.errors import UsageError
-    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_metadata, shape, tensor_data_bytes
+    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_layout, shape
 
     _need(args, 1, "slm-desk models info ID")
     model = resolve_model(args.args[0])
     try:
-        meta = read_file_metadata(model.path)
-        sizes = tensor_data_bytes(model.path)
+        meta, layout = read_file_layout(model.path)
     except (NotGGUF, Truncated) as exc:
         raise UsageError(
             f"{model.path} is not a readable GGUF model ({exc})", "pass a .gguf model file, or see `slm-desk models`"
@@ -151,18 +150,18 @@ def _info(args: argparse.Namespace) -> int:
         "chat_template": s.has_chat_template,
         "kv_cache_bytes_at_n_ctx": s.kv_cache_bytes(n_ctx),
         "n_ctx": n_ctx,
-        "tensor_bytes": sizes[0] if sizes else None,
-        "complete": None if sizes is None else sizes[1] >= sizes[0],
+        "tensor_bytes": layout.needed_bytes if layout else None,
+        "complete": None if layout is None else not layout.cut_short,
     }
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         for key, value in info.items():
             print(f"{key:<24} {value}")
-    if info["complete"] is False:
+    if layout is not None and layout.cut_short:
         print(
-            f"slm-desk: error: {model.path} is cut short: its tensors need {sizes[0]:,} bytes, the file has "  # type: ignore[index]
-            f"{sizes[1]:,}\n  hint: pull it again, or pass another .gguf file",  # type: ignore[index]
+            f"slm-desk: error: {model.path} is cut short: its tensors need {layout.needed_bytes:,} bytes, the file "
+            f"has {layout.file_bytes:,}\n  hint: pull it again, or pass another .gguf file",
             file=sys.stderr,
         )
         return 2
