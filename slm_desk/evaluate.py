@@ -11,14 +11,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from threading import Lock
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slm_desk import metrics
-from slm_desk.cascade import Cascade
 from slm_desk.desk import Desk
 from slm_desk.errors import SlmDeskError
 from slm_desk.results import RunResult, Tokens
 from slm_desk.tasks import Task
+
+if TYPE_CHECKING:
+    from slm_desk.cascade import Cascade
 
 
 def record_of(gold: dict[str, Any], result: RunResult) -> dict[str, Any]:

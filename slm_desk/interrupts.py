@@ -2,7 +2,9 @@
 
 Two such steps: printing and recording a batch of envelopes (a printed line always has its history row), and
 loading a model (llama.cpp calls back into Python while it loads; a KeyboardInterrupt raised inside that callback
-is swallowed by ctypes, and the batch would go on as if Ctrl-C had never been pressed).
+is swallowed by ctypes, and the batch would go on as if Ctrl-C had never been pressed). And one that cannot be
+held: a Ctrl-C that lands in a finalizer during the imports is swallowed too, so the handler `install` sets
+remembers every one, and `check` raises it again at the next safe point.
 """
 
 from __future__ import annotations

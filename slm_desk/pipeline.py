@@ -95,7 +95,9 @@ class Pipeline:
 
     def answer_batch(self, texts: list[str]) -> list[RunResult | SlmDeskError]:
         """Many inputs at once through a batch backend (the head), one attempt each; an input the task cannot run
-        on comes back as its error, in its place. Other backends answer item by item."""
+        on comes back as its error, in its place."""
+        if not isinstance(self.backend, BatchBackend):
+            raise TypeError(f"{self.backend.model} answers one input at a time: call answer()")
         checked: list[str | SlmDeskError] = []
         for text in texts:
             try:
@@ -103,25 +105,14 @@ class Pipeline:
             except SlmDeskError as exc:
                 checked.append(exc)
         runnable = [t for t in checked if isinstance(t, str)]
-        if not isinstance(self.backend, BatchBackend):
-            answered = iter([self._guarded(t) for t in runnable])
-        else:
-            started = time.perf_counter()
-            completions = self.backend.complete_many(self.task, runnable) if runnable else []
-            each = (time.perf_counter() - started) / max(1, len(runnable))
-            answered = iter(
-                [
-                    self._judged(t, *validate_output(self.task, c.text, t), c.text, c, 1, c.tokens, each)
-                    for t, c in zip(runnable, completions, strict=True)
-                ]
-            )
+        started = time.perf_counter()
+        completions = self.backend.complete_many(self.task, runnable) if runnable else []
+        each = (time.perf_counter() - started) / max(1, len(runnable))
+        answered = iter(
+            self._judged(t, *validate_output(self.task, c.text, t), c.text, c, 1, c.tokens, each)
+            for t, c in zip(runnable, completions, strict=True)
+        )
         return [item if isinstance(item, SlmDeskError) else next(answered) for item in checked]
-
-    def _guarded(self, text: str) -> RunResult | SlmDeskError:
-        try:
-            return self.answer(text)
-        except SlmDeskError as exc:
-            return exc
 
     def _judged(
         self,

@@ -255,12 +255,12 @@ def render_training(task: Any, trained: Any, policy: Any, model_profile: Any) ->
         lines.append(
             "  the next tier was not measured (--compare 0): the head's unsure answers go to review, never to the LLM"
         )
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
     lines.append(f"  {'frontier':<44} {'accuracy':>8} {'accepted precision':>19} {'accepted':>9} {'ms/item':>9}")
     for row in policy.frontier:
-
-        def pct(v: float | None) -> str:
-            return "-" if v is None else f"{v:.1%}"
-
         ms = "-" if row.ms_per_item is None else f"{row.ms_per_item:.2f}"
         cover = "" if row.coverage >= 0.999 else f"  (on {row.coverage:.0%} of items)"
         lines.append(
