@@ -96,10 +96,12 @@ class Desk:
         accept_at: float | None = None,
         calibrated: bool = True,
         learned: bool = True,
+        needs_calibration: str | None = None,
     ) -> Pipeline:
         """The small-model tier for `task` on `backend`: its calibration profile unless `calibrated` is off, and
         few-shot turns retrieved from the example pool unless `learned` is off (then the task's static ones).
-        A tuned backend gets no few-shot turns: it is prompted as it was trained."""
+        A tuned backend gets no few-shot turns: it is prompted as it was trained. With `needs_calibration`, the
+        tier never accepts without a profile, and the reason says why."""
         task = load_task(task) if isinstance(task, str) else task
         tuned = getattr(backend, "tuned", False)
         taught = learned and not tuned and task.retrieval.k > 0
@@ -113,6 +115,7 @@ class Desk:
             accept_at,
             can_escalate=escalation.enabled,
             shots=no_shots if tuned else functools.partial(self._shots, task) if has_pool else None,
+            needs_calibration=needs_calibration,
         )
 
     def _shots(self, task: Task, text: str) -> list[tuple[str, str]] | None:
@@ -139,15 +142,16 @@ class Desk:
         task = load_task(task) if isinstance(task, str) else task
         runtime = runtime or self.config.runtime
         backend = self.backend(model_id, runtime, replica, task if adapter else None)
-        small = self.pipeline(task, backend, accept_at, learned=learned)
-        larger = escalation_backend(self.config.escalation, runtime)
         first = self.head(task) if learned and accept_at is None else None
-        if first is not None and small.profile is None:
-            # a taught task promises its precision targets whichever tier answers: an unmeasured tier never accepts
-            small.needs_calibration = (
-                f"{backend.model} was not measured on this task; `slm-desk train {task.name}` measures it as the "
-                f"head's next tier (or `slm-desk calibrate {task.name}`)"
-            )
+        # a taught task promises its precision targets whichever tier answers: an unmeasured tier never accepts
+        unmeasured = (
+            f"{backend.model} was not measured on this task; `slm-desk train {task.name}` measures it as the "
+            f"head's next tier (or `slm-desk calibrate {task.name}`)"
+        )
+        small = self.pipeline(
+            task, backend, accept_at, learned=learned, needs_calibration=unmeasured if first else None
+        )
+        larger = escalation_backend(self.config.escalation, runtime)
         return Cascade(
             small,
             escalation=Pipeline(task, larger, tier="escalation") if larger is not None else None,
