@@ -203,11 +203,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(render_training(task, trained, policy, measured_profile))
+    print(render_training(task, trained, policy, measured_profile, "interrupted" if interrupted else "--compare 0"))
     return 0
 
 
-def render_training(task: Any, trained: Any, policy: Any, model_profile: Any) -> str:
+def render_training(task: Any, trained: Any, policy: Any, model_profile: Any, unmeasured: str = "--compare 0") -> str:
     from slm_desk.calibration import items_needed
 
     r, profile = trained.report, trained.profile
@@ -253,7 +253,7 @@ def render_training(task: Any, trained: Any, policy: Any, model_profile: Any) ->
             lines.append("    (too few valid answers to calibrate the LLM tier: it never auto-accepts here)")
     else:
         lines.append(
-            "  the next tier was not measured (--compare 0): the head's unsure answers go to review, never to the LLM"
+            f"  the next tier was not measured ({unmeasured}): the head's unsure answers go to review, never to the LLM"
         )
 
     def pct(v: float | None) -> str:
