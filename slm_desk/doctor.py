@@ -60,6 +60,9 @@ def _probe(model_path: str) -> None:
     """The child side: load the model, generate a few tokens, print them."""
     import llama_cpp
 
+    from slm_desk.runtime import refuse_if_no_model_allowed
+
+    refuse_if_no_model_allowed(model_path)
     llm = llama_cpp.Llama(model_path=model_path, n_ctx=256, verbose=False)
     out: Any = llm.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
     print(f"ok: generated {out['usage']['completion_tokens']} tokens: {out['choices'][0]['text'].strip()!r}")

@@ -173,6 +173,15 @@ def _check_before_loading(model: ModelRef, config: RuntimeConfig) -> None:
         )
 
 
+# Set by the test suite for every test not marked `model`, so its fast tier provably never loads a model.
+NO_MODEL_ENV = "SLM_DESK_TEST_NO_MODEL"
+
+
+def refuse_if_no_model_allowed(path: str | Path) -> None:
+    if os.environ.get(NO_MODEL_ENV):
+        raise RuntimeError(f"{NO_MODEL_ENV} is set, yet {path} was about to load: mark the test `model`")
+
+
 class Engine:
     """One loaded GGUF model. Not thread-safe: one generation at a time."""
 
@@ -190,6 +199,7 @@ class Engine:
             gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
         self.gpu_layers = gpu_layers
         _check_before_loading(model, config)
+        refuse_if_no_model_allowed(model.path)
         started = time.perf_counter()
         try:
             with interrupts.held():  # Ctrl-C while llama.cpp loads: delivered when it returns, never swallowed

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from slm_desk.runtime import NO_MODEL_ENV
+
 # Property tests judge rules, not speed: no per-example deadline, so a loaded CI machine cannot fail them.
 settings.register_profile("slm-desk", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("slm-desk")
@@ -108,3 +110,13 @@ def backend() -> Iterator[object]:
 def engine(backend) -> Iterator[object]:
     """The bundled model's engine, for tests of the runtime itself."""
     yield backend.engine
+
+
+@pytest.hookimpl(tryfirst=True)  # before the fixtures of the test, a module's and the session's included
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The fast tier (`pytest -m "not model"`) never loads a model: a test not marked `model` that loads one, in
+    this process or a child, in its own fixtures or in a module's, fails with "mark the test `model`"."""
+    if item.get_closest_marker("model") is None:
+        os.environ[NO_MODEL_ENV] = "1"
+    else:
+        os.environ.pop(NO_MODEL_ENV, None)

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from slm_desk.runtime import refuse_if_no_model_allowed
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -25,6 +27,7 @@ def free_port() -> int:
 def llama_server(model: Path, alias: str = "larger", keep: bool = False) -> Iterator[Any]:
     """`python -m llama_cpp.server` with a GGUF, as a user would run it; yields its /v1 base URL
     (with `keep`, the URL and the process, so a test can kill it)."""
+    refuse_if_no_model_allowed(model)
     port = free_port()
     child = subprocess.Popen(
         [

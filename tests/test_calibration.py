@@ -58,6 +58,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     return json.loads(done.stdout), home
 
 
+@pytest.mark.model
 def test_calibrate_json_reports_bins_ece_brier_and_thresholds(calibrated) -> None:
     report, _ = calibrated
     assert report["n_examples"] == 200 and report["n_valid"] > 150
@@ -83,6 +84,7 @@ def test_calibrate_json_reports_bins_ece_brier_and_thresholds(calibrated) -> Non
             assert t["error_upper_bound"] <= 1 - t["target"]
 
 
+@pytest.mark.model
 def test_recalibration_is_no_worse_on_held_out_data(calibrated) -> None:
     report, _ = calibrated
     held = report["heldout"]
@@ -91,6 +93,7 @@ def test_recalibration_is_no_worse_on_held_out_data(calibrated) -> None:
     assert held["brier_calibrated"] <= held["brier_raw"] + 0.01
 
 
+@pytest.mark.model
 def test_run_applies_the_stored_profile(calibrated, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     _, home = calibrated
     monkeypatch.setenv("SLM_DESK_HOME", str(home))

@@ -30,6 +30,7 @@ def generate(engine, task_name: str, text: str):
     return task, engine.generate(tokens, task.output_schema, task.max_tokens)
 
 
+@pytest.mark.model
 def test_label_confidence_is_renormalised_over_the_allowed_labels(engine) -> None:
     """The recorded fast path equals a from-scratch computation: decode at every branch point of the labels."""
     task, generation = generate(engine, "route-ticket", "Someone stole my card and bought things with it")
@@ -54,6 +55,7 @@ def test_label_confidence_is_renormalised_over_the_allowed_labels(engine) -> Non
     assert 0.0 < confidence <= 1.0
 
 
+@pytest.mark.model
 def test_extracted_field_confidence_comes_from_value_tokens_only(engine) -> None:
     task, generation = generate(engine, "extract-ticket", "Customer reports duplicate charge on invoice INV-8821.")
     fields = field_confidences(task, generation, engine)
@@ -68,6 +70,7 @@ def test_extracted_field_confidence_comes_from_value_tokens_only(engine) -> None
     assert fields["invoice_id"] == pytest.approx(min(value_tokens))
 
 
+@pytest.mark.model
 def test_envelope_confidence_is_real_and_changes_with_the_input(backend) -> None:
     runner = Pipeline(load_task("route-ticket"), backend)
     results = [

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from slm_desk.catalog import bundled_model_path
 from slm_desk.evalset import read_jsonl
 from slm_desk.tasks import parse_task
 from tests.servers import llama_server
+
+pytestmark = pytest.mark.model
+
 
 RAW = [
     "I was billed twice for invoice INV-311, please fix it",

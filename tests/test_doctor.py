@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from slm_desk.doctor import REBUILD, probe_inference
 
 
@@ -17,6 +19,7 @@ def test_failing_probe_reports_its_last_line() -> None:
     assert not result.ok and "model file is truncated" in result.message
 
 
+@pytest.mark.model
 def test_doctor_on_this_machine(cli) -> None:
     result = cli("doctor")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -13,6 +13,8 @@ from slm_desk.catalog import bundled_model_path
 from tests.conftest import INVOICE_TICKET
 from tests.servers import BAD_BODIES, llama_server, misbehaving_server, mute_server
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module")
 def larger() -> Iterator[str]:

@@ -87,6 +87,7 @@ def test_regressions_flag_what_got_worse() -> None:
     assert regressions(a, a) == []
 
 
+@pytest.mark.model
 def test_eval_extract_booking_out_of_the_box(cli, tmp_path: Path) -> None:
     result = cli("eval", "extract-booking", "--json", "--limit", "12")
     assert result.returncode == 0, result.stderr
@@ -125,12 +126,14 @@ def test_eval_extract_booking_out_of_the_box(cli, tmp_path: Path) -> None:
     assert flagged.returncode == 5 and "REGRESSION  validity_after_retry" in flagged.stdout
 
 
+@pytest.mark.model
 def test_eval_with_concurrency(cli) -> None:
     result = cli("eval", "route-ticket", "--json", "--limit", "6", "--concurrency", "2")
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["concurrency"] == 2 and report["n"] == 6
 
 
+@pytest.mark.model
 def test_bench_reports_what_picks_a_model(cli) -> None:
     result = cli("bench", "--task", "route-ticket", "--items", "3", "--json")
     bench = json.loads(result.stdout)

@@ -53,6 +53,7 @@ def run_batch(args: list[str], stdin: str) -> tuple[int, list[dict], str]:
     return child.returncode, [json.loads(line) for line in out.decode().splitlines()], err.decode()
 
 
+@pytest.mark.model
 def test_concurrent_batch_on_two_servers_in_order_with_logprob_confidence(fleet, slm_home) -> None:
     a, b = fleet
     config = slm_home / "config" / "config.toml"
@@ -72,6 +73,7 @@ def test_concurrent_batch_on_two_servers_in_order_with_logprob_confidence(fleet,
     assert len({round(e["confidence"], 4) for e in valid}) > 1  # real per-input confidence, not a constant
 
 
+@pytest.mark.model
 def test_logprob_confidence_agrees_with_the_local_model(fleet, backend) -> None:
     """The same model and input: the server's label confidence (top-10 alternatives at each branch point) is
     close to the local one (every allowed label scored); the difference is the alternatives a server leaves out."""
@@ -88,6 +90,7 @@ def test_logprob_confidence_agrees_with_the_local_model(fleet, backend) -> None:
         assert served.confidence == pytest.approx(here.confidence, abs=0.15), text
 
 
+@pytest.mark.model
 def test_a_server_killed_mid_batch_leaves_the_other_finishing(slm_home, tmp_path) -> None:
     model = resolve_model(BUNDLED_ID).path
     inputs = tmp_path / "queries.txt"

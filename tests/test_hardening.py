@@ -19,6 +19,7 @@ def shell(command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-c", command], input=stdin, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("command", ["paths --json", "run route-ticket --jsonl", "tasks", "models"])
 def test_piping_into_head_exits_quietly(command: str) -> None:
     lines = "Where is my card?\nI was charged twice\nHow do I change my PIN?\nThe ATM took my card\n"
@@ -42,6 +43,7 @@ def damaged_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.model
 def test_damaged_weights_give_error_envelopes_not_an_abort(cli, damaged_gguf: Path) -> None:
     result = cli("run", "route-ticket", "--jsonl", "--model", str(damaged_gguf), stdin="one\ntwo\n")
     assert result.returncode == 5, result.stderr[-2000:]  # not 134 (SIGABRT)
@@ -69,6 +71,7 @@ def test_eight_processes_create_one_store_without_racing_while_the_cores_are_bus
             burner.wait()
 
 
+@pytest.mark.model
 def test_history_and_config_are_private_to_the_user(cli, slm_home: Path) -> None:
     assert cli("run", "extract-ticket", "--input", "Refund INV-3 please").returncode in (0, 3, 4)
     from slm_desk.config import set_value
@@ -100,6 +103,7 @@ def test_bad_runtime_values_are_refused_not_adjusted(cli, args: list[str], messa
     assert result.returncode == 2 and message in result.stderr and not result.stdout
 
 
+@pytest.mark.model
 def test_a_json_array_line_is_an_error_and_bracketed_text_is_text(cli) -> None:
     result = cli("run", "route-ticket", "--jsonl", stdin='["not", "an", "input"]\n[ticket 4411] my card is lost\n')
     first, second = result.envelopes
@@ -146,6 +150,7 @@ def test_tasks_lists_the_whole_reason_a_task_is_refused(cli, user_task) -> None:
         assert line.strip() in listed
 
 
+@pytest.mark.model
 def test_a_max_tokens_larger_than_the_context_is_blamed_not_the_input(cli, user_task) -> None:
     path = user_task("forced-fail", "long-answer")
     path.write_text(path.read_text().replace("max_tokens = 16", "max_tokens = 4096"))
@@ -163,6 +168,7 @@ def test_json_errors_read_well() -> None:
     assert errors and "at at" not in errors[0] and "starting at character" in errors[0]
 
 
+@pytest.mark.model
 def test_review_show_prints_an_invalid_answer_once_encoded(cli, user_task) -> None:
     user_task("forced-fail")
     run = cli("run", "forced-fail", "--input", "1234 5678 9999")
@@ -249,6 +255,7 @@ def _adapter(path: Path) -> None:
     writer.close()
 
 
+@pytest.mark.model
 def test_a_truncated_adapter_is_refused_before_llama_cpp_reads_it_and_listed(cli) -> None:
     from slm_desk import adapters
     from slm_desk.catalog import BUNDLED_ID
@@ -275,6 +282,7 @@ def test_a_cut_model_file_is_named_by_models_info_and_refused_by_run(cli, tmp_pa
     assert run.returncode == 2 and "is cut short" in run.stderr
 
 
+@pytest.mark.model
 def test_a_line_the_reader_never_got_is_not_recorded(slm_home: Path) -> None:
     lines = "Where is my card?\nI was charged twice\nHow do I change my PIN?\nThe ATM took my card\n"
     done = shell(f"set -o pipefail; {SLM} run route-ticket --jsonl | head -n2; echo rc=${{PIPESTATUS[0]}} >&2", lines)
@@ -285,6 +293,7 @@ def test_a_line_the_reader_never_got_is_not_recorded(slm_home: Path) -> None:
     assert rows == 2, done.stderr  # each answer takes a model's time: the third was written after head had gone
 
 
+@pytest.mark.model
 def test_a_model_with_zeroed_weights_is_refused_not_accepted(cli, tmp_path: Path) -> None:
     from slm_desk.gguf_header import read_file_layout
 

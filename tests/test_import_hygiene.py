@@ -6,6 +6,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import slm_desk
 
 CORE = sorted(
@@ -27,6 +29,7 @@ def test_core_does_not_import_textual() -> None:
     assert out.strip() == "[]", f"core modules pulled in: {out}"
 
 
+@pytest.mark.model
 def test_running_a_task_never_imports_the_tuning_stack(tmp_path: object) -> None:
     """torch and friends are an optional extra: a real run (with an adapter lookup) must not need them."""
     code = (
@@ -39,3 +42,9 @@ def test_running_a_task_never_imports_the_tuning_stack(tmp_path: object) -> None
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.stderr.strip().endswith("[]"), done.stderr[-500:]
     assert done.stderr.strip().split()[-2] in ("0", "3")
+
+
+def test_the_fast_tier_cannot_load_a_model(cli) -> None:
+    """This test is not marked `model`, so a model load in it, here or in a child, fails and says how to mend it."""
+    result = cli("run", "route-ticket", "--input", "my card is stuck in the ATM")
+    assert result.returncode != 0 and result.stdout == "" and "mark the test `model`" in result.stderr

@@ -7,9 +7,12 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import spawn
 
 
+@pytest.mark.model
 def test_ctrl_c_mid_batch_keeps_output_and_history_consistent(slm_home: Path) -> None:
     child = spawn("run", "extract-ticket", "--jsonl")
     assert child.stdin and child.stdout
@@ -29,6 +32,7 @@ def test_ctrl_c_mid_batch_keeps_output_and_history_consistent(slm_home: Path) ->
     assert rows == len(printed)
 
 
+@pytest.mark.model
 def test_ctrl_c_during_start_and_model_load_is_never_lost(slm_home: Path) -> None:
     """llama.cpp calls back into Python while it loads; a KeyboardInterrupt raised in that callback used to be
     swallowed by ctypes, and the batch went on. Ctrl-C at every moment of the start must stop the batch."""
@@ -66,6 +70,7 @@ def test_ctrl_c_during_a_hung_server_request_ends_at_once(slm_home: Path) -> Non
     assert child.returncode == 130 and out == b"" and "interrupted after 0 inputs" in err.decode()
 
 
+@pytest.mark.model
 def test_sigterm_stops_a_batch_like_ctrl_c_with_its_summary(slm_home: Path) -> None:
     child = spawn("run", "extract-ticket", "--jsonl", interruptible=False)
     assert child.stdin and child.stdout

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import INVOICE_TICKET
 
 NO_NETWORK = """
@@ -41,6 +43,7 @@ def test_the_hook_really_blocks_sockets() -> None:
     assert done.returncode != 0 and "network use during run: socket.__new__" in done.stderr
 
 
+@pytest.mark.model
 def test_run_needs_no_network() -> None:
     done = run_without_network("run", "extract-ticket", "--jsonl", stdin=INVOICE_TICKET + "\nThe app crashes.\n")
     assert "network use" not in done.stderr, done.stderr

@@ -44,6 +44,7 @@ def installed(home: Path) -> list[str]:
     return sorted(p.name for p in models.iterdir() if p.is_dir() and p.name != ".partial") if models.exists() else []
 
 
+@pytest.mark.model
 def test_full_pull_then_run_with_it(cli, hub: FakeHub, gguf_bytes: bytes, slm_home: Path) -> None:
     served = hub.add(REPO, FILE, HubFile(gguf_bytes))
     result = cli("pull", ADDRESS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from slm_desk.evalset import read_jsonl
 
 
@@ -12,6 +14,7 @@ def pending(cli) -> list[dict]:
     return json.loads(cli("review", "--json").stdout)
 
 
+@pytest.mark.model
 def test_review_accept_correct_reject_and_export(cli, user_task, slm_home: Path, tmp_path: Path) -> None:
     user_task("forced-fail")
     cli("run", "forced-fail", "--input", "1234 5678 9999")  # invalid: queued, eval set placeholder

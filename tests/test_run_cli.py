@@ -45,6 +45,7 @@ def expected_exit(envelopes: list[dict]) -> int:
     return max(EXIT_FOR[e["decision"]] for e in envelopes)
 
 
+@pytest.mark.model
 def test_the_readme_example(cli, slm_home) -> None:
     result = cli("run", "extract-ticket", stdin=INVOICE_TICKET + "\n")
     [envelope] = result.envelopes
@@ -59,6 +60,7 @@ def test_the_readme_example(cli, slm_home) -> None:
     assert rows == [("extract-ticket", envelope["decision"])]
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("task_name", sorted(INPUTS))
 def test_every_builtin_task_from_stdin(cli, task_name: str) -> None:
     result = cli("run", task_name, stdin=INPUTS[task_name])
@@ -67,6 +69,7 @@ def test_every_builtin_task_from_stdin(cli, task_name: str) -> None:
     assert result.returncode == expected_exit([envelope]), result.stderr
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("task_name", sorted(INPUTS))
 def test_every_builtin_task_from_jsonl(cli, task_name: str) -> None:
     lines = [INPUTS[task_name], json.dumps({"input": INPUTS["extract-ticket"], "id": "t-7"})]
@@ -79,6 +82,7 @@ def test_every_builtin_task_from_jsonl(cli, task_name: str) -> None:
     assert "2 inputs" in result.stderr
 
 
+@pytest.mark.model
 def test_batch_pays_for_the_task_prefix_once(cli) -> None:
     texts = ["The app will not start.", "Refund INV-55 please.", "How do I change my email?"]
     envelopes = cli("run", "extract-ticket", "--jsonl", stdin="\n".join(texts)).envelopes
@@ -90,6 +94,7 @@ def test_batch_pays_for_the_task_prefix_once(cli) -> None:
         assert tokens["cached"] >= 0.8 * tokens["prompt"] / later["attempts"], tokens
 
 
+@pytest.mark.model
 def test_forced_validation_failure_retries_once_then_reports_invalid(cli, user_task, slm_home) -> None:
     user_task("forced-fail")
     result = cli("run", "forced-fail", "--input", "1234 5678 9999")
@@ -145,6 +150,7 @@ def test_bad_input_exits_2_with_the_fix_named(cli, args: list[str], stdin: bytes
     assert message in result.stderr
 
 
+@pytest.mark.model
 def test_input_longer_than_the_context_is_refused_not_truncated(cli) -> None:
     result = cli("run", "extract-ticket", "--ctx", "512", stdin="my invoice INV-1 was charged twice. " * 80)
     assert result.returncode == 2 and result.stdout == ""
@@ -158,6 +164,7 @@ def test_bad_task_file_exits_2(cli, user_task, file: str, message: str) -> None:
     assert result.returncode == 2 and message in result.stderr and result.stdout == ""
 
 
+@pytest.mark.model
 def test_bad_jsonl_lines_get_error_envelopes_and_the_rest_runs(cli) -> None:
     stdin = b'{"input": "Refund INV-9 please"}\n{"nope": 1}\n\xff\xfe\n\n{broken json\n'
     result = cli("run", "extract-ticket", "--jsonl", stdin=stdin)

@@ -9,6 +9,8 @@ from slm_desk.hardware import physical_cores
 from slm_desk.pipeline import Pipeline
 from slm_desk.tasks import load_task
 
+pytestmark = pytest.mark.model
+
 
 def test_defaults_follow_the_machine(engine) -> None:
     import llama_cpp

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from slm_desk import prompt
 from slm_desk.desk import Desk
 from slm_desk.evalset import builtin, read_jsonl
@@ -47,6 +49,7 @@ def test_bad_pool_lines_are_named_and_skipped_and_the_rest_added(cli, tmp_path: 
     assert len(cli("examples", "export", "route-ticket").stdout.splitlines()) == 2
 
 
+@pytest.mark.model
 def test_eval_and_calibrate_drop_what_the_pool_holds(cli, tmp_path: Path) -> None:
     gold = read_jsonl(builtin("route-ticket"))[:24]  # type: ignore[arg-type]
     taught = tmp_path / "taught.jsonl"
@@ -88,6 +91,7 @@ def test_retrieved_examples_follow_the_fixed_instructions() -> None:
     assert [m["content"] for m in messages[1:]] == [shots[0][0], shots[0][1], "for 5 at noon"]
 
 
+@pytest.mark.model
 def test_an_empty_pool_behaves_as_before(backend) -> None:
     desk = Desk()
     task = load_task("extract-booking")
@@ -99,6 +103,7 @@ def test_an_empty_pool_behaves_as_before(backend) -> None:
     assert result.answered_by == "model"
 
 
+@pytest.mark.model
 def test_retrieved_examples_reach_the_model(backend) -> None:
     desk = Desk()
     task = load_task("extract-booking")
@@ -117,6 +122,7 @@ def test_retrieved_examples_reach_the_model(backend) -> None:
     assert result.valid or result.output is None  # an invalid answer is never printed as valid
 
 
+@pytest.mark.model
 def test_a_trained_head_answers_a_real_query_end_to_end(cli) -> None:
     assert cli("examples", "add", "route-ticket", str(ROUTE_POOL)).returncode == 0
     trained = cli("train", "route-ticket", "--compare", "8", "--json")

@@ -13,7 +13,10 @@ import pytest
 
 from tests.conftest import INVOICE_TICKET
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/install.sh --dev)")
+pytestmark = [
+    pytest.mark.model,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (scripts/install.sh --dev)"),
+]
 
 
 def tmux(*args: str) -> str:

@@ -35,6 +35,7 @@ async def run_ticket(app: SlmDeskApp, pilot, text: str = INVOICE_TICKET) -> RunS
     return screen
 
 
+@pytest.mark.model
 async def test_run_screen_runs_a_task_with_real_inference() -> None:
     app = SlmDeskApp(initial_task="extract-ticket")
     async with app.run_test(size=SIZE) as pilot:
@@ -53,6 +54,7 @@ async def test_run_screen_runs_a_task_with_real_inference() -> None:
         assert json.loads(app.clipboard)["task"] == "extract-ticket"
 
 
+@pytest.mark.model
 async def test_escape_cancels_and_the_ui_recovers() -> None:
     app = SlmDeskApp(initial_task="extract-booking")
     async with app.run_test(size=SIZE) as pilot:
@@ -67,6 +69,7 @@ async def test_escape_cancels_and_the_ui_recovers() -> None:
         assert screen.result is not None
 
 
+@pytest.mark.model
 async def test_history_search_open_and_rerun() -> None:
     app = SlmDeskApp(initial_task="extract-ticket")
     async with app.run_test(size=SIZE) as pilot:
@@ -249,6 +252,7 @@ async def test_settings_write_config_keeping_comments(slm_home: Path) -> None:
     assert "# mine" in text and "# two cores here" in text and 'base_url = "http://127.0.0.1:9/v1"' in text
 
 
+@pytest.mark.model
 async def test_escalation_asks_before_text_leaves_the_machine(slm_home: Path) -> None:
     (slm_home / "config").mkdir(parents=True, exist_ok=True)
     (slm_home / "config" / "config.toml").write_text(
@@ -266,6 +270,7 @@ async def test_escalation_asks_before_text_leaves_the_machine(slm_home: Path) ->
         assert app.desk.store.escalations_today() == 0
 
 
+@pytest.mark.model
 async def test_loopback_escalation_needs_no_prompt_and_failure_goes_to_review(slm_home: Path) -> None:
     (slm_home / "config").mkdir(parents=True, exist_ok=True)
     (slm_home / "config" / "config.toml").write_text(

@@ -6,12 +6,16 @@ the test suite itself died with it: these tests run the real bundled model on pu
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import ProgressBar, TextArea
 
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.run_screen import RunScreen
 from tests.conftest import INVOICE_TICKET
+
+pytestmark = pytest.mark.model
+
 
 SIZE = (100, 32)
 BOOKING = "A table for 4 at 7pm on Friday, name is Sam Jones"

@@ -20,7 +20,7 @@ from slm_desk.catalog import BUNDLED_ID, resolve_model
 from slm_desk.config import RuntimeConfig
 from slm_desk.tasks import load_task
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.model
 POOL = Path(__file__).parent / "data" / "extract-booking.pool.jsonl"
 UNSEEN = "Hi, this is Dora Kim, I need a table for 3 on Friday at 8pm."
 SETTINGS = tune.Settings(epochs=2, rank=4, learning_rate=3e-3, batch_size=4)
