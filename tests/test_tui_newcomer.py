@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Input, OptionList, TextArea
+import threading
+import time
 
+from textual.widgets import DataTable, Input, OptionList, Static, TextArea
+
+from slm_desk.backends import Cancelled
+from slm_desk.cascade import Cascade
 from slm_desk.desk import Desk
+from slm_desk.pipeline import Pipeline
+from slm_desk.results import RunResult, Tokens
+from slm_desk.tasks import load_task
 from slm_desk.tui.app import SlmDeskApp
+from slm_desk.tui.run_screen import RunScreen
+from tests.scripted import ScriptedBackend
 from tests.test_tui import SIZE, seed_review
 
 
@@ -97,3 +107,107 @@ async def test_copy_does_not_claim_the_terminal_took_it() -> None:
         await pilot.press("ctrl+o")
         shown = " ".join(messages(app))
         assert "OSC 52" in shown and "copied to the clipboard" not in shown
+
+
+async def test_ctrl_l_clears_the_whole_input_and_ctrl_a_selects_it() -> None:
+    app = SlmDeskApp(initial_task="route-ticket")
+    async with app.run_test(size=SIZE) as pilot:
+        box = app.screen.query_one("#input", TextArea)
+        assert app.focused is box  # typing goes to the input from the first key
+        box.text = "my card was charged twice, please fix this today " * 4  # wraps over several rows
+        await pilot.press("ctrl+a", "s", "o", "s")
+        assert box.text == "sos"  # select-all, then typing replaces everything
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert box.text == "" and app.focused is box
+        await pilot.press("ctrl+l")  # twice: nothing to clear, nothing breaks
+        assert box.text == ""
+
+
+def _result(task: str) -> RunResult:
+    return RunResult(
+        task=task,
+        task_version=1,
+        model="scripted",
+        output={"route": "card_issue"},
+        valid=True,
+        decision="accept",
+        reason="valid; confidence 0.97 meets 0.80",
+        answered_by="head",
+        confidence=0.97,
+        raw_confidence=0.97,
+        field_confidence={"route": 0.97},
+        latency_ms=1,
+        tokens=Tokens(),
+        input="my card is stuck",
+        errors=[],
+        attempts=1,
+    )
+
+
+async def test_a_result_names_its_task_and_goes_when_another_task_is_chosen() -> None:
+    app = SlmDeskApp(initial_task="route-ticket")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        screen.running = True
+        screen.post_message(RunScreen.Completed(_result("route-ticket")))
+        await pilot.pause()
+        assert "route-ticket" in str(screen.query_one("#verdict", Static).render())
+        assert "done: route-ticket: accept" in str(screen.query_one("#status", Static).render())
+        screen.query_one("#tasks", OptionList).focus()
+        await pilot.press("up")  # another task
+        await pilot.pause()
+        assert str(screen.query_one("#verdict", Static).render()) == ""
+        assert screen.query_one("#fields", DataTable).row_count == 0 and screen.result is None
+        assert "ready: ctrl+r runs rewrite-query" in str(screen.query_one("#status", Static).render())
+
+
+class SlowBackend(ScriptedBackend):
+    """A local model that notices Esc only after a while, as llama.cpp does between tokens."""
+
+    where = "local (a scripted test model)"
+
+    def __init__(self) -> None:
+        super().__init__(lambda text: {"route": "card_issue"}, confidence=0.95)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()  # the test says when the cancelled generation may end
+
+    def complete(self, task, messages, on_text=None, cancelled=None):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.calls = getattr(self, "calls", 0) + 1
+            while self.calls == 1:  # the first run streams until Esc, then takes a while to stop
+                if on_text:
+                    on_text("FIRST ")
+                if cancelled and cancelled():
+                    self.stopped.wait(30)  # the rest of the token in flight
+                    raise Cancelled()
+                time.sleep(0.01)
+            return super().complete(task, messages, on_text, cancelled)
+
+
+async def test_a_run_after_esc_waits_for_the_cancelled_run_and_says_so() -> None:
+    backend = SlowBackend()
+    app = SlmDeskApp(initial_task="route-ticket")
+    async with app.run_test(size=SIZE) as pilot:
+        app.desk.cascade = lambda task, **_: Cascade(Pipeline(load_task(task), backend))  # type: ignore[method-assign]
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        screen.query_one("#input", TextArea).text = "my card is stuck in the machine"
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.3)
+        await pilot.press("escape", "escape")  # twice
+        for _ in range(200):  # until the app has put the cancelled run behind it
+            if not screen.running:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.1)
+        status = str(screen.query_one("#status", Static).render())
+        assert "waiting for the cancelled run to stop" in status and "calibration" not in status
+        backend.stopped.set()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen.result is not None and screen.result.output == {"route": "card_issue"}
+        assert "FIRST" not in str(screen.query_one("#stream", Static).render())  # nothing of the cancelled run
+        assert "done: route-ticket" in str(screen.query_one("#status", Static).render())

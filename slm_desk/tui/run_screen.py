@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Footer, OptionList, Static, TextArea
+from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
@@ -17,7 +19,7 @@ from slm_desk.results import RunResult
 from slm_desk.tasks import load_task, task_names
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.modals import Confirm, consent_question
-from slm_desk.tui.widgets import ResultView, fill_fields
+from slm_desk.tui.widgets import InputBox, ResultView, fill_fields
 
 
 def latest(text: str, width: int = 110) -> str:
@@ -42,6 +44,7 @@ class RunScreen(DeskScreen):
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+o", "copy", "Copy"),
         Binding("ctrl+g", "escalate", "Escalate"),
+        Binding("ctrl+l", "clear_input", "Clear input"),
     ]
 
     class Completed(Message):
@@ -54,6 +57,9 @@ class RunScreen(DeskScreen):
         self.initial_task = initial_task
         self.result: RunResult | None = None
         self.running = False
+        # generations still on the model: a cancelled one runs on until the model notices (one token at most)
+        self._generating = 0
+        self._count_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield from self.top()
@@ -63,7 +69,7 @@ class RunScreen(DeskScreen):
                 yield OptionList(*self._task_options(), id="tasks")
                 yield Static("", id="task-description")
             with Vertical(id="work-pane"):
-                yield TextArea(id="input", placeholder="Type or paste the input, then ctrl+r")
+                yield InputBox(id="input", placeholder="Type or paste the input, then ctrl+r")
                 yield Static("", id="status")
                 yield Static("", id="stream")
                 yield DataTable(id="fields", cursor_type="row", zebra_stripes=True)
@@ -79,7 +85,7 @@ class RunScreen(DeskScreen):
         names = list(task_names())
         start = self.initial_task if self.initial_task in names else "extract-ticket"
         tasks.highlighted = names.index(start) if start in names else 0
-        self.query_one("#input", TextArea).focus()
+        self.query_one("#input", InputBox).focus()
 
     @property
     def task_name(self) -> str:
@@ -94,9 +100,16 @@ class RunScreen(DeskScreen):
         except Exception as exc:  # a broken user task file: say so, do not crash the screen
             description = f"cannot load: {str(exc).splitlines()[0]}"
         self.query_one("#task-description", Static).update(Text(description))
-        self.query_one("#input", TextArea).placeholder = self._placeholder()
-        if not self.running:
+        self.query_one("#input", InputBox).placeholder = self._placeholder()
+        if not self.running:  # what is on screen belongs to the task that was chosen before
+            self._clear_result()
             self._status(f"ready: ctrl+r runs {self.task_name} on the input")
+
+    def _clear_result(self) -> None:
+        self.result = None
+        self.query_one("#stream", Static).update("")
+        self.query_one(ResultView).clear()
+        self.query_one("#fields", DataTable).clear(columns=True)
 
     def _placeholder(self) -> str:
         """The task's first example input as a sample, so a first run knows what the task expects."""
@@ -109,7 +122,7 @@ class RunScreen(DeskScreen):
 
     @on(OptionList.OptionSelected, "#tasks")
     def task_chosen(self) -> None:
-        self.query_one("#input", TextArea).focus()
+        self.query_one("#input", InputBox).focus()
 
     def _status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
@@ -126,42 +139,54 @@ class RunScreen(DeskScreen):
         names = list(task_names())
         if task in names:
             self.query_one("#tasks", OptionList).highlighted = names.index(task)
-        self.query_one("#input", TextArea).text = text
+        self.query_one("#input", InputBox).text = text
         self.action_run()
 
     def action_run(self) -> None:
         if self.running:  # one run at a time: a second would share the model mid-generation
             self.notify("a run is in progress: wait for it, or press Esc to cancel it", severity="warning")
             return
-        text = self.query_one("#input", TextArea).text
+        text = self.query_one("#input", InputBox).text
         if not text.strip():
             self.notify("type an input first", severity="warning")
             return
         self.running = True
-        self.query_one("#stream", Static).update("")
-        self.query_one(ResultView).clear()
-        self.query_one("#fields", DataTable).clear(columns=True)
+        self._clear_result()
         self._status(f"running {self.task_name}... (Esc cancels)")
         self.refresh_bindings()
-        self.run_inference(self.task_name, text)
+        stream = self.query_one("#stream", Static)  # read on the event loop: the worker thread must not
+        self.run_inference(self.task_name, text, max(20, 2 * (stream.content_size.width or 55)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inference", name="run")
-    def run_inference(self, task: str, text: str) -> None:
+    def run_inference(self, task: str, text: str, room: int) -> None:
         worker = get_current_worker()
         cascade = self.desk.cascade(task)
         streamed: list[str] = []
 
-        stream = self.query_one("#stream", Static)
-        room = max(20, 2 * (stream.content_size.width or 55))
-
         def on_text(piece: str) -> None:
             streamed.append(piece)
-            self.app.call_from_thread(stream.update, Text(latest("".join(streamed), room)))
+            if not worker.is_cancelled:  # a cancelled run's last tokens must not land under the next run
+                self.app.call_from_thread(self._stream, Text(latest("".join(streamed), room)))
 
-        if cascade.small.backend.where.startswith("local") and self._model_busy(cascade):
-            self.app.call_from_thread(self._status, "waiting for the model: calibration is using it (Esc cancels)")
-        result = cascade.run(text, on_text=on_text, cancelled=lambda: worker.is_cancelled)
+        with self._count_lock:
+            after_cancel = self._generating > 0
+            self._generating += 1
+        try:
+            if after_cancel:
+                self.app.call_from_thread(self._status, "waiting for the cancelled run to stop (Esc cancels)")
+            elif cascade.small.backend.where.startswith("local") and self._model_busy(cascade):
+                self.app.call_from_thread(self._status, "waiting for the model: calibration is using it (Esc cancels)")
+            result = cascade.run(text, on_text=on_text, cancelled=lambda: worker.is_cancelled)
+        finally:
+            with self._count_lock:
+                self._generating -= 1
+        if after_cancel and not worker.is_cancelled:
+            self.app.call_from_thread(self._status, f"running {task}... (Esc cancels)")
         self.post_message(self.Completed(result))
+
+    def _stream(self, text: Text) -> None:
+        if self.running:
+            self.query_one("#stream", Static).update(text)
 
     @staticmethod
     def _model_busy(cascade: Cascade) -> bool:
@@ -178,7 +203,7 @@ class RunScreen(DeskScreen):
         fill_fields(self.query_one("#fields", DataTable), message.result)
         self.query_one(ResultView).show(message.result)
         hint = "  ctrl+g escalates" if message.result.decision == "escalate" else ""
-        self._status(f"done: {message.result.decision}  ctrl+o copies the JSON{hint}")
+        self._status(f"done: {message.result.task}: {message.result.decision}  ctrl+o copies the JSON{hint}")
         self.refresh_bindings()
 
     def worker_failed(self, reason: str) -> None:
@@ -189,6 +214,11 @@ class RunScreen(DeskScreen):
 
     def action_cancel(self) -> None:
         self.workers.cancel_group(self, "inference")
+
+    def action_clear_input(self) -> None:
+        box = self.query_one("#input", InputBox)
+        box.clear()
+        box.focus()
 
     def action_copy(self) -> None:
         if self.result is None:

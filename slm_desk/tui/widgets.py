@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual.binding import Binding
+from textual.widgets import DataTable, Static, TextArea
 
 from slm_desk.results import RunResult
 
@@ -24,12 +25,21 @@ def confidence_text(result: RunResult) -> str:
     return f"confidence {result.confidence:.2f} (raw, not calibrated)"
 
 
+class InputBox(TextArea):
+    """The input: a text area where ctrl+a selects everything, as in a desktop text box (home goes to the line's
+    start; F6 and F7 belong to the app's screens)."""
+
+    BINDINGS = [Binding("ctrl+a", "select_all", "Select all", show=False)]
+
+
 class ResultView(Static):
     """Validity badge, decision and reason of one result."""
 
     def show(self, result: RunResult) -> None:
         badge = Text(" VALID ", style="bold black on green") if result.valid else Text(" INVALID ", "bold white on red")
-        line = Text.assemble(badge, " ", (f" {result.decision.upper()} ", DECISION_STYLE[result.decision]))
+        line = Text.assemble(
+            (result.task, "bold"), "  ", badge, " ", (f" {result.decision.upper()} ", DECISION_STYLE[result.decision])
+        )
         line.append(f"  answered by {TIER_NAMES[result.answered_by]}", style="bold")
         line.append(f"  {confidence_text(result)}  {result.model}  {result.latency_ms} ms")
         line.append("\n" + result.reason, style="italic")
