@@ -334,6 +334,21 @@ def remote(runtime: RuntimeConfig) -> OpenAIBackend:
     return OpenAIBackend(urls, runtime.model or "default", runtime.api_key_env, runtime.timeout_s, runtime.retries)
 
 
+def small_model_id(model_id: str | None, runtime: RuntimeConfig, default: str, task: Task | None = None) -> str:
+    """The id `small_model` would answer as (results and calibration profiles are keyed by it), without loading."""
+    from slm_desk import adapters
+    from slm_desk.catalog import resolve_model
+
+    if runtime.backend != "local":
+        return model_id or runtime.model or "default"
+    model = resolve_model(model_id or default)
+    try:
+        tuned = adapters.for_task(task, model) if task is not None else None
+    except adapters.AdapterMismatch:
+        tuned = None  # run refuses it and says why; until then the base model's profile is the one that applies
+    return model.id + (adapters.TUNED if tuned else "")
+
+
 def small_model(
     model_id: str | None, runtime: RuntimeConfig, default: str, replica: int = 0, task: Task | None = None
 ) -> Backend:

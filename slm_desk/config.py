@@ -109,11 +109,27 @@ def load_config() -> Config:
     try:
         return Config.model_validate(tomllib.loads(path.read_text(encoding="utf-8-sig")))
     except (tomllib.TOMLDecodeError, ValidationError) as exc:
-        raise ConfigError(f"{path} is not a valid slm-desk config: {exc}", f"fix or remove {path}") from exc
+        what = plain(exc) if isinstance(exc, ValidationError) else str(exc)
+        raise ConfigError(f"{path} is not a valid slm-desk config: {what}", f"fix or remove {path}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
     except OSError as exc:  # a folder, or a link to nothing, where the file should be
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", "make it a TOML file or remove it") from exc
+
+
+def plain(exc: ValidationError) -> str:
+    """Each problem as `section.key: what is wrong`, without pydantic's type names and links."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            parts.append(f"{where}: not a setting slm-desk knows")
+            continue
+        message = error["msg"].replace("Input should be", "should be").removeprefix("Value error, ")
+        given = error.get("input")
+        shown = f" (got {given!r})" if not isinstance(given, dict) and error["type"] != "missing" else ""
+        parts.append(f"{where}: {message}{shown}")
+    return "; ".join(parts)
 
 
 def set_value(section: str, key: str, value: object) -> None:
@@ -129,7 +145,10 @@ def set_value(section: str, key: str, value: object) -> None:
     try:
         Config.model_validate(tomllib.loads(candidate))
     except ValidationError as exc:
-        raise ConfigError(f"[{section}] {key} = {value!r} is not a valid setting: {exc}", "see the README") from exc
+        raise ConfigError(
+            f"[{section}] {key} = {value!r} is not a valid setting: {plain(exc)}",
+            "see the keys and their ranges under config.toml in the README",
+        ) from exc
     tmp = path.with_suffix(".toml.tmp")
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
         out.write(candidate)  # 0600: the settings are the user's alone

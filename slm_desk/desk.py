@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from slm_desk import backends, locations
+from slm_desk import backends, calibration, locations
 from slm_desk.backends import Backend
+from slm_desk.calibration import Profile
 from slm_desk.cascade import Cascade
 from slm_desk.config import Config, RuntimeConfig, load_config
 from slm_desk.escalation import Budget, escalation_backend, is_loopback
@@ -44,6 +48,41 @@ class Desk:
         With `tuned_for`, the LoRA adapter `slm-desk tune` trained for that task is applied, if there is one."""
         runtime = runtime or self.config.runtime
         return backends.small_model(model_id, runtime, self.config.models.small, replica, tuned_for)
+
+    def model_id(self, task: Task | None = None, model_id: str | None = None) -> str:
+        """The small model's id as results and calibration profiles name it (a tuned one ends in +lora)."""
+        return backends.small_model_id(model_id, self.config.runtime, self.config.models.small, task)
+
+    def calibration_items(
+        self, task: Task, data: Path | None = None, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], int, str]:
+        """Labelled items to calibrate `task` on: `data`, else its built-in eval set, else the answers people
+        labelled in Review; the first `limit`, less what the example pool teaches (learned from, not judged).
+        Returns the items, how many the pool held, and where they came from."""
+        from slm_desk import evalset
+        from slm_desk.pool import without_pool
+
+        path = data or evalset.builtin(task.name)
+        if path is not None:
+            items, source = evalset.read_jsonl(path), str(path)
+        else:
+            items, source = list(evalset.export(self.store, task.name, include_teacher=False)), "reviewed answers"
+        return (*without_pool(self.store, task, items[:limit] if limit else items), source)
+
+    def calibrate(
+        self,
+        task: Task,
+        items: list[dict[str, Any]],
+        model_id: str | None = None,
+        adapter: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Profile:
+        """Measure the small model on `items`, fit its calibration profile and store it: `run` applies it."""
+        backend = self.backend(model_id, tuned_for=task if adapter else None)
+        profile = calibration.calibrate(self.pipeline(task, backend, calibrated=False), items, progress, cancelled)
+        calibration.save(self.store, profile)
+        return profile
 
     def escalation_leaves_machine(self) -> bool:
         """True when escalating would send text to another machine (the TUI asks first)."""

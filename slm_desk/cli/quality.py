@@ -80,19 +80,16 @@ def _store() -> Any:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from slm_desk import calibration
     from slm_desk.config import load_config
     from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
-    from slm_desk.evalset import read_jsonl, resolve_data
-    from slm_desk.pool import without_pool
+    from slm_desk.evalset import resolve_data
     from slm_desk.tasks import load_task
 
     task = load_task(args.task)
     path = resolve_data(task.name, args.data)
-    items = read_jsonl(path)[: args.limit] if args.limit else read_jsonl(path)
     desk = Desk(load_config())
-    items, dropped = without_pool(desk.store, task, items)
+    items, dropped, _ = desk.calibration_items(task, path, args.limit)
     if dropped:
         print(
             f"dropped {dropped} items that are in {task.name}'s example pool (learned from, not judged)",
@@ -100,16 +97,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
     if len(items) < 20:
         raise UsageError(f"{len(items)} labelled examples are too few to calibrate on", "give at least 20, better 200+")
-    backend = desk.backend(args.model, tuned_for=None if args.no_adapter else task)
-    pipeline = desk.pipeline(task, backend, calibrated=False)
     print(f"calibrating {task.name} v{task.version} on {len(items)} examples from {path}", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         if done % max(1, total // 20) == 0 or done == total:
             print(f"  {done}/{total}", file=sys.stderr, flush=True)
 
-    profile = calibration.calibrate(pipeline, items, progress)
-    calibration.save(desk.store, profile)
+    profile = desk.calibrate(task, items, args.model, adapter=not args.no_adapter, progress=progress)
     desk.close()
     if args.json:
         print(profile.model_dump_json(indent=2))

@@ -23,6 +23,13 @@ from slm_desk.tui.review_screen import ReviewScreen
 from slm_desk.tui.run_screen import RunScreen
 from slm_desk.tui.settings_screen import SettingsScreen
 
+# what Esc stopped, said by the worker's name
+CANCELLED = {
+    "calibrate": "calibration cancelled: nothing was saved",
+    "pull": "pull cancelled: a later pull resumes it",
+    "escalate": "escalation cancelled",
+}
+
 
 class SlmDeskApp(App[None]):
     TITLE = "slm-desk"
@@ -84,7 +91,7 @@ class SlmDeskApp(App[None]):
         error = event.worker.error
         if event.state == WorkerState.CANCELLED or isinstance(error, Cancelled):
             reason = "cancelled"
-            self.notify("generation cancelled")
+            self.notify(CANCELLED.get(event.worker.name, "generation cancelled"))
         elif isinstance(error, SlmDeskError):
             reason = error.message
             self.notify(error.hint or error.message, title=error.message, severity="error", timeout=10, markup=False)

