@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from textual.widgets import TextArea  # noqa: E402
 
-from slm_desk import calibration, head, pool  # noqa: E402
+from slm_desk import head, pool  # noqa: E402
 from slm_desk.desk import Desk  # noqa: E402
 from slm_desk.evalset import builtin, read_jsonl  # noqa: E402
 from slm_desk.tasks import load_task  # noqa: E402
@@ -35,7 +35,7 @@ def prepare(desk: Desk) -> None:
     pool.add_file(desk.store, task, ROOT / "tests" / "data" / "route-ticket.pool.jsonl")  # teach it (600 items)
     head.save(desk.store, head.train(task, desk.store.pool(task.name, task.version)), None)
     items = read_jsonl(builtin("route-ticket"))[:100]  # type: ignore[arg-type]
-    calibration.save(desk.store, calibration.calibrate(desk.pipeline(task, desk.backend(), calibrated=False), items))
+    desk.calibrate(task, items)
     cascade = desk.cascade("extract-booking")
     for text in ("A table for 4 at 7pm on Friday, name is Sam Jones", "Can I bring my dog?"):
         desk.store.record(cascade.run(text))

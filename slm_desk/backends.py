@@ -61,6 +61,11 @@ class Completion:
 class Backend(Protocol):
     model: str  # the id results report
     where: str  # where the text goes, for consent prompts and error messages
+    tuned: bool  # a LoRA adapter trained for the task is on: prompt it as it was trained, with no few-shot turns
+
+    def busy(self) -> bool:
+        """Another caller is using the model now (a local model answers one at a time), so a call would wait."""
+        ...
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
@@ -87,6 +92,9 @@ class LlamaCppBackend:
         self.tuned = engine.adapter is not None
         self.where = f"local model {engine.model.id}"
         self.lock = threading.Lock()
+
+    def busy(self) -> bool:
+        return self.lock.locked()
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
@@ -154,6 +162,7 @@ class OpenAIBackend:
         self.urls = [u.rstrip("/") for u in urls]
         self.model = model
         self.where = ", ".join(self.urls)
+        self.tuned = False  # what a server serves is its own business: prompted like the base model
         self.api_key_env = api_key_env
         self.retries = retries
         self.timeout_s = timeout_s
@@ -185,6 +194,9 @@ class OpenAIBackend:
         elif mode == "json_object":
             body["response_format"] = {"type": "json_object", "schema": task.output_schema}
         return body
+
+    def busy(self) -> bool:
+        return False  # a server queues requests itself
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None

@@ -19,10 +19,6 @@ import numpy as np
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from slm_desk.pipeline import Pipeline
-    from slm_desk.store import Store
     from slm_desk.tasks import Task
 
 BINS = 10
@@ -229,29 +225,6 @@ def is_correct(output: dict[str, Any] | None, gold: dict[str, Any], field: str) 
     return output is not None and output.get(field) == gold.get(field)
 
 
-def calibrate(
-    pipeline: Pipeline,
-    items: list[dict[str, Any]],
-    progress: Callable[[int, int], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
-) -> Profile:
-    """Run the task on labelled items (uncalibrated) and build the profile from what the model got right."""
-    task = pipeline.task
-    samples: list[Sample] = []
-    right = dict.fromkeys(task.fields, 0)
-    for done, item in enumerate(items, 1):
-        result = pipeline.answer(item["input"], cancelled=cancelled)
-        for field in task.fields:
-            right[field] += is_correct(result.output, item["output"], field)
-        if result.valid and result.output is not None and result.raw_confidence is not None:
-            correct = all(is_correct(result.output, item["output"], f) for f in task.fields)
-            samples.append(Sample(result.raw_confidence, correct, [g for g, _ in task.groups(result.output)]))
-        if progress:
-            progress(done, len(items))
-    field_accuracy = {f: right[f] / len(items) for f in task.fields} if items else {}
-    return build_profile(task, pipeline.backend.model, samples, len(items), field_accuracy)
-
-
 def _all_groups(task: Task) -> list[str]:
     return [f"{f}={label}" for f, labels in task.labels.items() for label in labels] or ["*"]
 
@@ -261,11 +234,3 @@ def _risk_of_group(task: Task, group: str) -> Any:
         return task.default_risk
     field, _, label = group.partition("=")
     return task.risk_of(field, label) or task.default_risk
-
-
-def save(store: Store, profile: Profile) -> None:
-    store.save_calibration(profile.task, profile.task_version, profile.model, profile.model_dump_json())
-
-
-def load(store: Store, task: str, version: int, model: str) -> Profile | None:
-    return store.calibration(task, version, model)  # type: ignore[no-any-return]

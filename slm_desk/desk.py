@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slm_desk import backends, calibration, locations
+from slm_desk import backends, calibrate, locations
 from slm_desk.backends import Backend
 from slm_desk.calibration import Profile
 from slm_desk.cascade import Cascade
@@ -20,6 +20,7 @@ from slm_desk.config import Config, RuntimeConfig, load_config
 from slm_desk.escalation import Budget, escalation_backend, is_loopback
 from slm_desk.hardware import physical_cores
 from slm_desk.pipeline import Pipeline, no_shots
+from slm_desk.results import RunResult
 from slm_desk.retrieval import Retriever
 from slm_desk.store import Store
 from slm_desk.tasks import Task, load_task
@@ -80,9 +81,16 @@ class Desk:
     ) -> Profile:
         """Measure the small model on `items`, fit its calibration profile and store it: `run` applies it."""
         backend = self.backend(model_id, tuned_for=task if adapter else None)
-        profile = calibration.calibrate(self.pipeline(task, backend, calibrated=False), items, progress, cancelled)
-        calibration.save(self.store, profile)
+        profile = calibrate.run(self.pipeline(task, backend, calibrated=False), items, progress, cancelled)
+        self.store.save_calibration(profile)
         return profile
+
+    def record(self, results: list[RunResult], log: bool = True) -> list[int | None]:
+        """Keep answers in the history, in one transaction, when history is on and the caller did not opt out
+        (`--no-log`); each result's run id, or None where it was not kept."""
+        if not (log and self.config.history.enabled) or not results:
+            return [None] * len(results)
+        return list(self.store.record_many(results))
 
     def escalation_leaves_machine(self) -> bool:
         """True when escalating would send text to another machine (the TUI asks first)."""
@@ -142,7 +150,7 @@ class Desk:
         A tuned backend gets no few-shot turns: it is prompted as it was trained. With `needs_calibration`, the
         tier never accepts without a profile, and the reason says why."""
         task = load_task(task) if isinstance(task, str) else task
-        tuned = getattr(backend, "tuned", False)
+        tuned = backend.tuned
         taught = learned and not tuned and task.retrieval.k > 0
         has_pool = taught and self.store.pool_signature(task.name, task.version)[0] > 0
         profile = self.store.calibration(task.name, task.version, backend.model) if calibrated else None

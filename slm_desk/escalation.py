@@ -37,7 +37,11 @@ class LocalOnFirstUse:
     def __init__(self, model_id: str, runtime: RuntimeConfig) -> None:
         self.model = model_id
         self.where = f"local model {model_id}"
+        self.tuned = False
         self.runtime = runtime
+
+    def busy(self) -> bool:
+        return False  # only the escalation step uses it, one item at a time
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
@@ -71,6 +75,10 @@ class Unavailable:
 
     def __init__(self, where: str, model: str, error: BackendFailed) -> None:
         self.where, self.model, self.error = where, model, error
+        self.tuned = False
+
+    def busy(self) -> bool:
+        return False
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None

@@ -86,7 +86,7 @@ def run_eval(
         "escalate": escalate,
         "concurrency": concurrency,
         "learned": learned,
-        "adapter": getattr(cascades[0].small.backend, "tuned", False),
+        "adapter": cascades[0].small.backend.tuned,
         "tiers": metrics.by_tier(task, final),
         "frontier": frontier(task, cascades[0], items, final, wall, llm_alone, progress),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

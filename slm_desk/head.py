@@ -11,7 +11,6 @@ pool. At run time its answer is validated and judged like any model's.
 from __future__ import annotations
 
 import json
-import pickle
 import random
 import time
 from collections.abc import Callable
@@ -27,11 +26,11 @@ from slm_desk.errors import UsageError
 from slm_desk.results import Tokens
 from slm_desk.retrieval import FEATURES, featurizer
 from slm_desk.spans import SpanTagger
+from slm_desk.tiers import Scored, TierPolicy
 
 if TYPE_CHECKING:
     from slm_desk.store import Store
     from slm_desk.tasks import Task
-    from slm_desk.tiers import TierPolicy
 
 MIN_ITEMS = 30
 MODEL_NAME = "label-head"  # the name history rows and calibration profiles have always used for the head
@@ -106,6 +105,10 @@ class HeadBackend:
 
     model = MODEL_NAME
     where = "the trained head (this machine)"
+    tuned = False
+
+    def busy(self) -> bool:
+        return False  # scikit-learn predicts from any thread
 
     def __init__(self, head: Head) -> None:
         self.head = head
@@ -155,18 +158,6 @@ def _fit(task: Task, items: list[dict[str, Any]]) -> Head:
     span_fields = [f for f, kind in kinds.items() if kind == "span"]
     spans = SpanTagger.fit(span_fields, texts, [i["output"] for i in items]) if span_fields else None
     return Head(list(kinds), labels, spans)
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One pool item as the head answered it out of fold: what `train` calibrates on and compares tiers with."""
-
-    input: str
-    gold: dict[str, Any]
-    output: dict[str, Any]
-    confidence: float  # calibrated, the minimum over fields
-    correct: bool
-    accepted: bool
 
 
 @dataclass(frozen=True)
@@ -269,14 +260,12 @@ def _accepted(profile: Profile, sample: Sample) -> bool:
 
 
 def save(store: Store, trained: Trained, policy: TierPolicy | None) -> None:
-    blob = pickle.dumps(
-        {
-            "head": trained.head,
-            "profile": trained.profile.model_dump_json(),
-            "policy": policy.model_dump_json() if policy is not None else None,
-        }
-    )
-    store.save_head(trained.report.task, trained.report.task_version, trained.report.model_dump_json(), blob)
+    saved = {
+        "head": trained.head,
+        "profile": trained.profile.model_dump_json(),
+        "policy": policy.model_dump_json() if policy is not None else None,
+    }
+    store.save_head(trained.report.task, trained.report.task_version, trained.report.model_dump_json(), saved)
 
 
 @dataclass(frozen=True)
@@ -288,14 +277,11 @@ class Loaded:
 
 
 def load(store: Store, task: Task) -> Loaded | None:
-    """The newest head trained for this task version, or None. (The pickle is our own, in the user's 0600 store.)"""
-    from slm_desk.tiers import TierPolicy
-
+    """The newest head trained for this task version, or None."""
     row = store.head(task.name, task.version)
     if row is None:
         return None
-    report_json, blob, _ = row
-    saved = pickle.loads(blob)  # noqa: S301 - written by `train` into the user's private store, never downloaded
+    report_json, saved, _ = row
     head = saved["head"]
     if isinstance(head, LabelHead):  # a head trained before span fields existed: labels only
         head = Head(list(head.models), head, None)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from slm_desk.calibration import Profile
 from slm_desk.results import RunResult
 
 MIGRATIONS = [
@@ -165,11 +167,11 @@ class Store:
                 (run_id, result.task, result.task_version, result.input, _json(candidate), result.reason, source),
             )
         if not result.valid:
-            self.add_example(
+            self._add_example(
                 result.task, result.task_version, result.input, None, "validation_failure", "unlabelled", run_id
             )
         elif result.escalated and result.answered_by == "escalation":  # only the larger model's valid answer
-            self.add_example(
+            self._add_example(
                 result.task, result.task_version, result.input, result.output, "escalation", "teacher", run_id
             )
         return run_id
@@ -205,7 +207,7 @@ class Store:
         )
         return int(cursor.lastrowid or 0)
 
-    def add_example(
+    def _add_example(
         self, task: str, version: int, text: str, output: Any, source: str, label: str, run_id: int | None = None
     ) -> None:
         self.db.execute(
@@ -243,11 +245,11 @@ class Store:
 
     # -- calibration profiles ---------------------------------------------------------------------------------------
 
-    def save_calibration(self, task: str, version: int, model: str, profile_json: str) -> None:
-        with self.db:
+    def save_calibration(self, profile: Profile) -> None:
+        with self.writing, self.db:
             self.db.execute(
                 "INSERT INTO calibrations (task, task_version, model, profile) VALUES (?, ?, ?, ?)",
-                (task, version, model, profile_json),
+                (profile.task, profile.task_version, profile.model, profile.model_dump_json()),
             )
 
     def calibration_json(self, task: str, version: int, model: str) -> str | None:
@@ -258,10 +260,8 @@ class Store:
         ).fetchone()
         return str(row[0]) if row else None
 
-    def calibration(self, task: str, version: int, model: str) -> Any:
+    def calibration(self, task: str, version: int, model: str) -> Profile | None:
         """The newest calibration Profile of a task version on a model, or None."""
-        from slm_desk.calibration import Profile
-
         text = self.calibration_json(task, version, model)
         return Profile.model_validate_json(text) if text else None
 
@@ -280,14 +280,14 @@ class Store:
 
     def resolve_review(self, item: dict[str, Any], status: str, output: Any, label: str) -> None:
         """A person's verdict: the queue item closed, and the eval-set placeholder replaced by their label."""
-        with self.db:
+        with self.writing, self.db:
             self.db.execute(
                 "UPDATE review SET status = ?, final_output = ?, resolved_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
                 " WHERE id = ?",
                 (status, _json(output), item["id"]),
             )
             self.db.execute("DELETE FROM evalset WHERE run_id = ? AND label = 'unlabelled'", (item["run_id"],))
-            self.add_example(
+            self._add_example(
                 item["task"], item["task_version"], item["input"], output, f"review_{status}", label, item["run_id"]
             )
 
@@ -327,7 +327,7 @@ class Store:
 
     def add_to_pool(self, task: str, version: int, items: list[tuple[str, Any, str]]) -> int:
         """Add (input, output, source) items; an input already in the pool keeps its newest output. Returns added."""
-        with self.db:
+        with self.writing, self.db:
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT INTO pool (task, task_version, input, output, source) VALUES (?, ?, ?, ?, ?)"
@@ -358,7 +358,7 @@ class Store:
         return {r[0] for r in self.db.execute("SELECT input FROM pool WHERE task = ?", (task,))}
 
     def remove_from_pool(self, task: str, version: int, ids: list[int] | None = None) -> int:
-        with self.db:
+        with self.writing, self.db:
             if ids is None:
                 cursor = self.db.execute("DELETE FROM pool WHERE task = ? AND task_version = ?", (task, version))
             else:
@@ -370,12 +370,14 @@ class Store:
 
     def remove_pool_inputs(self, task: str, inputs: list[str]) -> int:
         """Take these inputs out of every version's pool (they are now held out to judge the task)."""
-        with self.db:
+        with self.writing, self.db:
             cursor = self.db.executemany("DELETE FROM pool WHERE task = ? AND input = ?", [(task, i) for i in inputs])
             return cursor.rowcount
 
-    def save_head(self, task: str, version: int, report_json: str, blob: bytes) -> None:
-        with self.db:
+    def save_head(self, task: str, version: int, report_json: str, saved: dict[str, Any]) -> None:
+        """A trained head: its report, and `saved` (the model and what it was measured with) pickled."""
+        blob = pickle.dumps(saved)
+        with self.writing, self.db:
             self.db.execute(
                 "INSERT INTO heads (task, task_version, report, model) VALUES (?, ?, ?, ?)",
                 (task, version, report_json, blob),
@@ -388,13 +390,14 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
-    def head(self, task: str, version: int) -> tuple[str, bytes, str] | None:
-        """(report JSON, pickled model, created_at) of the newest trained head, or None."""
+    def head(self, task: str, version: int) -> tuple[str, Any, str] | None:
+        """(report JSON, what `save_head` was given, created_at) of the newest trained head, or None. The pickle is
+        our own, written by `train` into the user's 0600 store, never downloaded."""
         row = self.db.execute(
             "SELECT report, model, created_at FROM heads WHERE task = ? AND task_version = ? ORDER BY id DESC LIMIT 1",
             (task, version),
         ).fetchone()
-        return (row[0], bytes(row[1]), row[2]) if row else None
+        return (row[0], pickle.loads(bytes(row[1])), row[2]) if row else None  # noqa: S301
 
     def close(self) -> None:
         self.db.close()

@@ -14,6 +14,7 @@ import bisect
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -23,13 +24,24 @@ from slm_desk.decision import decide
 from slm_desk.errors import SlmDeskError
 
 if TYPE_CHECKING:
-    from slm_desk.head import Scored
     from slm_desk.pipeline import Pipeline
     from slm_desk.tasks import Task
 
 EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the head's calibrated confidence
 MIN_BAND = 5  # fewer measured items than this in a band is no evidence that the LLM is better there
 COMPARE = 100
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One pool item as the head answered it out of fold: what `train` calibrates on and compares tiers with."""
+
+    input: str
+    gold: dict[str, Any]
+    output: dict[str, Any]
+    confidence: float  # calibrated, the minimum over fields
+    correct: bool
+    accepted: bool
 
 
 class Band(BaseModel):

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from slm_desk.tasks import Task
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 
-def validate_output(task: Task, text: str, source: str) -> tuple[dict[str, Any] | None, list[str]]:
+class Rule(Protocol):
+    def check(self, output: dict[str, Any], source: str, template: str | None) -> list[str]: ...
+
+
+class SchemaCheck(Protocol):
+    def iter_errors(self, instance: Any) -> Iterable[Any]: ...
+
+
+class Contract(Protocol):
+    """What validation needs of a task (`tasks.Task` is one, and the task loader checks its examples with it)."""
+
+    @property
+    def output_validator(self) -> SchemaCheck: ...
+
+    @property
+    def validators(self) -> Sequence[Rule]: ...
+
+    @property
+    def template(self) -> str | None: ...
+
+
+def validate_output(task: Contract, text: str, source: str) -> tuple[dict[str, Any] | None, list[str]]:
     """Return the parsed output and the list of problems (empty when it is valid)."""
     try:
         output = json.loads(text)

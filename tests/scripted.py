@@ -17,6 +17,7 @@ from slm_desk.tasks import Task
 
 class ScriptedBackend:
     where = "a scripted test model (this process)"
+    tuned = False
 
     def __init__(
         self, answer: Callable[[str], dict[str, Any]], confidence: float = 0.9, model: str = "scripted"
@@ -25,6 +26,9 @@ class ScriptedBackend:
         self.confidence = confidence
         self.model = model
         self.asked: list[str] = []
+
+    def busy(self) -> bool:
+        return False
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, OptionList, Static, Switch, TextArea
 
-from slm_desk.calibration import Sample, build_profile, save
+from slm_desk.calibration import Sample, build_profile
 from slm_desk.desk import Desk
 from slm_desk.results import RunResult, Tokens
 from slm_desk.tasks import load_task
@@ -218,7 +218,7 @@ async def test_calibration_screen_plots_the_profile() -> None:
     desk = Desk()
     task = load_task("route-ticket")
     samples = [Sample(c / 100, c % 3 != 0, ["route=card_issue"]) for c in range(1, 100)]
-    save(desk.store, build_profile(task, "smollm2-135m", samples, 99, {"route": 0.6}))
+    desk.store.save_calibration(build_profile(task, "smollm2-135m", samples, 99, {"route": 0.6}))
     app = SlmDeskApp(desk=desk)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f6")

@@ -174,6 +174,9 @@ class SlowBackend(ScriptedBackend):
         self.lock = threading.Lock()
         self.stopped = threading.Event()  # the test says when the cancelled generation may end
 
+    def busy(self) -> bool:
+        return self.lock.locked()
+
     def complete(self, task, messages, on_text=None, cancelled=None):  # type: ignore[no-untyped-def]
         with self.lock:
             self.calls = getattr(self, "calls", 0) + 1
@@ -256,8 +259,6 @@ class StoppableBackend(ScriptedBackend):
 
 
 async def test_calibration_from_the_app_takes_the_first_200_items() -> None:
-    from slm_desk import calibration
-
     app = SlmDeskApp()
     async with app.run_test(size=SIZE) as pilot:
         app.desk.backend = lambda *a, **k: StoppableBackend()  # type: ignore[method-assign]
@@ -266,14 +267,12 @@ async def test_calibration_from_the_app_takes_the_first_200_items() -> None:
         await pilot.press("k")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        profile = calibration.load(app.desk.store, "route-ticket", load_task("route-ticket").version, "scripted")
+        profile = app.desk.store.calibration("route-ticket", load_task("route-ticket").version, "scripted")
         assert profile is not None and profile.n_examples == 200  # of the 300 built-in items
         assert any("on 200 labelled items" in m and "the first 200" in m for m in messages(app))
 
 
 async def test_esc_during_calibration_says_calibration_was_cancelled() -> None:
-    from slm_desk import calibration
-
     app = SlmDeskApp()
     async with app.run_test(size=SIZE) as pilot:
         app.desk.backend = lambda *a, **k: StoppableBackend(hold=True)  # type: ignore[method-assign]
@@ -287,4 +286,4 @@ async def test_esc_during_calibration_says_calibration_was_cancelled() -> None:
         shown = messages(app)
         assert any("calibration cancelled: nothing was saved" in m for m in shown)
         assert not any("generation cancelled" in m for m in shown)
-        assert calibration.load(app.desk.store, "route-ticket", load_task("route-ticket").version, "scripted") is None
+        assert app.desk.store.calibration("route-ticket", load_task("route-ticket").version, "scripted") is None

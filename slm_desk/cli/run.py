@@ -173,7 +173,7 @@ class _Session:
         runtime = _runtime(config.runtime, {k: v for k, v in overrides.items() if v is not None})
         self.workers = args.concurrency if args.jsonl else 1
         self.store = self.desk.store
-        self.log = config.history.enabled and not args.no_log
+        self.log = not args.no_log
         consent = args.escalate or config.escalation.auto
         self.cascades = self.desk.cascades(
             args.task, self.workers, args.model, runtime, args.accept_at, consent, adapter=not args.no_adapter
@@ -193,9 +193,7 @@ class _Session:
     def emit_many(self, done: list[tuple[RunResult | SlmDeskError, dict[str, Any]]]) -> None:
         """Record every answer in one transaction, then print them in order: a printed line is always recorded."""
         with interrupts.held():
-            ids = iter(
-                self.store.record_many([r for r, _ in done if not isinstance(r, SlmDeskError)]) if self.log else []
-            )
+            ids = iter(self.desk.record([r for r, _ in done if not isinstance(r, SlmDeskError)], self.log))
             lines: list[tuple[str, int | None]] = []
             for result, extra in done:
                 if isinstance(result, SlmDeskError):

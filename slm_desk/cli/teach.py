@@ -151,7 +151,7 @@ def _head_is_stale(store: Any, task: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from slm_desk import calibration, head, tiers
+    from slm_desk import head, tiers
     from slm_desk.cli.progress import ItemProgress
     from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
@@ -182,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 bar.finish()
         head.save(desk.store, trained, policy)
         if measured_profile is not None:
-            calibration.save(desk.store, measured_profile)
+            desk.store.save_calibration(measured_profile)
     finally:
         desk.close()
     if interrupted:

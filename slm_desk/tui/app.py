@@ -9,11 +9,8 @@ from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
 
-from slm_desk.backends import Cancelled
 from slm_desk.desk import Desk
-from slm_desk.errors import SlmDeskError
 from slm_desk.tui.base import SCREENS
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.history_screen import HistoryScreen
@@ -22,13 +19,6 @@ from slm_desk.tui.models_screen import ModelsScreen
 from slm_desk.tui.review_screen import ReviewScreen
 from slm_desk.tui.run_screen import RunScreen
 from slm_desk.tui.settings_screen import SettingsScreen
-
-# what Esc stopped, said by the worker's name
-CANCELLED = {
-    "calibrate": "calibration cancelled: nothing was saved",
-    "pull": "pull cancelled: a later pull resumes it",
-    "escalate": "escalation cancelled",
-}
 
 
 class SlmDeskApp(App[None]):
@@ -83,26 +73,3 @@ class SlmDeskApp(App[None]):
     @on(ConfigChanged)
     def config_changed(self) -> None:
         self.refresh_bindings()
-
-    def worker_state(self, event: Worker.StateChanged) -> None:
-        """The one place worker errors are turned into notifications, and the UI put back."""
-        if event.state not in (WorkerState.ERROR, WorkerState.CANCELLED):
-            return
-        error = event.worker.error
-        if event.state == WorkerState.CANCELLED or isinstance(error, Cancelled):
-            reason = "cancelled"
-            self.notify(CANCELLED.get(event.worker.name, "generation cancelled"))
-        elif isinstance(error, SlmDeskError):
-            reason = error.message
-            self.notify(error.hint or error.message, title=error.message, severity="error", timeout=10, markup=False)
-        else:
-            reason = f"failed: {error!r}"
-            self.notify(repr(error), title=f"{event.worker.name} failed", severity="error", timeout=10, markup=False)
-        for screen in self.screen_stack:
-            if isinstance(screen, RunScreen) and event.worker.group == "inference":
-                screen.worker_failed(reason)
-            if isinstance(screen, CalibrationScreen) and event.worker.name == "calibrate":
-                screen.query_one("#calibrate-progress").display = False
-                screen.refresh_bindings()
-            if isinstance(screen, ModelsScreen) and event.worker.group == "pull":
-                screen.query_one("#pull-progress").display = False

@@ -1,22 +1,39 @@
-"""The base of every screen: the header and navigation bar, and worker state changes sent to the app's handler.
+"""The base of every screen: the header and navigation bar, the desk, and what a screen's workers say when they
+fail or are cancelled.
 
-Worker.StateChanged does not bubble; it reaches only the worker's node (the screen that started it).
+Worker.StateChanged does not bubble; it reaches only the worker's node (the screen that started it), so each
+screen puts itself back (`worker_stopped`), whichever screen is showing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from rich.text import Text
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Header, Static
-from textual.worker import Worker
+from textual.worker import Worker, WorkerState
+
+from slm_desk.backends import Cancelled
+from slm_desk.errors import SlmDeskError
 
 if TYPE_CHECKING:
     from slm_desk.desk import Desk
-    from slm_desk.tui.app import SlmDeskApp
+
+
+class HasDesk(Protocol):
+    desk: Desk
+
+
+# what Esc (or quitting) stopped, said by the worker's name
+CANCELLED = {
+    "run": "generation cancelled",
+    "calibrate": "calibration cancelled: nothing was saved",
+    "pull": "pull cancelled: a later pull resumes it",
+    "escalate": "escalation cancelled",
+}
 
 
 # mode, title, key, what it is for (the navigation bar, the app's bindings and its command palette)
@@ -62,7 +79,23 @@ class DeskScreen(Screen[None]):
     @property
     def desk(self) -> Desk:
         """The app's headless desk (config, store, models), typed."""
-        return cast("SlmDeskApp", self.app).desk
+        return cast(HasDesk, self.app).desk
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        cast("SlmDeskApp", self.app).worker_state(event)
+        """A worker of this screen failed or was cancelled: say why, in the app's words, and put the screen back."""
+        if event.state not in (WorkerState.ERROR, WorkerState.CANCELLED):
+            return
+        worker, error = event.worker, event.worker.error
+        if event.state == WorkerState.CANCELLED or isinstance(error, Cancelled):
+            reason = "cancelled"
+            self.notify(CANCELLED.get(worker.name, "cancelled"))
+        elif isinstance(error, SlmDeskError):
+            reason = error.message
+            self.notify(error.hint or error.message, title=error.message, severity="error", timeout=10)
+        else:
+            reason = f"failed: {error!r}"
+            self.notify(repr(error), title=f"{worker.name} failed", severity="error", timeout=10)
+        self.worker_stopped(worker, reason)
+
+    def worker_stopped(self, worker: Worker[Any], reason: str) -> None:
+        """Put the screen back after one of its workers failed or was cancelled (screens with workers say how)."""

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, ProgressBar, Select, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
-from slm_desk import calibration
 from slm_desk.tasks import Task, load_task, task_names
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.widgets import ReliabilityPlot
@@ -52,7 +53,7 @@ class CalibrationScreen(DeskScreen):
         desk = self.desk
         task = load_task(str(self.query_one("#task", Select).value))
         model = self.desk.model_id(task)
-        profile = calibration.load(desk.store, task.name, task.version, model)
+        profile = desk.store.calibration(task.name, task.version, model)
         table = self.query_one("#thresholds", DataTable)
         table.clear()
         plot = self.query_one("#plot", ReliabilityPlot)
@@ -147,6 +148,10 @@ class CalibrationScreen(DeskScreen):
 
         self.desk.calibrate(task, items, progress=progress, cancelled=lambda: worker.is_cancelled)
         self.app.call_from_thread(self._calibrated)
+
+    def worker_stopped(self, worker: Worker[Any], reason: str) -> None:
+        self.query_one("#calibrate-progress", ProgressBar).display = False
+        self.refresh_bindings()
 
     def _progress(self, done: int, total: int) -> None:
         self.query_one("#calibrate-progress", ProgressBar).update(total=total, progress=done)

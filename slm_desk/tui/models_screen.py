@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual.worker import Worker
 
 from slm_desk import catalog, download, fit
 from slm_desk.config import set_value
@@ -83,14 +86,17 @@ class ModelsScreen(DeskScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="pull", name="pull")
     def pull_model(self, model_id: str) -> None:
-        desk = self.desk
-        bar = self.query_one("#pull-progress", ProgressBar)
-
         def progress(done: int, total: int | None) -> None:
-            self.app.call_from_thread(bar.update, total=total, progress=done)
+            self.app.call_from_thread(self._progress, done, total)
 
-        pulled = download.pull(model_id, n_ctx=desk.config.runtime.n_ctx, progress=progress)
+        pulled = download.pull(model_id, n_ctx=self.desk.config.runtime.n_ctx, progress=progress)
         self.app.call_from_thread(self._pulled, pulled.id, pulled.unverified)
+
+    def _progress(self, done: int, total: int | None) -> None:
+        self.query_one("#pull-progress", ProgressBar).update(total=total, progress=done)
+
+    def worker_stopped(self, worker: Worker[Any], reason: str) -> None:
+        self.query_one("#pull-progress", ProgressBar).display = False
 
     def _pulled(self, model_id: str, unverified: str | None) -> None:
         self.query_one("#pull-progress", ProgressBar).display = False

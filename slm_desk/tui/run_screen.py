@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -12,9 +13,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
-from slm_desk.cascade import Cascade
 from slm_desk.results import RunResult
 from slm_desk.tasks import load_task, task_names
 from slm_desk.tui.base import DeskScreen
@@ -174,7 +174,7 @@ class RunScreen(DeskScreen):
         try:
             if after_cancel:
                 self.app.call_from_thread(self._status, "waiting for the cancelled run to stop (Esc cancels)")
-            elif cascade.small.backend.where.startswith("local") and self._model_busy(cascade):
+            elif cascade.small.backend.busy():
                 self.app.call_from_thread(self._status, "waiting for the model: calibration is using it (Esc cancels)")
             result = cascade.run(text, on_text=on_text, cancelled=lambda: worker.is_cancelled)
         finally:
@@ -188,26 +188,18 @@ class RunScreen(DeskScreen):
         if self.running:
             self.query_one("#stream", Static).update(text)
 
-    @staticmethod
-    def _model_busy(cascade: Cascade) -> bool:
-        lock = getattr(cascade.small.backend, "lock", None)
-        return bool(lock is not None and lock.locked())
-
     @on(Completed)
     def completed(self, message: Completed) -> None:
         self.running = False
         self.result = message.result
-        desk = self.desk
-        if desk.config.history.enabled:
-            desk.store.record(message.result)
+        self.desk.record([message.result])
         fill_fields(self.query_one("#fields", DataTable), message.result)
         self.query_one(ResultView).show(message.result)
         hint = "  ctrl+g escalates" if message.result.decision == "escalate" else ""
         self._status(f"done: {message.result.task}: {message.result.decision}  ctrl+o copies the JSON{hint}")
         self.refresh_bindings()
 
-    def worker_failed(self, reason: str) -> None:
-        """Called by the app's single worker-error handler: put the UI back."""
+    def worker_stopped(self, worker: Worker[Any], reason: str) -> None:
         self.running = False
         self._status(reason)
         self.refresh_bindings()
