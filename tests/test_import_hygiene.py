@@ -5,10 +5,13 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import slm_desk
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CORE = sorted(
     f"slm_desk.{m.name}" for m in pkgutil.iter_modules(slm_desk.__path__) if m.name not in {"tui", "__main__"}
@@ -48,3 +51,26 @@ def test_the_fast_tier_cannot_load_a_model(cli) -> None:
     """This test is not marked `model`, so a model load in it, here or in a child, fails and says how to mend it."""
     result = cli("run", "route-ticket", "--input", "my card is stuck in the ATM")
     assert result.returncode != 0 and result.stdout == "" and "mark the test `model`" in result.stderr
+
+
+def test_the_layer_contract_holds() -> None:
+    """`lint-imports` with pyproject.toml's contracts: each module imports only its own layer or those below."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports"))], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    """No import circle anywhere in slm_desk, type-checking imports included."""
+    import grimp
+
+    graph = grimp.build_graph("slm_desk", exclude_type_checking_imports=False)
+    circles = [
+        (module, other)
+        for module in sorted(graph.modules)
+        for other in graph.find_modules_directly_imported_by(module)
+        if graph.chain_exists(importer=other, imported=module)
+    ]
+    assert circles == [], circles
