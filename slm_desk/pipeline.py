@@ -6,6 +6,7 @@ escalation model and the distillation teacher. The decision is made here and now
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -78,9 +79,10 @@ class Pipeline:
         output: dict[str, Any] | None = None
         errors, raw, attempts = ["no answer"], "", 0
         completion: Completion | None = None
+        generated = task.for_input(text)  # the grammar knows which ids the input holds
         while attempts < self.max_attempts:
             attempts += 1
-            completion = self.backend.complete(task, messages, on_text, cancelled)
+            completion = self.backend.complete(generated, messages, on_text, cancelled)
             totals = totals.plus(completion.tokens)
             raw = completion.text
             output, errors = validate_output(task, raw, text)
@@ -91,6 +93,9 @@ class Pipeline:
             messages = prompt.retry_messages(messages, raw, errors)
             if on_text is not None and attempts < self.max_attempts:
                 on_text("\n(rejected; retrying with the errors)\n")
+        if completion is not None and completion.fields and (forced := generated.forced_fields()):
+            # a value the grammar left no choice in is as sure as the contract that forced it
+            completion = dataclasses.replace(completion, fields={**completion.fields, **dict.fromkeys(forced, 1.0)})
         return self._judged(text, output, errors, raw, completion, attempts, totals, time.perf_counter() - started)
 
     def answer_batch(self, texts: list[str]) -> list[RunResult | SlmDeskError]:

@@ -173,6 +173,8 @@ def _check_before_loading(model: ModelRef, config: RuntimeConfig) -> None:
         )
 
 
+GRAMMARS_KEPT = 256  # compiled grammars per loaded model, oldest dropped first
+
 # Set by the test suite for every test not marked `model`, so its fast tier provably never loads a model.
 NO_MODEL_ENV = "SLM_DESK_TEST_NO_MODEL"
 
@@ -287,6 +289,8 @@ class Engine:
             if delimiter is not None:
                 renamed = re.sub(r"^root ::=", "value ::=", gbnf, flags=re.MULTILINE)
                 gbnf = f'root ::= " "? value {json.dumps(delimiter)}\n' + renamed
+            if len(self._grammars) >= GRAMMARS_KEPT:  # schemas narrowed to one input's ids come and go
+                del self._grammars[next(iter(self._grammars))]
             self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
         return self._grammars[key]
 

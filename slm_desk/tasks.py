@@ -8,6 +8,7 @@ fields must list their risk, and every few-shot example must itself pass the tas
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from functools import cached_property
 from importlib import resources
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from slm_desk import locations
 from slm_desk.errors import TaskError, UsageError
 from slm_desk.schema_guard import problems as schema_problems
-from slm_desk.validators import Validator, Verbatim, fields_named, template_slots
+from slm_desk.validators import Regex, Validator, Verbatim, fields_named, template_slots
 
 Risk = Literal["low", "medium", "high"]
 
@@ -55,6 +56,13 @@ class Retrieval(BaseModel):
 
     k: int = Field(8, ge=0, le=32, description="pool items per prompt; 0 keeps the task's static examples")
     method: Literal["tfidf"] = Field("tfidf", description="similarity: TF-IDF over word and character n-grams")
+
+
+def _accepts_null(schema: dict[str, Any]) -> bool:
+    kinds = schema.get("type")
+    if kinds == "null" or (isinstance(kinds, list) and "null" in kinds) or None in schema.get("enum", [0]):
+        return True
+    return any(_accepts_null(option) for option in schema.get("anyOf", []) + schema.get("oneOf", []))
 
 
 class Task(BaseModel):
@@ -98,6 +106,38 @@ class Task(BaseModel):
     @cached_property
     def fields(self) -> list[str]:
         return list(self.output_schema.get("properties", {}))
+
+    def for_input(self, text: str) -> Task:
+        """This task as the model should generate it for one input. A field the input must supply verbatim in a
+        fixed form (a `verbatim` and a `regex` validator on it, like an invoice id) can only be one of the form's
+        matches in the input, or null: the grammar, not the model's memory of its examples, decides which ids
+        exist. The contract is unchanged; answers are still validated against the task itself."""
+        copied = {f for v in self.validators if isinstance(v, Verbatim) for f in v.fields}
+        properties = dict(self.output_schema.get("properties", {}))
+        for rule in self.validators:
+            if not isinstance(rule, Regex) or rule.field not in copied or rule.field not in properties:
+                continue
+            found = list(dict.fromkeys(m.group() for m in re.finditer(rule.pattern, text)))
+            nullable = _accepts_null(properties[rule.field])
+            if found:
+                properties[rule.field] = {"enum": found + ([None] if nullable else [])}
+            elif nullable:
+                properties[rule.field] = {"type": "null"}
+        if properties == self.output_schema.get("properties", {}):
+            return self
+        narrowed = self.model_copy(update={"schema_text": json.dumps({**self.output_schema, "properties": properties})})
+        for cached in ("output_schema", "output_validator", "fields"):  # computed from the schema: anew for the copy
+            narrowed.__dict__.pop(cached, None)
+        return narrowed
+
+    def forced_fields(self) -> list[str]:
+        """Fields whose schema admits exactly one value (what `for_input` leaves when the input has no id)."""
+        properties = self.output_schema.get("properties", {})
+        return [
+            f
+            for f, p in properties.items()
+            if p == {"type": "null"} or "const" in p or (isinstance(p.get("enum"), list) and len(p["enum"]) == 1)
+        ]
 
     def risk_of(self, field: str, label: Any) -> Risk | None:
         return self.labels.get(field, {}).get(label) if isinstance(label, str) else None

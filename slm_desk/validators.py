@@ -35,8 +35,10 @@ class Verbatim(_Validator):
 
     def check(self, output: dict[str, Any], source: str, template: str | None) -> list[str]:
         haystack = source.lower() if self.ignore_case else source
+        # what else the model may answer: the task's fixed values when it has some (its schema may forbid null)
+        instead = " or ".join(repr(a) for a in self.allow) if self.allow else "null"
         return [
-            f"{field} {value!r} does not appear in the input; copy it exactly or use null"
+            f"{field} {value!r} does not appear in the input; copy it exactly or use {instead}"
             for field, value in _strings(output, self.fields)
             if value not in self.allow and (value.lower() if self.ignore_case else value) not in haystack
         ]

@@ -173,3 +173,14 @@ def test_bad_jsonl_lines_get_error_envelopes_and_the_rest_runs(cli) -> None:
     assert [e["line"] for e in errors] == [2, 3, 5]
     assert all(e["error"] and e["hint"] and e["output"] is None for e in errors)
     assert result.returncode == 2
+
+
+@pytest.mark.model
+def test_a_ticket_without_an_invoice_gets_null_not_an_id_from_the_examples(cli) -> None:
+    """The 135M model used to answer INV-77 (its few-shot example's id) for every ticket without one; the grammar
+    now offers only the ids the input holds, so null is the answer and it needs no retry."""
+    texts = ["The export button does nothing when I click it", "Please refund my last payment, I was charged twice"]
+    result = cli("run", "extract-ticket", "--jsonl", stdin="\n".join(texts) + "\n")
+    for envelope in result.envelopes:
+        assert envelope["valid"] and envelope["attempts"] == 1, envelope
+        assert envelope["output"]["invoice_id"] is None and envelope["field_confidence"]["invoice_id"] == 1.0

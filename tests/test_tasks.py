@@ -6,6 +6,7 @@ import pytest
 
 from slm_desk import tasks
 from slm_desk.errors import TaskError, UsageError
+from slm_desk.tasks import load_task
 from slm_desk.validation import validate_output
 
 BUILTINS = {"rewrite-query", "extract-ticket", "extract-booking", "draft-reply", "route-ticket", "guard"}
@@ -74,3 +75,32 @@ def test_validator_naming_unknown_field_is_refused(user_task) -> None:
     path.write_text(path.read_text().replace('fields = ["name"]', 'fields = ["nmae"]'))
     with pytest.raises(TaskError, match="unknown field 'nmae'"):
         tasks.load_task("typo")
+
+
+def test_an_id_field_is_narrowed_to_the_ids_the_input_holds() -> None:
+    task = load_task("extract-ticket")
+    assert task.for_input("The app crashes on start").output_schema["properties"]["invoice_id"] == {"type": "null"}
+    both = task.for_input("Refund INV-12, not INV-7 (INV-12 again)")
+    assert both.output_schema["properties"]["invoice_id"] == {"enum": ["INV-12", "INV-7", None]}
+    assert both.fields == task.fields and both.name == task.name and both.version == task.version
+    assert task.for_input("The app crashes on start").forced_fields() == ["invoice_id"] and both.forced_fields() == []
+    assert task.output_schema["properties"]["invoice_id"]["anyOf"]  # the contract itself is unchanged
+    route = load_task("route-ticket")
+    assert route.for_input("INV-1 is late") is route  # nothing to narrow: the same task
+
+
+def test_the_model_is_asked_under_the_narrowed_schema_and_a_forced_field_is_sure() -> None:
+    from slm_desk.pipeline import Pipeline
+    from tests.scripted import ScriptedBackend
+
+    seen: list[dict] = []
+
+    class Recording(ScriptedBackend):
+        def complete(self, task, messages, on_text=None, cancelled=None):  # type: ignore[no-untyped-def]
+            seen.append(task.output_schema["properties"]["invoice_id"])
+            return super().complete(task, messages, on_text, cancelled)
+
+    backend = Recording(lambda text: {"issue_type": "technical", "invoice_id": None, "urgency": "low"}, confidence=0.3)
+    result = Pipeline(load_task("extract-ticket"), backend).answer("The export button does nothing")
+    assert seen == [{"type": "null"}] and result.valid
+    assert result.field_confidence == {"issue_type": 0.3, "invoice_id": 1.0, "urgency": 0.3}

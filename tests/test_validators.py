@@ -8,7 +8,11 @@ def test_verbatim_accepts_copies_and_allowed_values_only() -> None:
     assert rule.check({"name": "Kacie", "date": None}, "under the name of Kacie Huso", None) == []
     assert rule.check({"name": "there", "date": None}, "no name here", None) == []
     assert rule.check({"name": "kacie", "date": None}, "Kacie", None) == [
-        "name 'kacie' does not appear in the input; copy it exactly or use null"
+        "name 'kacie' does not appear in the input; copy it exactly or use 'there'"  # what the task allows
+    ]
+    plain = Verbatim(kind="verbatim", fields=["name"])
+    assert plain.check({"name": "Tom"}, "hi", None) == [
+        "name 'Tom' does not appear in the input; copy it exactly or use null"
     ]
     assert Verbatim(kind="verbatim", fields=["name"], ignore_case=True).check({"name": "kacie"}, "Kacie", None) == []
 
