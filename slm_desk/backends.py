@@ -67,6 +67,11 @@ class Backend(Protocol):
         """Another caller is using the model now (a local model answers one at a time), so a call would wait."""
         ...
 
+    def load(self) -> None:
+        """Make the model ready now (a local one loads), so a model that cannot load is refused before the first
+        input, not at it. Without it a local model loads when it is first asked."""
+        ...
+
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
     ) -> Completion: ...
@@ -84,14 +89,34 @@ class BatchBackend(Protocol):
 class LlamaCppBackend:
     """A local GGUF: values-only generation, prefix KV cache, token-probability confidence. One user at a time."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, model: ModelRef, runtime: RuntimeConfig, adapter: Path | None = None) -> None:
         from slm_desk.adapters import TUNED
 
-        self.model = engine.model.id + (TUNED if engine.adapter else "")
-        self.tuned = engine.adapter is not None
-        self.where = f"local model {engine.model.id}"
+        self.ref, self.runtime, self.adapter = model, runtime, adapter
+        self.model = model.id + (TUNED if adapter else "")
+        self.tuned = adapter is not None
+        self.where = f"local model {model.id}"
         self.lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._loading = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        """The loaded model, loaded on first use: a batch the trained head answers whole never pays for it."""
+        if self._engine is None:
+            with self._loading:
+                if self._engine is None:
+                    from slm_desk.runtime import Engine
+
+                    self._engine = Engine(self.ref, self.runtime, self.adapter)
+        return self._engine
+
+    @property
+    def loaded(self) -> bool:
+        return self._engine is not None
+
+    def load(self) -> None:
+        self.engine  # noqa: B018 - the property loads it
 
     def busy(self) -> bool:
         return self.lock.locked()
@@ -197,6 +222,9 @@ class OpenAIBackend:
 
     def busy(self) -> bool:
         return False  # a server queues requests itself
+
+    def load(self) -> None:
+        return None  # a server is asked, not loaded: one that is down is reported per item
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
@@ -315,18 +343,16 @@ _local_lock = threading.Lock()
 
 
 def local(model: ModelRef, runtime: RuntimeConfig, replica: int = 0, adapter: Path | None = None) -> LlamaCppBackend:
-    """The loaded model for these settings (with a LoRA `adapter` applied, if given); loads it on first use.
+    """The model for these settings (with a LoRA `adapter` applied, if given), loaded when first asked and kept.
     `replica` > 0 gives extra copies for parallel eval (weights are mmap'd and shared; each copy has its own
     context and lock)."""
-    from slm_desk.runtime import Engine
-
     # a re-tuned adapter replaces the file at the same path: its mtime tells the new one from the loaded one
     key = (str(model.path), runtime, replica, str(adapter or ""), adapter.stat().st_mtime_ns if adapter else 0)
     with _local_lock:
         if key not in _local:
             if not _local:
                 atexit.register(_close_local)
-            _local[key] = LlamaCppBackend(Engine(model, runtime, adapter))
+            _local[key] = LlamaCppBackend(model, runtime, adapter)
         return _local[key]
 
 
@@ -335,7 +361,7 @@ def _close_local() -> None:
     llama-cpp-python's __del__, that prints a TypeError at every exit). One still generating is left alone."""
     with _local_lock:
         for backend in _local.values():
-            if backend.lock.acquire(timeout=5):
+            if backend.loaded and backend.lock.acquire(timeout=5):
                 backend.engine.close()
         _local.clear()
 

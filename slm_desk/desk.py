@@ -190,6 +190,8 @@ class Desk:
         runtime = runtime or self.config.runtime
         backend = self.backend(model_id, runtime, replica, task if adapter else None)
         first = self.head(task) if learned and accept_at is None else None
+        if first is None:
+            backend.load()  # every input goes to it: a model that cannot load is refused now, not at the first input
         # a taught task promises its precision targets whichever tier answers: an unmeasured tier never accepts
         unmeasured = (
             f"{backend.model} was not measured on this task; `slm-desk train {task.name}` measures it as the "

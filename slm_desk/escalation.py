@@ -43,6 +43,9 @@ class LocalOnFirstUse:
     def busy(self) -> bool:
         return False  # only the escalation step uses it, one item at a time
 
+    def load(self) -> None:
+        return None
+
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
     ) -> Completion:
@@ -79,6 +82,9 @@ class Unavailable:
 
     def busy(self) -> bool:
         return False
+
+    def load(self) -> None:
+        return None
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None

@@ -110,6 +110,9 @@ class HeadBackend:
     def busy(self) -> bool:
         return False  # scikit-learn predicts from any thread
 
+    def load(self) -> None:
+        return None
+
     def __init__(self, head: Head) -> None:
         self.head = head
 

@@ -30,6 +30,9 @@ class ScriptedBackend:
     def busy(self) -> bool:
         return False
 
+    def load(self) -> None:
+        return None
+
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
     ) -> Completion:

@@ -49,7 +49,6 @@ def test_the_span_head_copies_fields_out_of_the_input_and_generalises() -> None:
         assert all(value is None or value in g["input"] for value in output.values())  # verbatim by construction
 
 
-@pytest.mark.model
 def test_a_span_head_answers_from_the_cli_end_to_end(cli) -> None:
     assert cli("examples", "add", "extract-booking", str(BOOKING_POOL)).returncode == 0
     trained = cli("train", "extract-booking", "--compare", "0")
@@ -191,7 +190,6 @@ def _recorded_inputs(slm_home: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT input FROM runs ORDER BY id")]
 
 
-@pytest.mark.model
 def test_a_batch_keeps_its_order_and_bad_lines_get_their_envelopes_in_place(cli, slm_home: Path) -> None:
     _taught_route(cli)
     lines = ["Why was I charged a fee?", "{not json", json.dumps({"input": "", "id": 7}), "my card is lost", "ok"]
@@ -205,7 +203,6 @@ def test_a_batch_keeps_its_order_and_bad_lines_get_their_envelopes_in_place(cli,
     assert _recorded_inputs(slm_home) == [lines[0], lines[3], lines[4]]
 
 
-@pytest.mark.model
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_every_printed_line_of_a_batch_is_recorded_when_it_is_stopped(cli, slm_home: Path, sig: int) -> None:
     _taught_route(cli)
