@@ -45,7 +45,7 @@ def decide(
     groups = task.groups(output)
     always = task.always_reviewed(output)
     if always:
-        return Verdict("review", f"high-risk label {', '.join(always)} always needs a second check")
+        return Verdict("review", f"high-risk answer {', '.join(always)} always needs a second check")
     if accept_at is not None:
         threshold, source = accept_at, "--accept-at"
     elif profile is not None:
