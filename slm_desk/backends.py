@@ -86,6 +86,20 @@ class BatchBackend(Protocol):
     def complete_many(self, task: Task, texts: list[str]) -> list[Completion]: ...
 
 
+class AlwaysReady:
+    """What the Backend protocol asks beyond `complete`, for a backend with nothing to load and no one-at-a-time
+    model: a server (it queues requests itself; one that is down is reported per item), the trained head
+    (scikit-learn predicts from any thread), a model loaded on first ask, a target that cannot be asked."""
+
+    tuned = False  # prompted like the base model
+
+    def busy(self) -> bool:
+        return False
+
+    def load(self) -> None:
+        return None
+
+
 class LlamaCppBackend:
     """A local GGUF: values-only generation, prefix KV cache, token-probability confidence. One user at a time."""
 
@@ -158,7 +172,7 @@ def _is_object(text: str) -> bool:
         return False
 
 
-class OpenAIBackend:
+class OpenAIBackend(AlwaysReady):
     """Any OpenAI-compatible server (llama.cpp's llama-server, vLLM, Ollama, a hosted API), or several of them.
 
     With several base URLs, requests go round-robin and a request that cannot connect moves to the next server,
@@ -187,7 +201,6 @@ class OpenAIBackend:
         self.urls = [u.rstrip("/") for u in urls]
         self.model = model
         self.where = ", ".join(self.urls)
-        self.tuned = False  # what a server serves is its own business: prompted like the base model
         self.api_key_env = api_key_env
         self.retries = retries
         self.timeout_s = timeout_s
@@ -219,12 +232,6 @@ class OpenAIBackend:
         elif mode == "json_object":
             body["response_format"] = {"type": "json_object", "schema": task.output_schema}
         return body
-
-    def busy(self) -> bool:
-        return False  # a server queues requests itself
-
-    def load(self) -> None:
-        return None  # a server is asked, not loaded: one that is down is reported per item
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
@@ -372,19 +379,27 @@ def remote(runtime: RuntimeConfig) -> OpenAIBackend:
     return OpenAIBackend(urls, runtime.model or "default", runtime.api_key_env, runtime.timeout_s, runtime.retries)
 
 
-def small_model_id(model_id: str | None, runtime: RuntimeConfig, default: str, task: Task | None = None) -> str:
-    """The id `small_model` would answer as (results and calibration profiles are keyed by it), without loading."""
+def _local_model(model_id: str | None, default: str, task: Task | None) -> tuple[ModelRef, Path | None]:
+    """The local GGUF of `model_id` (default `default`) and the adapter `slm-desk tune` trained for `task` on it."""
     from slm_desk import adapters
     from slm_desk.catalog import resolve_model
 
+    model = resolve_model(model_id or default)
+    tuned = adapters.for_task(task, model) if task is not None else None
+    return model, tuned.path if tuned else None
+
+
+def small_model_id(model_id: str | None, runtime: RuntimeConfig, default: str, task: Task | None = None) -> str:
+    """The id `small_model` would answer as (results and calibration profiles are keyed by it), without loading."""
+    from slm_desk import adapters
+
     if runtime.backend != "local":
         return model_id or runtime.model or "default"
-    model = resolve_model(model_id or default)
     try:
-        tuned = adapters.for_task(task, model) if task is not None else None
-    except adapters.AdapterMismatch:
-        tuned = None  # run refuses it and says why; until then the base model's profile is the one that applies
-    return model.id + (adapters.TUNED if tuned else "")
+        model, adapter = _local_model(model_id, default, task)
+    except adapters.AdapterMismatch:  # run refuses it and says why; until then the base model's profile applies
+        model, adapter = _local_model(model_id, default, None)
+    return model.id + (adapters.TUNED if adapter else "")
 
 
 def small_model(
@@ -392,11 +407,7 @@ def small_model(
 ) -> Backend:
     """The backend that answers first: a server when [runtime] backend names one, else the local GGUF, with the
     adapter `slm-desk tune` trained for `task` on it, when there is one."""
-    from slm_desk import adapters
-    from slm_desk.catalog import resolve_model
-
     if runtime.backend != "local":
         return remote(runtime.model_copy(update={"model": model_id or runtime.model}))
-    model = resolve_model(model_id or default)
-    tuned = adapters.for_task(task, model) if task is not None else None
-    return local(model, runtime, replica, tuned.path if tuned else None)
+    model, adapter = _local_model(model_id, default, task)
+    return local(model, runtime, replica, adapter)

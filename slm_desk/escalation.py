@@ -12,7 +12,16 @@ import ipaddress
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from slm_desk.backends import Backend, BackendFailed, Completion, IsCancelled, Messages, OnText, OpenAIBackend
+from slm_desk.backends import (
+    AlwaysReady,
+    Backend,
+    BackendFailed,
+    Completion,
+    IsCancelled,
+    Messages,
+    OnText,
+    OpenAIBackend,
+)
 from slm_desk.errors import SlmDeskError
 
 if TYPE_CHECKING:
@@ -31,20 +40,13 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-class LocalOnFirstUse:
+class LocalOnFirstUse(AlwaysReady):
     """A larger installed GGUF, loaded when it is first asked (loading it for every run would waste seconds)."""
 
     def __init__(self, model_id: str, runtime: RuntimeConfig) -> None:
         self.model = model_id
         self.where = f"local model {model_id}"
-        self.tuned = False
         self.runtime = runtime
-
-    def busy(self) -> bool:
-        return False  # only the escalation step uses it, one item at a time
-
-    def load(self) -> None:
-        return None
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
@@ -73,18 +75,11 @@ def escalation_backend(config: EscalationConfig, runtime: RuntimeConfig) -> Back
         return Unavailable(config.base_url, config.model, exc)
 
 
-class Unavailable:
+class Unavailable(AlwaysReady):
     """An escalation target that cannot be asked (no API key): every ask fails with the reason, at ask time."""
 
     def __init__(self, where: str, model: str, error: BackendFailed) -> None:
         self.where, self.model, self.error = where, model, error
-        self.tuned = False
-
-    def busy(self) -> bool:
-        return False
-
-    def load(self) -> None:
-        return None
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from slm_desk.backends import Completion, IsCancelled, Messages, OnText
+from slm_desk.backends import AlwaysReady, Completion, IsCancelled, Messages, OnText
 from slm_desk.calibration import Profile, Sample, build_profile
 from slm_desk.errors import UsageError
 from slm_desk.results import Tokens
@@ -100,18 +100,11 @@ class Head:
         return answers
 
 
-class HeadBackend:
+class HeadBackend(AlwaysReady):
     """The head behind the backend protocol, so the pipeline validates and decides its answers like any model's."""
 
     model = MODEL_NAME
     where = "the trained head (this machine)"
-    tuned = False
-
-    def busy(self) -> bool:
-        return False  # scikit-learn predicts from any thread
-
-    def load(self) -> None:
-        return None
 
     def __init__(self, head: Head) -> None:
         self.head = head

@@ -13,10 +13,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slm_desk.calibration import Profile
 from slm_desk.results import RunResult
+
+if TYPE_CHECKING:
+    from slm_desk.calibration import Profile  # numpy: read only where a profile is, not on every start
 
 MIGRATIONS = [
     # 1: the first release created this table without setting user_version, hence IF NOT EXISTS
@@ -262,6 +264,8 @@ class Store:
 
     def calibration(self, task: str, version: int, model: str) -> Profile | None:
         """The newest calibration Profile of a task version on a model, or None."""
+        from slm_desk.calibration import Profile
+
         text = self.calibration_json(task, version, model)
         return Profile.model_validate_json(text) if text else None
 

@@ -10,14 +10,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from slm_desk.backends import Completion, IsCancelled, Messages, OnText
+from slm_desk.backends import AlwaysReady, Completion, IsCancelled, Messages, OnText
 from slm_desk.results import Tokens
 from slm_desk.tasks import Task
 
 
-class ScriptedBackend:
+class ScriptedBackend(AlwaysReady):
     where = "a scripted test model (this process)"
-    tuned = False
 
     def __init__(
         self, answer: Callable[[str], dict[str, Any]], confidence: float = 0.9, model: str = "scripted"
@@ -26,12 +25,6 @@ class ScriptedBackend:
         self.confidence = confidence
         self.model = model
         self.asked: list[str] = []
-
-    def busy(self) -> bool:
-        return False
-
-    def load(self) -> None:
-        return None
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
