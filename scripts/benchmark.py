@@ -44,13 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("SLM_DESK_HOME", tempfile.mkdtemp(prefix="slm-desk-bench-"))
 sys.path.insert(0, str(ROOT))
 
-from slm_desk import backends, prompt  # noqa: E402
-from slm_desk.catalog import BUNDLED_ID, resolve_model  # noqa: E402
-from slm_desk.config import RuntimeConfig  # noqa: E402
-from slm_desk.evalset import builtin, read_jsonl  # noqa: E402
-from slm_desk.hardware import physical_cores  # noqa: E402
-from slm_desk.pipeline import Pipeline  # noqa: E402
-from slm_desk.tasks import load_task  # noqa: E402
+from slm_desk.contract import prompt  # noqa: E402
+from slm_desk.contract.tasks import load_task  # noqa: E402
+from slm_desk.data.catalog import BUNDLED_ID, resolve_model  # noqa: E402
+from slm_desk.data.config import RuntimeConfig  # noqa: E402
+from slm_desk.data.evalset import builtin, read_jsonl  # noqa: E402
+from slm_desk.data.hardware import physical_cores  # noqa: E402
+from slm_desk.judge.pipeline import Pipeline  # noqa: E402
+from slm_desk.models import backends  # noqa: E402
 
 LARGER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 LARGER_ID = "qwen2.5-coder-0.5b"
@@ -136,7 +137,7 @@ def fetch_larger(cache: Path) -> Path:
 
 
 def install_as(model_id: str, gguf: Path) -> None:
-    from slm_desk import catalog
+    from slm_desk.data import catalog
 
     folder = catalog.model_dir(model_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,19 +150,18 @@ def install_as(model_id: str, gguf: Path) -> None:
 
 
 def cascade_numbers(items: list[dict], gguf: Path) -> dict[str, dict]:
-    from slm_desk.config import Config, EscalationConfig
+    from slm_desk.data.config import Config, EscalationConfig
     from slm_desk.desk import Desk
-    from slm_desk.evaluate import run_eval
 
     install_as(LARGER_ID, gguf)
     task = load_task("extract-booking")
     plain = Desk()
     runs = {
-        "small (135M) alone": run_eval(plain, task, items),
-        "larger (0.5B) alone": run_eval(plain, task, items, model_id=LARGER_ID),
+        "small (135M) alone": plain.evaluate(task, items),
+        "larger (0.5B) alone": plain.evaluate(task, items, model_id=LARGER_ID),
     }
     escalating = Desk(Config(escalation=EscalationConfig(enabled=True, local_model=LARGER_ID, max_per_day=10_000)))
-    runs["135M -> 0.5B cascade"] = run_eval(escalating, task, items, escalate=True)
+    runs["135M -> 0.5B cascade"] = escalating.evaluate(task, items, escalate=True)
     return runs
 
 
@@ -244,9 +244,10 @@ def _frontier_line(row: dict, note: str) -> None:  # type: ignore[type-arg]
 
 BARE = """
 import json, sys
-from slm_desk import head, locations
-from slm_desk.store import Store
-from slm_desk.tasks import load_task
+from slm_desk import locations
+from slm_desk.learn import head
+from slm_desk.data.store import Store
+from slm_desk.contract.tasks import load_task
 loaded = head.load(Store(locations.history_db()), load_task("route-ticket"))
 texts = [line.rstrip("\\n") for line in sys.stdin]
 out = sys.stdout
@@ -283,9 +284,9 @@ def batch_speed(sizes: list[int]) -> None:
 
 def tuning(items: int, sizes: list[int], epochs: int, tasks: list[str]) -> None:
     """Section 5: examples vs held-out exact match of a tuned 135M model, with the training time of each."""
-    from slm_desk import adapters, pool, tune
+    from slm_desk.data import adapters, pool
     from slm_desk.desk import Desk
-    from slm_desk.evaluate import run_eval
+    from slm_desk.learn import tune
 
     pools = _pools()
     model = resolve_model(BUNDLED_ID)
@@ -295,14 +296,14 @@ def tuning(items: int, sizes: list[int], epochs: int, tasks: list[str]) -> None:
         task = load_task(name)
         gold = read_jsonl(builtin(name))[:items]  # type: ignore[arg-type]
         desk = Desk()
-        before = run_eval(desk, task, gold, BUNDLED_ID, learned=False, adapter=False)
+        before = desk.evaluate(task, gold, BUNDLED_ID, learned=False, adapter=False)
         row = f"{name:<16} {0:>8} {'-':>8} {before['accuracy']:>7.1%} {before['validity_after_retry']:>7.1%}"
         print(f"{row} {before['latency_ms_p50']:>7.0f}", flush=True)
         items_all, _ = pool.read_file(task, pools / f"{name}.pool.jsonl")
         for size in sizes:
             settings = tune.Settings(epochs=epochs)
             tuned = tune.tune(task, model, items_all, settings, holdout=0, limit=size)
-            after = run_eval(desk, task, gold, BUNDLED_ID, learned=False, adapter=True)
+            after = desk.evaluate(task, gold, BUNDLED_ID, learned=False, adapter=True)
             row = f"{name:<16} {size:>8} {tuned.seconds:>8.0f} {after['accuracy']:>7.1%}"
             print(f"{row} {after['validity_after_retry']:>7.1%} {after['latency_ms_p50']:>7.0f}", flush=True)
             adapters.path_for(name, BUNDLED_ID).unlink()

@@ -21,10 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 from textual.widgets import TextArea  # noqa: E402
 
-from slm_desk import head, pool  # noqa: E402
+from slm_desk.contract.tasks import load_task  # noqa: E402
+from slm_desk.data import pool  # noqa: E402
+from slm_desk.data.evalset import builtin, read_jsonl  # noqa: E402
 from slm_desk.desk import Desk  # noqa: E402
-from slm_desk.evalset import builtin, read_jsonl  # noqa: E402
-from slm_desk.tasks import load_task  # noqa: E402
+from slm_desk.learn import head  # noqa: E402
 from slm_desk.tui.app import SlmDeskApp  # noqa: E402
 
 SIZE = (110, 34)

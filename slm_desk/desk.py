@@ -12,19 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slm_desk import backends, calibrate, locations
-from slm_desk.backends import Backend
-from slm_desk.calibration import Profile
-from slm_desk.cascade import Cascade
-from slm_desk.config import Config, RuntimeConfig, load_config
-from slm_desk.escalation import Budget, escalation_backend, is_loopback
-from slm_desk.hardware import physical_cores
-from slm_desk.pipeline import Pipeline, no_shots
-from slm_desk.results import RunResult
-from slm_desk.retrieval import Retriever
-from slm_desk.store import Store
-from slm_desk.tasks import Task, load_task
-from slm_desk.tiers import TierPolicy
+from slm_desk import locations
+from slm_desk.contract.calibration import Profile
+from slm_desk.contract.results import RunResult
+from slm_desk.contract.tasks import Task, load_task
+from slm_desk.data.config import Config, RuntimeConfig, load_config
+from slm_desk.data.hardware import physical_cores
+from slm_desk.data.store import Store
+from slm_desk.judge.cascade import Cascade
+from slm_desk.judge.pipeline import Pipeline, no_shots
+from slm_desk.judge.tiers import TierPolicy
+from slm_desk.learn import calibrate, evaluate
+from slm_desk.learn.retrieval import Retriever
+from slm_desk.models import backends
+from slm_desk.models.backends import Backend
+from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
 
 
 class Desk:
@@ -60,8 +62,8 @@ class Desk:
         """Labelled items to calibrate `task` on: `data`, else its built-in eval set, else the answers people
         labelled in Review; the first `limit`, less what the example pool teaches (learned from, not judged).
         Returns the items, how many the pool held, and where they came from."""
-        from slm_desk import evalset
-        from slm_desk.pool import without_pool
+        from slm_desk.data import evalset
+        from slm_desk.data.pool import without_pool
 
         path = data or evalset.builtin(task.name)
         if path is not None:
@@ -114,7 +116,7 @@ class Desk:
     def head(self, task: Task) -> tuple[Pipeline, TierPolicy | None] | None:
         """The trained head of this task version as the first tier, with the policy `train` measured for handing
         its answers on; None when no head was trained or its example pool is empty now."""
-        from slm_desk import head
+        from slm_desk.learn import head
 
         trained_at = self.store.head_trained_at(task.name, task.version)  # cheap: the model is read only when new
         if trained_at is None or self.store.pool_signature(task.name, task.version)[0] == 0:
@@ -233,6 +235,24 @@ class Desk:
             self.cascade(task, model_id, runtime, accept_at, consent, replica=i, learned=learned, adapter=adapter)
             for i in range(workers)
         ]
+
+    def evaluate(
+        self,
+        task: Task,
+        items: list[dict[str, Any]],
+        model_id: str | None = None,
+        escalate: bool = False,
+        concurrency: int = 1,
+        accept_at: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        learned: bool = True,
+        adapter: bool = True,
+        llm_alone: bool = False,
+    ) -> dict[str, Any]:
+        """`eval`: the task's cascade, as `run` would build it, over a gold set; nothing is written to the history.
+        `learned=False` is the static prompt (no pool, no head); `adapter=False` leaves a tuned adapter off."""
+        cascades = self.cascades(task, concurrency, model_id, None, accept_at, escalate, learned, adapter)
+        return {**evaluate.run_eval(cascades, task, items, self.config.costs, progress, llm_alone), "learned": learned}
 
     def close(self) -> None:
         self.store.close()

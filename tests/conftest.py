@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from slm_desk.runtime import NO_MODEL_ENV
+from slm_desk.models.runtime import NO_MODEL_ENV
 
 # Property tests judge rules, not speed: no per-example deadline, so a loaded CI machine cannot fail them.
 settings.register_profile("slm-desk", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,9 +99,9 @@ def user_task(slm_home: Path):
 @pytest.fixture(scope="session")
 def backend() -> Iterator[object]:
     """The bundled model, loaded once for the in-process tests (the same one the app's desk would share)."""
-    from slm_desk import backends
-    from slm_desk.catalog import BUNDLED_ID, resolve_model
-    from slm_desk.config import RuntimeConfig
+    from slm_desk.data.catalog import BUNDLED_ID, resolve_model
+    from slm_desk.data.config import RuntimeConfig
+    from slm_desk.models import backends
 
     yield backends.local(resolve_model(BUNDLED_ID), RuntimeConfig())
 

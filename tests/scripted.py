@@ -10,9 +10,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from slm_desk.backends import AlwaysReady, Completion, IsCancelled, Messages, OnText
-from slm_desk.results import Tokens
-from slm_desk.tasks import Task
+from slm_desk.contract.results import Tokens
+from slm_desk.contract.tasks import Task
+from slm_desk.models.backends import AlwaysReady, Completion, IsCancelled, Messages, OnText
 
 
 class ScriptedBackend(AlwaysReady):

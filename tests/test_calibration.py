@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slm_desk.calibration import choose_threshold, ece, error_upper_bound, fit_map, reliability
+from slm_desk.contract.calibration import choose_threshold, ece, error_upper_bound, fit_map, reliability
 
 
 def test_clopper_pearson_upper_bound() -> None:

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from slm_desk import prompt
-from slm_desk.confidence import field_confidences, value_spans
-from slm_desk.pipeline import Pipeline
-from slm_desk.tasks import load_task
+from slm_desk.contract import prompt
+from slm_desk.contract.tasks import load_task
+from slm_desk.judge.pipeline import Pipeline
+from slm_desk.models.confidence import field_confidences, value_spans
 
 
 def test_value_spans() -> None:

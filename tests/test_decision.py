@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from slm_desk.calibration import Profile, Threshold
-from slm_desk.decision import decide
-from slm_desk.tasks import load_task
+from slm_desk.contract.calibration import Profile, Threshold
+from slm_desk.contract.decision import decide
+from slm_desk.contract.tasks import load_task
 
 ROUTE = load_task("route-ticket")
 
@@ -70,7 +70,7 @@ def test_uncalibrated_task_accepts_on_validity_and_says_so() -> None:
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from slm_desk.calibration import choose_threshold, error_upper_bound  # noqa: E402
+from slm_desk.contract.calibration import choose_threshold, error_upper_bound  # noqa: E402
 
 LOW_ROUTES = ["card_issue", "payments_and_transfers", "fees_and_charges", "other"]
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

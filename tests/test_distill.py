@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from slm_desk.catalog import bundled_model_path
-from slm_desk.evalset import read_jsonl
-from slm_desk.tasks import parse_task
+from slm_desk.contract.tasks import parse_task
+from slm_desk.data.catalog import bundled_model_path
+from slm_desk.data.evalset import read_jsonl
 from tests.servers import llama_server
 
 pytestmark = pytest.mark.model

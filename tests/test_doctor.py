@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from slm_desk.doctor import REBUILD, probe_inference
+from slm_desk.models.doctor import REBUILD, probe_inference
 
 
 def test_sigill_in_the_probe_is_reported_with_the_rebuild_command() -> None:

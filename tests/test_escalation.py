@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slm_desk.catalog import bundled_model_path
+from slm_desk.data.catalog import bundled_model_path
 from tests.conftest import INVOICE_TICKET
 from tests.servers import BAD_BODIES, llama_server, misbehaving_server, mute_server
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from slm_desk.config import CostsConfig
-from slm_desk.metrics import compute, regressions
-from slm_desk.tasks import load_task
+from slm_desk.contract.tasks import load_task
+from slm_desk.data.config import CostsConfig
+from slm_desk.learn.metrics import compute, regressions
 
 ROUTE = load_task("route-ticket")
 BOOKING = load_task("extract-booking")

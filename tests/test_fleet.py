@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from slm_desk.catalog import BUNDLED_ID, resolve_model
-from slm_desk.tasks import load_task
+from slm_desk.contract.tasks import load_task
+from slm_desk.data.catalog import BUNDLED_ID, resolve_model
 from tests.servers import llama_server
 
 QUERIES = [
@@ -77,8 +77,8 @@ def test_concurrent_batch_on_two_servers_in_order_with_logprob_confidence(fleet,
 def test_logprob_confidence_agrees_with_the_local_model(fleet, backend) -> None:
     """The same model and input: the server's label confidence (top-10 alternatives at each branch point) is
     close to the local one (every allowed label scored); the difference is the alternatives a server leaves out."""
-    from slm_desk.backends import OpenAIBackend
-    from slm_desk.pipeline import Pipeline
+    from slm_desk.judge.pipeline import Pipeline
+    from slm_desk.models.backends import OpenAIBackend
 
     task = load_task("route-ticket")
     remote = Pipeline(task, OpenAIBackend([fleet[0]], "small"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slm_desk.catalog import bundled_model_path
+from slm_desk.data.catalog import bundled_model_path
 
 SLM = f"{sys.executable} -m slm_desk"
 
@@ -55,7 +55,8 @@ def test_damaged_weights_give_error_envelopes_not_an_abort(cli, damaged_gguf: Pa
 
 
 def test_eight_processes_create_one_store_without_racing_while_the_cores_are_busy(slm_home: Path) -> None:
-    code = "from slm_desk import locations; from slm_desk.store import Store; Store(locations.history_db()).close()"
+    code = "from slm_desk import locations; from slm_desk.data.store import Store; "
+    code += "Store(locations.history_db()).close()"
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]  # a loaded machine
     try:
         for _ in range(10):
@@ -74,7 +75,7 @@ def test_eight_processes_create_one_store_without_racing_while_the_cores_are_bus
 @pytest.mark.model
 def test_history_and_config_are_private_to_the_user(cli, slm_home: Path) -> None:
     assert cli("run", "extract-ticket", "--input", "Refund INV-3 please").returncode in (0, 3, 4)
-    from slm_desk.config import set_value
+    from slm_desk.data.config import set_value
 
     set_value("runtime", "threads", 1)
     for path in (slm_home / "data" / "history.sqlite3", slm_home / "config" / "config.toml"):
@@ -140,8 +141,8 @@ def test_an_unknown_model_is_not_offered_as_a_pull(cli) -> None:
 
 def test_tasks_lists_the_whole_reason_a_task_is_refused(cli, user_task) -> None:
     user_task("unenforceable")
+    from slm_desk.contract.tasks import load_task
     from slm_desk.errors import SlmDeskError
-    from slm_desk.tasks import load_task
 
     with pytest.raises(SlmDeskError) as refused:
         load_task("unenforceable")
@@ -161,8 +162,8 @@ def test_a_max_tokens_larger_than_the_context_is_blamed_not_the_input(cli, user_
 
 
 def test_json_errors_read_well() -> None:
-    from slm_desk.tasks import load_task
-    from slm_desk.validation import validate_output
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.contract.validation import validate_output
 
     errors = validate_output(load_task("extract-ticket"), '{"issue_type": "bill', "x")[1]
     assert errors and "at at" not in errors[0] and "starting at character" in errors[0]
@@ -207,7 +208,7 @@ def test_a_folder_or_a_broken_link_where_a_file_should_be_is_named(cli, slm_home
 
 
 def test_a_task_file_with_a_bom_loads(user_task) -> None:
-    from slm_desk.tasks import load_task
+    from slm_desk.contract.tasks import load_task
 
     path = user_task("forced-fail", as_name="bom-task")
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
@@ -235,8 +236,8 @@ def _adapter(path: Path) -> None:
     import gguf
     import numpy as np
 
-    from slm_desk import adapters
-    from slm_desk.catalog import BUNDLED_ID, resolve_model
+    from slm_desk.data import adapters
+    from slm_desk.data.catalog import BUNDLED_ID, resolve_model
 
     model = resolve_model(BUNDLED_ID)
     writer = gguf.GGUFWriter(str(path), "llama")
@@ -257,8 +258,8 @@ def _adapter(path: Path) -> None:
 
 @pytest.mark.model
 def test_a_truncated_adapter_is_refused_before_llama_cpp_reads_it_and_listed(cli) -> None:
-    from slm_desk import adapters
-    from slm_desk.catalog import BUNDLED_ID
+    from slm_desk.data import adapters
+    from slm_desk.data.catalog import BUNDLED_ID
 
     path = adapters.path_for("route-ticket", BUNDLED_ID)
     _adapter(path)
@@ -295,7 +296,7 @@ def test_a_line_the_reader_never_got_is_not_recorded(slm_home: Path) -> None:
 
 @pytest.mark.model
 def test_a_model_with_zeroed_weights_is_refused_not_accepted(cli, tmp_path: Path) -> None:
-    from slm_desk.gguf_header import read_file_layout
+    from slm_desk.data.gguf_header import read_file_layout
 
     source = bundled_model_path()
     assert source is not None
@@ -313,8 +314,8 @@ def test_a_model_with_zeroed_weights_is_refused_not_accepted(cli, tmp_path: Path
 def test_an_adapter_of_random_bytes_is_listed_and_refused(cli) -> None:
     import os
 
-    from slm_desk import adapters
-    from slm_desk.catalog import BUNDLED_ID
+    from slm_desk.data import adapters
+    from slm_desk.data.catalog import BUNDLED_ID
 
     adapters.path_for("route-ticket", BUNDLED_ID).write_bytes(os.urandom(4096))
     result = cli("run", "route-ticket", "--input", "where is my card")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from slm_desk import head, tiers
-from slm_desk.cascade import Cascade
-from slm_desk.evalset import builtin, read_jsonl
-from slm_desk.pipeline import Pipeline
-from slm_desk.tasks import load_task
+from slm_desk.contract.tasks import load_task
+from slm_desk.data.evalset import builtin, read_jsonl
+from slm_desk.judge import tiers
+from slm_desk.judge.cascade import Cascade
+from slm_desk.judge.pipeline import Pipeline
+from slm_desk.learn import head
 from tests.conftest import spawn
 from tests.scripted import ScriptedBackend
 

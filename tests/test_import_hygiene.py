@@ -14,12 +14,14 @@ import slm_desk
 ROOT = Path(__file__).resolve().parent.parent
 
 CORE = sorted(
-    f"slm_desk.{m.name}" for m in pkgutil.iter_modules(slm_desk.__path__) if m.name not in {"tui", "__main__"}
+    m.name
+    for m in pkgutil.walk_packages(slm_desk.__path__, "slm_desk.")
+    if m.name.split(".")[1] not in {"tui", "__main__"}
 )
 
 
 def test_core_modules_exist() -> None:
-    assert {"slm_desk.runtime", "slm_desk.tasks", "slm_desk.cli", "slm_desk.store"} <= set(CORE)
+    assert {"slm_desk.models.runtime", "slm_desk.contract.tasks", "slm_desk.cli", "slm_desk.data.store"} <= set(CORE)
 
 
 def test_core_does_not_import_textual() -> None:

@@ -6,7 +6,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from slm_desk.catalog import load_catalog
+from slm_desk.data.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 

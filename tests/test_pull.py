@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from slm_desk.catalog import bundled_model_path
-from slm_desk.download import partial_bytes
+from slm_desk.data.catalog import bundled_model_path
+from slm_desk.data.download import partial_bytes
 from tests.conftest import sigint_default
 from tests.hub_server import FakeHub, HubFile, serve
 

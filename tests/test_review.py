@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slm_desk.evalset import read_jsonl
+from slm_desk.data.evalset import read_jsonl
 
 
 def pending(cli) -> list[dict]:

@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from slm_desk.tasks import load_task
-from slm_desk.validation import validate_output
+from slm_desk.contract.tasks import load_task
+from slm_desk.contract.validation import validate_output
 from tests.conftest import INVOICE_TICKET
 
 INPUTS = {

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from slm_desk import prompt
-from slm_desk.backends import Cancelled
+from slm_desk.contract import prompt
+from slm_desk.contract.tasks import load_task
+from slm_desk.data.hardware import physical_cores
 from slm_desk.errors import InputTooLong
-from slm_desk.hardware import physical_cores
-from slm_desk.pipeline import Pipeline
-from slm_desk.tasks import load_task
+from slm_desk.judge.pipeline import Pipeline
+from slm_desk.models.backends import Cancelled
 
 pytestmark = pytest.mark.model
 
@@ -46,7 +46,7 @@ def test_streaming_text_matches_the_result_and_cancel_stops(backend) -> None:
 
 def test_values_only_generation_samples_fewer_tokens_for_the_same_json(engine) -> None:
     """Keys and punctuation are evaluated as one forced batch; only values are sampled."""
-    from slm_desk.runtime import values_only_supported
+    from slm_desk.models.runtime import values_only_supported
 
     task = load_task("extract-ticket")
     assert values_only_supported(task.output_schema)

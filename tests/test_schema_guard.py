@@ -5,8 +5,8 @@ import json
 import pytest
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-from slm_desk.schema_guard import UnenforceableSchema, check_schema
-from slm_desk.tasks import load_task, task_names
+from slm_desk.contract.schema_guard import UnenforceableSchema, check_schema
+from slm_desk.contract.tasks import load_task, task_names
 
 
 def obj(**props: dict) -> dict:
@@ -58,7 +58,7 @@ def test_builtin_task_schemas_are_enforceable(name: str) -> None:
 
 
 def test_every_unenforceable_keyword_is_named_not_only_the_first() -> None:
-    from slm_desk.schema_guard import problems
+    from slm_desk.contract.schema_guard import problems
 
     schema = obj(
         a={"type": "integer", "minimum": 0, "maximum": 9, "multipleOf": 3},
@@ -75,8 +75,8 @@ def test_every_unenforceable_keyword_is_named_not_only_the_first() -> None:
 
 
 def test_a_refused_task_names_its_schema_and_its_dishonest_example_together(tmp_path) -> None:
+    from slm_desk.contract.tasks import parse_task
     from slm_desk.errors import TaskError
-    from slm_desk.tasks import parse_task
 
     text = """
 description = "two problems"

@@ -44,9 +44,9 @@ def _steady(*keys: str):  # type: ignore[no-untyped-def]
 
 def _drafted_reply() -> object:
     """A draft-reply result as the pipeline returns it (the layout is under test here, not the model)."""
-    from slm_desk.results import RunResult, Tokens
-    from slm_desk.tasks import load_task
-    from slm_desk.validators import render_template
+    from slm_desk.contract.results import RunResult, Tokens
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.contract.validators import render_template
 
     output = {
         "customer_name": "Dana",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from slm_desk.results import RunResult, Tokens
-from slm_desk.store import MIGRATIONS, Store
+from slm_desk.contract.results import RunResult, Tokens
+from slm_desk.data.store import MIGRATIONS, Store
 
 # the runs table exactly as the first release created it (no user_version set)
 FIRST_RELEASE = """

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from slm_desk import tasks
+from slm_desk.contract import tasks
+from slm_desk.contract.tasks import load_task
+from slm_desk.contract.validation import validate_output
 from slm_desk.errors import TaskError, UsageError
-from slm_desk.tasks import load_task
-from slm_desk.validation import validate_output
 
 BUILTINS = {"rewrite-query", "extract-ticket", "extract-booking", "draft-reply", "route-ticket", "guard"}
 
@@ -90,7 +90,7 @@ def test_an_id_field_is_narrowed_to_the_ids_the_input_holds() -> None:
 
 
 def test_the_model_is_asked_under_the_narrowed_schema_and_a_forced_field_is_sure() -> None:
-    from slm_desk.pipeline import Pipeline
+    from slm_desk.judge.pipeline import Pipeline
     from tests.scripted import ScriptedBackend
 
     seen: list[dict] = []

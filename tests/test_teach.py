@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from slm_desk import prompt
+from slm_desk.contract import prompt
+from slm_desk.contract.tasks import load_task
+from slm_desk.data.evalset import builtin, read_jsonl
 from slm_desk.desk import Desk
-from slm_desk.evalset import builtin, read_jsonl
-from slm_desk.retrieval import Retriever
-from slm_desk.tasks import load_task
+from slm_desk.learn.retrieval import Retriever
 
 DATA = Path(__file__).parent / "data"
 ROUTE_POOL = DATA / "route-ticket.pool.jsonl"
@@ -107,7 +107,7 @@ def test_an_empty_pool_behaves_as_before(backend) -> None:
 def test_retrieved_examples_reach_the_model(backend) -> None:
     desk = Desk()
     task = load_task("extract-booking")
-    from slm_desk import pool
+    from slm_desk.data import pool
 
     added = pool.add_file(desk.store, task, BOOKING_POOL)
     assert added.added == 400 and not added.skipped

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, OptionList, Static, Switch, TextArea
 
-from slm_desk.calibration import Sample, build_profile
+from slm_desk.contract.calibration import Sample, build_profile
+from slm_desk.contract.results import RunResult, Tokens
+from slm_desk.contract.tasks import load_task
 from slm_desk.desk import Desk
-from slm_desk.results import RunResult, Tokens
-from slm_desk.tasks import load_task
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.modals import Confirm, CorrectAnswer, RunDetail
 from slm_desk.tui.run_screen import RunScreen
@@ -185,7 +185,7 @@ async def test_models_screen_lists_and_sets_defaults(slm_home: Path) -> None:
 
 
 async def test_models_screen_pulls_with_progress(slm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slm_desk.catalog import bundled_model_path
+    from slm_desk.data.catalog import bundled_model_path
     from tests.hub_server import HubFile, serve
 
     hub, server = serve()

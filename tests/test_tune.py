@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from slm_desk import adapters, backends, tune
-from slm_desk.catalog import BUNDLED_ID, resolve_model
-from slm_desk.config import RuntimeConfig
-from slm_desk.tasks import load_task
+from slm_desk.contract.tasks import load_task
+from slm_desk.data import adapters
+from slm_desk.data.catalog import BUNDLED_ID, resolve_model
+from slm_desk.data.config import RuntimeConfig
+from slm_desk.learn import tune
+from slm_desk.models import backends
 
 pytestmark = pytest.mark.model
 POOL = Path(__file__).parent / "data" / "extract-booking.pool.jsonl"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from slm_desk.validators import MaxLength, NonEmpty, NoNewDigits, NullIff, Regex, TemplateSlots, Verbatim
+from slm_desk.contract.validators import MaxLength, NonEmpty, NoNewDigits, NullIff, Regex, TemplateSlots, Verbatim
 
 
 def test_verbatim_accepts_copies_and_allowed_values_only() -> None:

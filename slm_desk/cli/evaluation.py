@@ -167,11 +167,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _compare(Path(args.target[1]), Path(args.target[2]))
     if len(args.target) != 1:
         raise UsageError("eval takes one task", "slm-desk eval TASK [--data FILE]")
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.data.evalset import read_jsonl, resolve_data
+    from slm_desk.data.pool import without_pool
     from slm_desk.desk import Desk
-    from slm_desk.evalset import read_jsonl, resolve_data
-    from slm_desk.evaluate import run_eval
-    from slm_desk.pool import without_pool
-    from slm_desk.tasks import load_task
 
     task = load_task(args.target[0])
     path = resolve_data(task.name, args.data)
@@ -190,8 +189,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not items:
         raise UsageError(f"every item of {path} is in {task.name}'s example pool", "evaluate on data held out")
     print(f"evaluating {task.name} on {len(items)} items from {path}", file=sys.stderr)
-    report = run_eval(
-        desk,
+    report = desk.evaluate(
         task,
         items,
         args.model,
@@ -211,7 +209,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _compare(a_path: Path, b_path: Path) -> int:
     from slm_desk.errors import UsageError
-    from slm_desk.metrics import regressions
+    from slm_desk.learn.metrics import regressions
 
     reports = []
     for path in (a_path, b_path):
@@ -247,10 +245,10 @@ def _compare(a_path: Path, b_path: Path) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from slm_desk.bench import run_bench
-    from slm_desk.config import load_config
-    from slm_desk.evalset import builtin, read_jsonl
-    from slm_desk.tasks import load_task
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.data.config import load_config
+    from slm_desk.data.evalset import builtin, read_jsonl
+    from slm_desk.learn.bench import run_bench
 
     config = load_config()
     task = load_task(args.task)
@@ -270,10 +268,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    from slm_desk import distill
+    from slm_desk.contract.tasks import load_task
     from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
-    from slm_desk.tasks import load_task
+    from slm_desk.learn import distill
 
     desk = Desk()
     if args.target[0] == "export":
@@ -301,12 +299,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def _teacher(desk: Any, task: Any, args: argparse.Namespace) -> Any:
     """The teacher as a pipeline: --teacher URL or installed model id, else the [escalation] target."""
-    from slm_desk import backends
-    from slm_desk.backends import Backend
-    from slm_desk.catalog import resolve_model
+    from slm_desk.data.catalog import resolve_model
     from slm_desk.errors import UsageError
-    from slm_desk.escalation import escalation_backend
-    from slm_desk.pipeline import Pipeline
+    from slm_desk.judge.pipeline import Pipeline
+    from slm_desk.models import backends
+    from slm_desk.models.backends import Backend
+    from slm_desk.models.escalation import escalation_backend
 
     config = desk.config.escalation
     if args.teacher and args.teacher.startswith(("http://", "https://")):

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from slm_desk import locations
-from slm_desk.catalog import BUNDLED_ID, BUNDLED_INSTALL, bundled_model_path
+from slm_desk.data.catalog import BUNDLED_ID, BUNDLED_INSTALL, bundled_model_path
 from slm_desk.errors import UsageError
 
 
@@ -41,7 +41,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from slm_desk import tasks
+    from slm_desk.contract import tasks
 
     if args.action == "show":
         if not args.name:
@@ -74,7 +74,8 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from slm_desk import doctor, hardware
+    from slm_desk.data import hardware
+    from slm_desk.models import doctor
 
     build = hardware.llama_build_info()
     print(f"llama-cpp-python {build['llama_cpp_python']}")

@@ -50,9 +50,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from slm_desk import download
     from slm_desk.cli.progress import ByteProgress
-    from slm_desk.config import load_config
+    from slm_desk.data import download
+    from slm_desk.data.config import load_config
 
     config = load_config()
     bar = ByteProgress(args.source.rsplit("/", 1)[-1])
@@ -86,8 +86,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     if args.action is None:
-        from slm_desk.catalog import listing
-        from slm_desk.config import load_config
+        from slm_desk.data.catalog import listing
+        from slm_desk.data.config import load_config
 
         rows = listing(load_config())
         if args.json:
@@ -104,7 +104,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "info":
         return _info(args)
     if args.action == "rm":
-        from slm_desk import download
+        from slm_desk.data import download
 
         _need(args, 1, "slm-desk models rm ID")
         print(f"removed {download.remove(args.args[0])}")
@@ -121,10 +121,10 @@ def _need(args: argparse.Namespace, count: int, usage: str) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from slm_desk.catalog import resolve_model
-    from slm_desk.config import load_config
+    from slm_desk.data.catalog import resolve_model
+    from slm_desk.data.config import load_config
+    from slm_desk.data.gguf_header import NotGGUF, Truncated, read_file_layout, shape
     from slm_desk.errors import UsageError
-    from slm_desk.gguf_header import NotGGUF, Truncated, read_file_layout, shape
 
     _need(args, 1, "slm-desk models info ID")
     model = resolve_model(args.args[0])
@@ -169,8 +169,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _set_default(role: str, model_id: str) -> int:
-    from slm_desk.catalog import resolve_model
-    from slm_desk.config import set_value
+    from slm_desk.data.catalog import resolve_model
+    from slm_desk.data.config import set_value
     from slm_desk.errors import UsageError
 
     if role not in ("small", "escalation"):

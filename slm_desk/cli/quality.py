@@ -74,17 +74,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def _store() -> Any:
     from slm_desk import locations
-    from slm_desk.store import Store
+    from slm_desk.data.store import Store
 
     return Store(locations.history_db())
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from slm_desk.config import load_config
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.data.config import load_config
+    from slm_desk.data.evalset import resolve_data
     from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
-    from slm_desk.evalset import resolve_data
-    from slm_desk.tasks import load_task
 
     task = load_task(args.task)
     path = resolve_data(task.name, args.data)
@@ -153,7 +153,7 @@ def render_profile(p: Any) -> str:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from slm_desk import review
+    from slm_desk.data import review
     from slm_desk.errors import UsageError
 
     store = _store()
@@ -187,8 +187,8 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_evalset(args: argparse.Namespace) -> int:
-    from slm_desk import evalset
-    from slm_desk.tasks import load_task
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.data import evalset
 
     load_task(args.task)  # an unknown task is a usage error, not an empty export
     store = _store()

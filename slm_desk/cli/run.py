@@ -15,7 +15,7 @@ from slm_desk import interrupts
 from slm_desk.errors import SlmDeskError, UsageError
 
 if TYPE_CHECKING:  # pydantic stays out of `slm-desk --help`
-    from slm_desk.results import RunResult
+    from slm_desk.contract.results import RunResult
 
 EXIT_BROKEN_PIPE = 141  # the shell's code for a reader that went away (128 + SIGPIPE)
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -238,7 +238,7 @@ def _runtime(base: Any, overrides: dict[str, Any]) -> Any:
     """The runtime settings with command-line overrides, validated like config.toml (a bad value is exit 2)."""
     from pydantic import ValidationError
 
-    from slm_desk.config import RuntimeConfig
+    from slm_desk.data.config import RuntimeConfig
 
     try:
         return RuntimeConfig.model_validate({**base.model_dump(), **overrides})
@@ -389,7 +389,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if sys.stdin is None or sys.stdin.isatty():
                 print("slm-desk: reading the input from the terminal; end it with Ctrl-D", file=sys.stderr)
             text = _read_text(sys.stdin.buffer.read() if sys.stdin else b"")
-        from slm_desk.pipeline import check_input
+        from slm_desk.judge.pipeline import check_input
 
         check_input(text)
     interrupts.terminate_like_interrupt()

@@ -73,10 +73,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 def cmd_examples(args: argparse.Namespace) -> int:
-    from slm_desk import locations, pool
+    from slm_desk import locations
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.data import pool
+    from slm_desk.data.store import Store
     from slm_desk.errors import UsageError
-    from slm_desk.store import Store
-    from slm_desk.tasks import load_task
 
     task = load_task(args.task)
     store = Store(locations.history_db())
@@ -151,11 +152,12 @@ def _head_is_stale(store: Any, task: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from slm_desk import head, tiers
     from slm_desk.cli.progress import ItemProgress
+    from slm_desk.contract.tasks import load_task
     from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
-    from slm_desk.tasks import load_task
+    from slm_desk.judge import tiers
+    from slm_desk.learn import head
 
     if args.compare < 0:
         raise UsageError(f"--compare {args.compare} is not a count", "pass --compare 0 or more")
@@ -208,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def render_training(task: Any, trained: Any, policy: Any, model_profile: Any, unmeasured: str = "--compare 0") -> str:
-    from slm_desk.calibration import items_needed
+    from slm_desk.contract.calibration import items_needed
 
     r, profile = trained.report, trained.profile
     precision = "-" if r.heldout_accepted_precision is None else f"{r.heldout_accepted_precision:.1%}"

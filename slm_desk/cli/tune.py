@@ -76,9 +76,10 @@ def _positive(name: str, value: int | float | None) -> None:
 def _items(args: argparse.Namespace, task: Any) -> list[tuple[str, dict[str, Any]]]:
     from pathlib import Path
 
-    from slm_desk import locations, pool
+    from slm_desk import locations
+    from slm_desk.data import pool
+    from slm_desk.data.store import Store
     from slm_desk.errors import UsageError
-    from slm_desk.store import Store
 
     if args.data:
         items, skipped = pool.read_file(task, Path(args.data))
@@ -101,11 +102,11 @@ def _items(args: argparse.Namespace, task: Any) -> list[tuple[str, dict[str, Any
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from slm_desk import tune
-    from slm_desk.catalog import resolve_model
     from slm_desk.cli.progress import StepProgress
-    from slm_desk.config import load_config
-    from slm_desk.tasks import load_task
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.data.catalog import resolve_model
+    from slm_desk.data.config import load_config
+    from slm_desk.learn import tune
 
     for name in ("epochs", "rank", "limit", "batch_size", "learning_rate"):
         _positive(name.replace("_", "-"), getattr(args, name))
@@ -157,7 +158,6 @@ def _before_after(task: Any, model_id: str, tuned: Any) -> dict[str, Any]:
     """The held-out items answered by the base model as `run --no-adapter` prompts it (static few-shot prompt),
     then with the adapter. Neither uses the pool's head or retrieval, so the two differ by the tuning alone."""
     from slm_desk.desk import Desk
-    from slm_desk.evaluate import run_eval
 
     items = [{"input": text, "output": output} for text, output in tuned.held_out]
     desk = Desk()
@@ -165,7 +165,7 @@ def _before_after(task: Any, model_id: str, tuned: Any) -> dict[str, Any]:
     try:
         for name, adapter in (("before", False), ("after", True)):
             print(f"  answering {len(items)} held-out examples {name} tuning", file=sys.stderr, flush=True)
-            result = run_eval(desk, task, items, model_id, learned=False, adapter=adapter)
+            result = desk.evaluate(task, items, model_id, learned=False, adapter=adapter)
             scores[name] = {
                 "accuracy": result["accuracy"],
                 "validity": result["validity_after_retry"],
@@ -198,8 +198,8 @@ def _render(report: dict[str, Any]) -> str:
 
 
 def cmd_adapters(args: argparse.Namespace) -> int:
-    from slm_desk import adapters
-    from slm_desk.config import load_config
+    from slm_desk.data import adapters
+    from slm_desk.data.config import load_config
     from slm_desk.errors import UsageError
 
     if args.action == "rm":
@@ -254,10 +254,10 @@ def cmd_adapters(args: argparse.Namespace) -> int:
 
 def _status(adapter: Any) -> str:
     """'in use', or why run refuses it."""
-    from slm_desk import adapters
-    from slm_desk.catalog import resolve_model
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.data import adapters
+    from slm_desk.data.catalog import resolve_model
     from slm_desk.errors import SlmDeskError
-    from slm_desk.tasks import load_task
 
     try:
         found = adapters.for_task(load_task(adapter.task), resolve_model(adapter.base_model))

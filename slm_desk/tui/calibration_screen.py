@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, ProgressBar, Select, Static
 from textual.worker import Worker, get_current_worker
 
-from slm_desk.tasks import Task, load_task, task_names
+from slm_desk.contract.tasks import Task, load_task, task_names
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.widgets import ReliabilityPlot
 
@@ -95,7 +95,7 @@ class CalibrationScreen(DeskScreen):
 
     def _teaching(self, task: Task) -> str:
         """What the task learned from: its example pool and its trained head."""
-        from slm_desk.head import load
+        from slm_desk.learn.head import load
 
         pool = self.desk.store.pool_signature(task.name, task.version)[0]
         if not pool:

@@ -14,8 +14,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static, TextArea
 
-from slm_desk.tasks import load_task
-from slm_desk.validation import validate_output
+from slm_desk.contract.tasks import load_task
+from slm_desk.contract.validation import validate_output
 
 
 class Confirm(ModalScreen[bool]):

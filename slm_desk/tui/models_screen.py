@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 from textual.worker import Worker
 
-from slm_desk import catalog, download, fit
-from slm_desk.config import set_value
+from slm_desk.data import catalog, download, fit
+from slm_desk.data.config import set_value
 from slm_desk.errors import SlmDeskError
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.messages import ConfigChanged

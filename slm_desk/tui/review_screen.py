@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
-from slm_desk import review
+from slm_desk.data import review
 from slm_desk.errors import SlmDeskError
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.modals import CorrectAnswer

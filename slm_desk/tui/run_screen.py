@@ -15,8 +15,8 @@ from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, get_current_worker
 
-from slm_desk.results import RunResult
-from slm_desk.tasks import load_task, task_names
+from slm_desk.contract.results import RunResult
+from slm_desk.contract.tasks import load_task, task_names
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.modals import Confirm, consent_question
 from slm_desk.tui.widgets import InputBox, ResultView, fill_fields

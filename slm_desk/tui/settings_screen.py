@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Input, Label, Static, Switch
 
-from slm_desk.config import set_value
+from slm_desk.data.config import set_value
 from slm_desk.errors import SlmDeskError
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.messages import ConfigChanged

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable, Static, TextArea
 
-from slm_desk.results import RunResult
+from slm_desk.contract.results import RunResult
 
 DECISION_STYLE = {"accept": "bold black on green", "escalate": "bold black on yellow", "review": "bold white on red"}
 

@@ -1,0 +1,71 @@
+"""Accept, escalate or send to review: the task's risk rules and its calibration applied to one result.
+
+The reasons, in the order they are checked:
+1. validation failed after the retry;
+2. a label whose risk level always needs a second check (high risk by default);
+3. confidence below the threshold for the answer's labels (from calibration, or --accept-at);
+4. otherwise accept. A task that was never calibrated and has no --accept-at is accepted on validity alone,
+   and the reason says so, unless the tier must be calibrated to accept (`needs_calibration` says why: a taught
+   task promises its precision targets whichever tier answers).
+A label with no threshold is never accepted, and a threshold t accepts exactly the confidences >= t, t = 0 included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from slm_desk.contract.calibration import Profile
+    from slm_desk.contract.tasks import Task
+
+Decision = Literal["accept", "escalate", "review"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+    threshold: float | None = None
+
+
+def decide(
+    task: Task,
+    output: dict[str, Any] | None,
+    errors: list[str],
+    confidence: float | None,
+    profile: Profile | None = None,
+    accept_at: float | None = None,
+    can_escalate: bool = False,
+    needs_calibration: str | None = None,
+) -> Verdict:
+    not_sure: Decision = "escalate" if can_escalate else "review"
+    if errors or output is None:
+        return Verdict(not_sure, "validation failed after retry: " + "; ".join(errors or ["no answer"]))
+    groups = task.groups(output)
+    always = task.always_reviewed(output)
+    if always:
+        return Verdict("review", f"high-risk answer {', '.join(always)} always needs a second check")
+    if accept_at is not None:
+        threshold, source = accept_at, "--accept-at"
+    elif profile is not None:
+        rules = {g: profile.thresholds.get(g) for g, _ in groups}
+        unknown = [g for g, rule in rules.items() if rule is None]
+        if unknown:
+            return Verdict(not_sure, f"no calibration data for {', '.join(unknown)}")
+        supported = {g: rule.threshold for g, rule in rules.items() if rule is not None}
+        missing = [g for g, t in supported.items() if t is None]
+        if missing:
+            return Verdict(not_sure, f"calibration cannot support the precision target for {', '.join(missing)}")
+        # a threshold of 0.0 is a real threshold (every answer of the label met its target), never "missing"
+        threshold, group = max((t, g) for g, t in supported.items() if t is not None)
+        source = f"{group} at {profile.thresholds[group].target:.0%} precision"
+    elif needs_calibration:
+        return Verdict(not_sure, f"not calibrated: {needs_calibration}")
+    else:
+        return Verdict("accept", "valid; task not calibrated, so no confidence threshold applied")
+    assert threshold is not None
+    if confidence is None or confidence < threshold:
+        shown = "unknown" if confidence is None else f"{confidence:.3f}"
+        return Verdict(not_sure, f"confidence {shown} below the threshold {threshold:.4g} ({source})", threshold)
+    return Verdict("accept", f"valid; confidence {confidence:.3f} >= threshold {threshold:.4g} ({source})", threshold)

@@ -1,0 +1,39 @@
+"""Chat messages for a task: a fixed prefix (instructions, few-shot turns) then the input.
+
+The prefix must come first and never depend on the input, so that its tokens stay in the KV cache.
+"""
+
+from __future__ import annotations
+
+from slm_desk.contract.tasks import Task
+
+ANSWER_RULE = "Answer with one JSON object only, with exactly these keys: {keys}."
+
+
+def prefix_messages(task: Task, shots: list[tuple[str, str]] | None = None) -> list[dict[str, str]]:
+    """The instructions, then the few-shot turns: `shots` (retrieved for this input) or, when None, the task's
+    own examples. A fine-tuned model gets `[]`: it learned the task, so it is prompted as it was trained.
+
+    Retrieved shots come after the instructions, so the instruction prefix stays cached across inputs.
+    """
+    system = task.instructions.strip() + "\n" + ANSWER_RULE.format(keys=", ".join(task.fields))
+    messages = [{"role": "system", "content": system}]
+    pairs = shots if shots is not None else [(e.input, e.output) for e in task.examples]
+    for user, assistant in pairs:
+        messages.append({"role": "user", "content": user})
+        messages.append({"role": "assistant", "content": assistant})
+    return messages
+
+
+def task_messages(task: Task, text: str, shots: list[tuple[str, str]] | None = None) -> list[dict[str, str]]:
+    return [*prefix_messages(task, shots), {"role": "user", "content": text}]
+
+
+def retry_messages(messages: list[dict[str, str]], rejected: str, errors: list[str]) -> list[dict[str, str]]:
+    """The first attempt and what was wrong with it, so the model can correct itself once."""
+    feedback = (
+        "That answer was rejected:\n- "
+        + "\n- ".join(errors)
+        + "\nAnswer again for the same message, fixing these problems."
+    )
+    return [*messages, {"role": "assistant", "content": rejected}, {"role": "user", "content": feedback}]

@@ -1,0 +1,275 @@
+"""Task contracts: TOML files holding instructions, few-shot examples, a JSON Schema, validators and risk levels.
+
+Built-in tasks ship in `slm_desk/builtin_tasks/`; a file of the same name in the user's tasks folder
+overrides one. A task is checked when it loads: the schema must be enforceable by the grammar, label
+fields must list their risk, and every few-shot example must itself pass the task's validation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from slm_desk import locations
+from slm_desk.contract.schema_guard import problems as schema_problems
+from slm_desk.contract.validators import Regex, Validator, Verbatim, fields_named, template_slots
+from slm_desk.errors import TaskError, UsageError
+
+Risk = Literal["low", "medium", "high"]
+
+
+class RiskRule(BaseModel):
+    """How sure an accepted answer with this risk must be: precision `target`, or always a second check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: float = Field(gt=0.5, lt=1.0, description="precision an accepted answer must reach")
+    always_review: bool = Field(False, description="never accept automatically, whatever the confidence")
+
+
+DEFAULT_RISK: dict[Risk, RiskRule] = {
+    "low": RiskRule(target=0.80),
+    "medium": RiskRule(target=0.90),
+    "high": RiskRule(target=0.97, always_review=True),
+}
+
+
+class Example(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: str
+    output: str = Field(description="the exact JSON the model should answer with")
+
+
+class Retrieval(BaseModel):
+    """How many labelled pool items become the few-shot turns for each input, and how they are found."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int = Field(8, ge=0, le=32, description="pool items per prompt; 0 keeps the task's static examples")
+    method: Literal["tfidf"] = Field("tfidf", description="similarity: TF-IDF over word and character n-grams")
+
+
+def _accepts_null(schema: dict[str, Any]) -> bool:
+    kinds = schema.get("type")
+    if kinds == "null" or (isinstance(kinds, list) and "null" in kinds) or None in schema.get("enum", [0]):
+        return True
+    return any(_accepts_null(option) for option in schema.get("anyOf", []) + schema.get("oneOf", []))
+
+
+class Task(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = Field(1, ge=1, description="bump when the contract changes; calibration is kept per version")
+    description: str
+    instructions: str
+    schema_text: str = Field(alias="schema", description="JSON Schema of the output, as JSON text")
+    examples: list[Example] = Field(default_factory=list)
+    validators: list[Validator] = Field(default_factory=list)
+    labels: dict[str, dict[str, Risk]] = Field(default_factory=dict, description="label field -> label -> risk")
+    template: str | None = Field(None, description="text with {slot} placeholders filled from the output")
+    risk: dict[Risk, RiskRule] = Field(default_factory=dict, description="per risk level; defaults in DEFAULT_RISK")
+    default_risk: Risk = Field("low", description="risk of an answer that has no label field")
+    max_tokens: int = Field(128, gt=0, le=4096, description="generation budget for one answer")
+    retrieval: Retrieval = Field(default_factory=Retrieval, description="few-shot turns from the example pool")
+    source: str = Field("", exclude=True, description="where the task was loaded from")
+
+    @field_validator("schema_text")
+    @classmethod
+    def _schema_is_json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"schema is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, dict) or parsed.get("type") != "object":
+            raise ValueError('schema must be a JSON object schema with "type": "object"')
+        return value
+
+    @cached_property
+    def output_schema(self) -> dict[str, Any]:
+        return json.loads(self.schema_text)
+
+    @cached_property
+    def output_validator(self) -> jsonschema.Draft202012Validator:
+        """The schema's validator, built once per task (a batch validates thousands of answers)."""
+        return jsonschema.Draft202012Validator(self.output_schema)
+
+    @cached_property
+    def fields(self) -> list[str]:
+        return list(self.output_schema.get("properties", {}))
+
+    def for_input(self, text: str) -> Task:
+        """This task as the model should generate it for one input. A field the input must supply verbatim in a
+        fixed form (a `verbatim` and a `regex` validator on it, like an invoice id) can only be one of the form's
+        matches in the input, or null: the grammar, not the model's memory of its examples, decides which ids
+        exist. The contract is unchanged; answers are still validated against the task itself."""
+        copied = {f for v in self.validators if isinstance(v, Verbatim) for f in v.fields}
+        properties = dict(self.output_schema.get("properties", {}))
+        for rule in self.validators:
+            if not isinstance(rule, Regex) or rule.field not in copied or rule.field not in properties:
+                continue
+            found = list(dict.fromkeys(m.group() for m in re.finditer(rule.pattern, text)))
+            nullable = _accepts_null(properties[rule.field])
+            if found:
+                properties[rule.field] = {"enum": found + ([None] if nullable else [])}
+            elif nullable:
+                properties[rule.field] = {"type": "null"}
+        if properties == self.output_schema.get("properties", {}):
+            return self
+        narrowed = self.model_copy(update={"schema_text": json.dumps({**self.output_schema, "properties": properties})})
+        for cached in ("output_schema", "output_validator", "fields"):  # computed from the schema: anew for the copy
+            narrowed.__dict__.pop(cached, None)
+        return narrowed
+
+    def forced_fields(self) -> list[str]:
+        """Fields whose schema admits exactly one value (what `for_input` leaves when the input has no id)."""
+        properties = self.output_schema.get("properties", {})
+        return [
+            f
+            for f, p in properties.items()
+            if p == {"type": "null"} or "const" in p or (isinstance(p.get("enum"), list) and len(p["enum"]) == 1)
+        ]
+
+    def risk_of(self, field: str, label: Any) -> Risk | None:
+        return self.labels.get(field, {}).get(label) if isinstance(label, str) else None
+
+    def rule(self, risk: Risk) -> RiskRule:
+        return self.risk.get(risk, DEFAULT_RISK[risk])
+
+    def always_reviewed(self, output: dict[str, Any]) -> list[str]:
+        """The answer's label groups whose risk level never allows automatic acceptance."""
+        return [group for group, risk in self.groups(output) if self.rule(risk).always_review]
+
+    @cached_property
+    def head_fields(self) -> dict[str, Literal["label", "span"]]:
+        """What a trained head learns for each output field: a label (a classifier) or a span copied verbatim from
+        the input (a sequence tagger). Empty when some field is neither (free text that only a model can write)."""
+        verbatim = {f for v in self.validators if isinstance(v, Verbatim) for f in v.fields}
+        kinds: dict[str, Literal["label", "span"]] = {}
+        for field in self.fields:
+            if field in self.labels:
+                kinds[field] = "label"
+            elif field in verbatim:
+                kinds[field] = "span"
+            else:
+                return {}
+        return kinds
+
+    def groups(self, output: dict[str, Any]) -> list[tuple[str, Risk]]:
+        """The calibration groups an answer falls in ('field=label', or '*' without labels) and their risk."""
+        groups = [(f"{f}={output.get(f)}", self.risk_of(f, output.get(f)) or self.default_risk) for f in self.labels]
+        return groups or [("*", self.default_risk)]
+
+
+def _consistency_errors(task: Task) -> list[str]:
+    """Everything a schema validator alone would not catch in a task file."""
+    errors: list[str] = []
+    try:
+        jsonschema.Draft202012Validator.check_schema(task.output_schema)
+    except jsonschema.SchemaError as exc:
+        errors.append(f"schema is not valid JSON Schema: {exc.message}")
+    errors += [str(problem) for problem in schema_problems(task.output_schema)]
+    for validator in task.validators:
+        errors += [
+            f"validator '{validator.kind}' names unknown field {f!r}"
+            for f in fields_named(validator)
+            if f not in task.fields
+        ]
+    for field, risks in task.labels.items():
+        allowed = set(task.output_schema.get("properties", {}).get(field, {}).get("enum", []))
+        if field not in task.fields:
+            errors.append(f"labels name unknown field {field!r}")
+        elif set(risks) != allowed:
+            errors.append(
+                f"labels for {field!r} must list exactly the schema's enum {sorted(allowed)}, got {sorted(risks)}"
+            )
+    if task.template is not None:
+        errors += [
+            f"template slot {{{s}}} is not a schema property"
+            for s in template_slots(task.template)
+            if s not in task.fields
+        ]
+    return errors
+
+
+def _example_errors(task: Task) -> list[str]:
+    from slm_desk.contract.validation import validate_output
+
+    errors = []
+    for i, example in enumerate(task.examples, 1):
+        _, problems = validate_output(task, example.output, example.input)
+        errors += [f"example {i} ({example.input[:40]!r}): {p}" for p in problems]
+    return errors
+
+
+def parse_task(text: str, name: str, source: str) -> Task:
+    """Parse and check one task file's text; raise TaskError naming every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskError(f"task file {source} is not valid TOML: {exc}", "fix the file's syntax") from exc
+    data.setdefault("name", name)
+    try:
+        task = Task.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise TaskError(f"task file {source} is invalid: {reasons}", "see 'Task files' in the README") from exc
+    problems = _consistency_errors(task)
+    if not any(p.startswith("schema is not valid JSON Schema") for p in problems):  # examples need a schema to check
+        problems += _example_errors(task)
+    if problems:
+        raise TaskError(
+            f"task {task.name!r} ({source}) is refused:\n  - " + "\n  - ".join(problems),
+            "fix the task file; `slm-desk tasks show NAME` prints a working built-in one",
+        )
+    return task
+
+
+def _builtin_files() -> dict[str, Any]:
+    folder = resources.files("slm_desk") / "builtin_tasks"
+    return {entry.name.removesuffix(".toml"): entry for entry in folder.iterdir() if entry.name.endswith(".toml")}
+
+
+def _user_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(locations.user_tasks_dir().glob("*.toml"))}
+
+
+def task_names() -> dict[str, str]:
+    """Every task name and where it comes from ('built-in' or 'user'), users overriding built-ins."""
+    names = {name: "built-in" for name in _builtin_files()}
+    names.update({name: "user" for name in _user_files()})
+    return dict(sorted(names.items()))
+
+
+def task_text(name: str) -> tuple[str, str]:
+    """The raw TOML of a task and where it lives."""
+    user = _user_files()
+    if name in user:
+        try:
+            return user[name].read_text(encoding="utf-8-sig"), str(user[name])  # -sig: a BOM some editors write
+        except UnicodeDecodeError as exc:
+            raise TaskError(f"{user[name]} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
+        except OSError as exc:  # a folder, or a link to nothing, where the task file should be
+            raise TaskError(
+                f"cannot read the task file {user[name]}: {exc.strerror or exc}",
+                f"make it a TOML file, or remove it to use the built-in {name!r} if there is one",
+            ) from exc
+    builtin = _builtin_files()
+    if name in builtin:
+        return builtin[name].read_text(encoding="utf-8"), f"built-in:{name}"
+    known = ", ".join(task_names()) or "none"
+    raise UsageError(f"unknown task {name!r}", f"known tasks: {known}; `slm-desk tasks` lists them")
+
+
+def load_task(name: str) -> Task:
+    text, source = task_text(name)
+    return parse_task(text, name, source)

@@ -1,0 +1,122 @@
+"""A task's example pool: labelled {"input", "output"} items that teach the task, kept apart from what judges it.
+
+Items come from `slm-desk examples add`, from people's accepted or corrected reviews, and from reviewed
+distillation. Every item is checked against the task contract on the way in; `eval` and `calibrate` drop any
+gold item that is also in the pool, so no score is measured on what the task learned from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slm_desk.contract.validation import validate_output
+from slm_desk.errors import UsageError
+
+if TYPE_CHECKING:
+    from slm_desk.contract.tasks import Task
+    from slm_desk.data.store import Store
+
+
+@dataclass
+class Added:
+    added: int = 0
+    updated: int = 0  # relabelled: the pool had the input with another output
+    unchanged: int = 0  # the pool had the input with this very output
+    skipped: list[str] = field(default_factory=list)  # "FILE:LINE: why", one per bad line
+    conflicts: list[str] = field(default_factory=list)  # "FILE:LINE: ...", a later line relabelling an earlier one
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{self.added} added", f"{self.updated} relabelled", f"{self.unchanged} unchanged"]
+        parts.append(f"{len(self.skipped)} skipped")
+        if self.conflicts:
+            parts.append(f"{len(self.conflicts)} conflicting")
+        return ", ".join(parts)
+
+
+def check_item(task: Task, item: Any) -> tuple[str, dict[str, Any]]:
+    """The item's input and output when it fits the task contract; UsageError naming the problem otherwise."""
+    if not isinstance(item, dict) or not isinstance(item.get("input"), str) or not item["input"].strip():
+        raise UsageError('needs a non-empty string "input"')
+    output = item.get("output")
+    if isinstance(output, str):  # the task file's own format: the output as JSON text
+        text = output
+    elif isinstance(output, dict):
+        text = json.dumps(output, ensure_ascii=False)
+    else:
+        raise UsageError('needs an "output" object')
+    parsed, errors = validate_output(task, text, item["input"])
+    if errors or parsed is None:
+        raise UsageError("; ".join(errors))
+    return item["input"], parsed
+
+
+def read_file(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """The valid (input, output) items of a JSONL file, and "FILE:LINE: why" for each bad line (a line that is
+    not UTF-8 too: the rest of the file still counts)."""
+    items, skipped, _ = _read(task, path)
+    return items, skipped
+
+
+def _read(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str], list[str]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}", 'pass a JSONL file of {"input", "output"}') from exc
+    first: dict[str, tuple[int, dict[str, Any]]] = {}
+    good: list[tuple[str, dict[str, Any]]] = []
+    skipped: list[str] = []
+    conflicts: list[str] = []
+    for number, data in enumerate(raw.removeprefix(b"\xef\xbb\xbf").splitlines(), 1):
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            skipped.append(f"{path}:{number}: not UTF-8 text (bad byte at column {exc.start + 1})")
+            continue
+        if not line.strip():
+            continue
+        try:
+            text, output = check_item(task, json.loads(line))
+        except json.JSONDecodeError as exc:
+            skipped.append(f"{path}:{number}: not JSON ({exc.msg})")
+            continue
+        except UsageError as exc:
+            skipped.append(f"{path}:{number}: {exc.message}")
+            continue
+        if text in first and first[text][1] != output:
+            earlier, before = first[text]
+            conflicts.append(
+                f"{path}:{number}: relabels the input of line {earlier} "
+                f"({json.dumps(before, ensure_ascii=False)} -> {json.dumps(output, ensure_ascii=False)});"
+                " the later label is kept"
+            )
+        first[text] = (number, output)
+        good.append((text, output))
+    return good, skipped, conflicts
+
+
+def add_file(store: Store, task: Task, path: Path, source: str = "file") -> Added:
+    """Add every valid line of a JSONL file; each bad line is named and skipped, the rest still go in."""
+    items, skipped, conflicts = _read(task, path)
+    final = dict(items)  # a later line of the same input wins (and was reported as a conflict)
+    report = Added(skipped=skipped, conflicts=conflicts)
+    known = {item["input"]: item["output"] for item in store.pool(task.name, task.version)}
+    for text, output in final.items():
+        if text not in known:
+            report.added += 1
+        elif known[text] == output:
+            report.unchanged += 1
+        else:
+            report.updated += 1
+    store.add_to_pool(task.name, task.version, [(t, o, source) for t, o in final.items() if known.get(t) != o])
+    return report
+
+
+def without_pool(store: Store, task: Task, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Gold items minus those the task learned from; and how many were dropped."""
+    taught = store.pool_inputs(task.name)
+    kept = [item for item in items if item["input"] not in taught]
+    return kept, len(items) - len(kept)

@@ -1,0 +1,73 @@
+"""The human review queue: answers the policy would not accept, waiting for a person.
+
+Accepting or correcting an item writes a gold example into the task's eval set (the next calibration and eval
+use it); rejecting marks the input as one the task should not answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slm_desk.contract.tasks import load_task
+from slm_desk.contract.validation import validate_output
+from slm_desk.data.store import Store
+from slm_desk.errors import UsageError
+
+
+def pending(store: Store, task: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    return store.pending_reviews(task, limit)
+
+
+def get(store: Store, item_id: int) -> dict[str, Any]:
+    row = store.review_item(item_id)
+    if row is None:
+        raise UsageError(f"no review item {item_id}", "list them with `slm-desk review`")
+    if row["status"] != "pending":
+        raise UsageError(
+            f"review item {item_id} was already {row['status']}", "list pending ones with `slm-desk review`"
+        )
+    return row
+
+
+def _resolve(store: Store, item: dict[str, Any], status: str, output: Any, label: str) -> None:
+    store.resolve_review(item, status, output, label)
+    if label == "gold" and output is not None:  # a person's label also teaches the task (its example pool)
+        store.add_to_pool(item["task"], item["task_version"], [(item["input"], output, f"review_{status}")])
+
+
+def accept(store: Store, item_id: int) -> dict[str, Any]:
+    """The shown answer is right as it is."""
+    item = get(store, item_id)
+    candidate = json.loads(item["candidate"]) if item["candidate"] else None
+    if not isinstance(candidate, dict):
+        raise UsageError(
+            f"item {item_id} has no valid answer to accept",
+            f"give the right one: slm-desk review correct {item_id} --output '{{...}}'",
+        )
+    problems = validate_output(load_task(item["task"]), json.dumps(candidate), item["input"])[1]
+    if problems:
+        raise UsageError(
+            f"item {item_id}'s answer is invalid: {'; '.join(problems)}",
+            f"correct it: slm-desk review correct {item_id} --output '{{...}}'",
+        )
+    _resolve(store, item, "accepted", candidate, "gold")
+    return candidate
+
+
+def correct(store: Store, item_id: int, output_text: str) -> dict[str, Any]:
+    """A person's answer, held to the same contract as the model's."""
+    item = get(store, item_id)
+    output, problems = validate_output(load_task(item["task"]), output_text, item["input"])
+    if problems or output is None:
+        raise UsageError(
+            f"the correction does not fit task {item['task']}: {'; '.join(problems)}",
+            f"see the contract: slm-desk tasks show {item['task']}",
+        )
+    _resolve(store, item, "corrected", output, "gold")
+    return output
+
+
+def reject(store: Store, item_id: int) -> None:
+    """No answer is right (the input is out of scope); kept out of the exported eval set."""
+    _resolve(store, get(store, item_id), "rejected", None, "rejected")

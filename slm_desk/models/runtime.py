@@ -1,0 +1,453 @@
+"""llama.cpp behind one small class: load once, render chat prompts, generate under a JSON grammar.
+
+The fixed part of a task's prompt (instructions and few-shot examples) is a token prefix shared by every
+input. `Llama.generate` keeps the longest common prefix of the previous call in the KV cache, so a batch
+pays for that prefix once; `Generation.cached_tokens` reports how much was reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from slm_desk import interrupts
+from slm_desk.data.catalog import ModelRef
+from slm_desk.data.config import RuntimeConfig
+from slm_desk.data.hardware import physical_cores
+from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure
+
+FinishReason = Literal["stop", "length", "cancelled"]
+log = logging.getLogger("slm_desk.llama")
+_log_callback: Any = None
+
+
+def quiet_llama_logs() -> None:
+    """Send llama.cpp's own log lines to Python logging instead of stderr (stderr is for our diagnostics).
+
+    llama-cpp-python's callback prints whatever its level map calls an error, and that map predates
+    llama.cpp's current level numbers, so loading chatter leaks. SLM_DESK_DEBUG=1 shows it all.
+    """
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    if os.environ.get("SLM_DESK_DEBUG"):
+        logging.basicConfig(level=logging.DEBUG)
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        log.debug(text.decode("utf-8", "replace").rstrip())
+
+    _log_callback = forward  # keep a reference: ctypes does not
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason
+    seconds: float
+    prompt: list[int] = field(default_factory=list, repr=False)
+    tokens: list[int] = field(default_factory=list, repr=False)
+    pieces: list[bytes] = field(default_factory=list, repr=False)
+    probs: list[float] = field(default_factory=list, repr=False, metadata={"doc": "raw (pre-grammar) probability"})
+    # token index -> log-probabilities it was sampled from, kept for enum values (label confidence reads them)
+    dists: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+
+@contextlib.contextmanager
+def _llama_errors() -> Iterator[None]:
+    try:
+        yield
+    except RuntimeError as exc:
+        raise RuntimeFailure(f"llama.cpp failed while generating: {exc}", "run `slm-desk doctor`") from exc
+
+
+class _Recorder:
+    """Collects what a generation produced, token by token, and builds the Generation from it."""
+
+    def __init__(self, engine: Engine, prompt: list[int], on_text: Callable[[str], None] | None) -> None:
+        self.engine = engine
+        self.prompt = list(prompt)
+        self.on_text = on_text
+        self.started = time.perf_counter()
+        previous = engine._llm._input_ids.tolist()
+        self.cached = min(engine._llm.longest_token_prefix(previous, prompt), len(prompt) - 1)
+        self.tokens: list[int] = []
+        self.pieces: list[bytes] = []
+        self.probs: list[float] = []
+        self.dists: dict[int, np.ndarray] = {}
+        self.out = bytearray()
+        self.shown = 0
+        self.sampled_count = 0
+
+    def _append(self, token: int, prob: float) -> None:
+        piece = self.engine._llm.detokenize([token], prev_tokens=None)
+        self.tokens.append(token)
+        self.pieces.append(piece)
+        self.probs.append(prob)
+        self.out += piece
+        if self.on_text is not None:
+            text = self.out.decode("utf-8", "ignore")  # a character split across tokens shows when complete
+            if len(text) > self.shown:
+                self.on_text(text[self.shown :])
+                self.shown = len(text)
+
+    def forced(self, token: int) -> None:
+        """A token the schema fixes: evaluated, never sampled."""
+        self._append(token, 1.0)
+
+    def sampled(self, token: int, keep_distribution: bool) -> None:
+        """A sampled token; the context still holds the logits it came from (it is evaluated on resume)."""
+        logprobs = self.engine._log_softmax()
+        if keep_distribution:
+            self.dists[len(self.tokens)] = logprobs.astype(np.float32)
+        self._append(token, float(np.exp(logprobs[token])))
+        self.sampled_count += 1
+
+    def generation(self, finish: FinishReason) -> Generation:
+        return Generation(
+            text=self.out.decode("utf-8", "replace"),
+            prompt_tokens=len(self.prompt),
+            cached_tokens=self.cached,
+            completion_tokens=self.sampled_count,
+            finish_reason=finish,
+            seconds=time.perf_counter() - self.started,
+            prompt=self.prompt,
+            tokens=self.tokens,
+            pieces=self.pieces,
+            probs=self.probs,
+            dists=self.dists,
+        )
+
+
+def values_only_supported(schema: dict[str, Any]) -> bool:
+    """A flat object whose every property is required and nothing else is allowed: its keys are fixed."""
+    props = schema.get("properties")
+    return bool(
+        schema.get("type") == "object"
+        and props
+        and set(schema.get("required", [])) == set(props)
+        and schema.get("additionalProperties") is False
+        and "$ref" not in json.dumps(props)
+    )
+
+
+def _check_before_loading(model: ModelRef, config: RuntimeConfig) -> None:
+    """What the header already tells, said plainly before llama.cpp is asked (it would blame the file for all)."""
+    from slm_desk.data.gguf_header import NotGGUF, Truncated, read_file_layout, shape
+
+    again = "pull it again (`slm-desk pull ID`), or pass another .gguf file; `slm-desk models` lists what is installed"
+    try:
+        meta, layout = read_file_layout(model.path)
+    except (NotGGUF, Truncated, OSError) as exc:
+        raise ModelFileError(f"{model.path} is not a readable GGUF model ({exc})", again) from exc
+    if layout is not None and layout.cut_short:
+        raise ModelFileError(
+            f"{model.path} is cut short: its tensors need {layout.needed_bytes:,} bytes, the file has "
+            f"{layout.file_bytes:,}",
+            again,
+        )
+    trained = shape(meta).context_length
+    if trained and config.n_ctx > trained:
+        raise ModelFileError(
+            f"n_ctx {config.n_ctx:,} is more than the {trained:,} tokens {model.id} was trained on"
+            " (a longer context only costs memory: the model does not read further)",
+            f"lower [runtime] n_ctx in config.toml, or pass --ctx {min(trained, 2048)}",
+        )
+
+
+GRAMMARS_KEPT = 256  # compiled grammars per loaded model, oldest dropped first
+
+# Set by the test suite for every test not marked `model`, so its fast tier provably never loads a model.
+NO_MODEL_ENV = "SLM_DESK_TEST_NO_MODEL"
+
+
+def refuse_if_no_model_allowed(path: str | Path) -> None:
+    if os.environ.get(NO_MODEL_ENV):
+        raise RuntimeError(f"{NO_MODEL_ENV} is set, yet {path} was about to load: mark the test `model`")
+
+
+class Engine:
+    """One loaded GGUF model. Not thread-safe: one generation at a time."""
+
+    def __init__(self, model: ModelRef, config: RuntimeConfig, adapter: Path | None = None) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        quiet_llama_logs()
+        self.model = model
+        self.config = config
+        self.adapter = adapter
+        self.threads = config.threads or physical_cores()
+        gpu_layers = config.gpu_layers
+        if gpu_layers == "auto":
+            gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        self.gpu_layers = gpu_layers
+        _check_before_loading(model, config)
+        refuse_if_no_model_allowed(model.path)
+        started = time.perf_counter()
+        try:
+            with interrupts.held():  # Ctrl-C while llama.cpp loads: delivered when it returns, never swallowed
+                self._llm = llama_cpp.Llama(
+                    model_path=str(model.path),
+                    n_ctx=config.n_ctx,
+                    n_batch=config.n_batch,
+                    n_threads=self.threads,
+                    n_gpu_layers=gpu_layers,
+                    use_mmap=True,
+                    seed=0,
+                    verbose=False,
+                    lora_path=str(adapter) if adapter else None,
+                )
+        except (ValueError, RuntimeError) as exc:
+            what = f"{model.path} with the adapter {adapter}" if adapter else str(model.path)
+            raise ModelFileError(
+                f"llama.cpp could not load {what}: {exc}",
+                "check the file with `slm-desk doctor`; a partial download must be pulled again",
+            ) from exc
+        self.load_seconds = time.perf_counter() - started
+        model_ptr = self._llm._model
+        self._eos = self._llm.token_eos()
+        bos_text = model_ptr.token_get_text(self._llm.token_bos())
+        self._bos_text = bos_text
+        self._add_bos = self._llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise RuntimeFailure(f"{model.path} has no chat template", "use an instruct model whose GGUF carries one")
+        self._formatter = Jinja2ChatFormatter(
+            template=template, eos_token=model_ptr.token_get_text(self._eos), bos_token=bos_text
+        )
+        self._grammars: dict[str, Any] = {}
+        self._vocab = llama_cpp.llama_model_get_vocab(model_ptr.model)
+        self._is_eog = llama_cpp.llama_vocab_is_eog
+        self._get_logits = llama_cpp.llama_get_logits_ith
+        self._n_vocab = self._llm.n_vocab()
+        self._check_not_flat()
+
+    def _check_not_flat(self) -> None:
+        """One token through the model: weights that are all zero give every next token the same score, and every
+        answer a confidence of 1/vocabulary, accepted as if it meant something. Refuse such a file at once."""
+        logits = self.next_logprobs(self.tokenize_plain("Hello"))
+        finite = logits[np.isfinite(logits)]
+        self._llm.reset()
+        if finite.size == logits.size and float(np.ptp(finite)) < 1e-3:
+            raise ModelFileError(
+                f"{self.model.path} gives every next token the same probability: its weights are zero or damaged",
+                "pull it again (`slm-desk models rm ID` then `slm-desk pull ID`), or pass another .gguf file",
+            )
+
+    def close(self) -> None:
+        """Free the model and its context now (the lock holder guarantees no generation is running)."""
+        self._grammars.clear()
+        self._llm.close()
+
+    @property
+    def eos(self) -> int:
+        return int(self._eos)
+
+    @property
+    def n_ctx(self) -> int:
+        return self._llm.n_ctx()
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The chat template applied to messages, ending with the assistant's turn opened."""
+        return self._formatter(messages=messages).prompt  # type: ignore[arg-type]  # plain dicts are the TypedDicts
+
+    def tokenize(self, text: str) -> list[int]:
+        add_bos = self._add_bos and not text.startswith(self._bos_text)
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def grammar(self, schema: dict[str, Any], delimiter: str | None = None) -> Any:
+        """The llama.cpp grammar for a JSON Schema, compiled once per schema.
+
+        With a `delimiter` the grammar is for one value inside an object: an optional leading space, the value,
+        then the delimiter (',' or '}'). Tokenizers glue those to the value (' "' and '",' are single tokens),
+        so the model must be allowed to produce them exactly as it would in free JSON.
+        """
+        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+
+        key = json.dumps(schema, sort_keys=True) + str(delimiter)
+        if key not in self._grammars:
+            gbnf = json_schema_to_gbnf(json.dumps(schema), prop_order=list(schema.get("properties", {})))
+            if delimiter is not None:
+                renamed = re.sub(r"^root ::=", "value ::=", gbnf, flags=re.MULTILINE)
+                gbnf = f'root ::= " "? value {json.dumps(delimiter)}\n' + renamed
+            if len(self._grammars) >= GRAMMARS_KEPT:  # schemas narrowed to one input's ids come and go
+                del self._grammars[next(iter(self._grammars))]
+            self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return self._grammars[key]
+
+    def check_fits(self, prompt_tokens: int, max_tokens: int, fixed: int = 0) -> None:
+        """Refuse what cannot fit: the prompt, the task's max_tokens and `fixed` tokens of schema keys."""
+        if prompt_tokens + max_tokens + fixed > self.n_ctx and max_tokens > prompt_tokens:  # the answer is at fault
+            raise InputTooLong(
+                f"the task reserves up to {max_tokens} tokens for the answer, which with the {prompt_tokens}-token "
+                f"prompt exceeds the context window of {self.n_ctx} tokens; nothing was run",
+                "lower max_tokens in the task file, or raise [runtime] n_ctx in config.toml (or pass --ctx N)",
+            )
+        if prompt_tokens + max_tokens + fixed > self.n_ctx:
+            raise InputTooLong(
+                f"input too long: the prompt is {prompt_tokens} tokens and the answer needs up to "
+                f"{max_tokens + fixed}, "
+                f"but the context window is {self.n_ctx} tokens; nothing was truncated",
+                "shorten the input, or raise [runtime] n_ctx in config.toml (or pass --ctx N)",
+            )
+
+    def generate(
+        self,
+        tokens: list[int],
+        schema: dict[str, Any],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        mode: str | None = None,
+    ) -> Generation:
+        """Greedy generation of a JSON answer for `schema` (values-only when the schema allows it)."""
+        if (mode or self.config.generation) == "values" and values_only_supported(schema):
+            return self.generate_values(tokens, schema, max_tokens, on_text, cancelled)
+        return self.generate_json(tokens, schema, max_tokens, on_text, cancelled)
+
+    def generate_json(
+        self,
+        tokens: list[int],
+        schema: dict[str, Any],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Generation:
+        """The whole object sampled token by token under one JSON grammar."""
+        self.check_fits(len(tokens), max_tokens)
+        record = _Recorder(self, tokens, on_text)
+        self._check_prompt(tokens)
+        finish: FinishReason = "length"
+        with _llama_errors():
+            for token in self._llm.generate(tokens, temp=0.0, grammar=self.grammar(schema), reset=True):
+                if self._is_eog(self._vocab, token):
+                    finish = "stop"
+                    break
+                record.sampled(token, keep_distribution=True)
+                if cancelled is not None and cancelled():
+                    finish = "cancelled"
+                    break
+                if record.sampled_count >= max_tokens:
+                    break
+        return record.generation(finish)
+
+    def generate_values(
+        self,
+        tokens: list[int],
+        schema: dict[str, Any],
+        max_tokens: int,
+        on_text: Callable[[str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Generation:
+        """Sample only the values; the keys and punctuation (fixed by the schema) are evaluated as one batch.
+
+        Grammar-constrained sampling costs per token, and in a small JSON answer most tokens are keys, quotes
+        and commas the schema already fixes. Feeding those as forced tokens (a prompt-speed batch) and sampling
+        only each value under its own sub-grammar gives the same JSON for fewer sampled tokens.
+        """
+        self.check_fits(len(tokens), max_tokens, fixed=8 * len(schema["properties"]))
+        record = _Recorder(self, tokens, on_text)
+        self._check_prompt(tokens)
+        context = list(tokens)
+        finish: FinishReason = "stop"
+        properties = list(schema["properties"].items())
+        with _llama_errors():
+            for i, (key, sub_schema) in enumerate(properties):
+                # the space after ':' and the ',' or '}' after the value are sampled with the value (see grammar)
+                for token in self.tokenize_plain(("{" if i == 0 else " ") + json.dumps(key) + ":"):
+                    record.forced(token)
+                    context.append(token)
+                grammar = self.grammar(sub_schema, delimiter="}" if i == len(properties) - 1 else ",")
+                ended = False
+                for token in self._llm.generate(context, temp=0.0, grammar=grammar, reset=True):
+                    if self._is_eog(self._vocab, token):
+                        ended = True
+                        break
+                    record.sampled(token, keep_distribution="enum" in sub_schema)
+                    context.append(token)
+                    if cancelled is not None and cancelled():
+                        finish = "cancelled"
+                        break
+                    if record.sampled_count >= max_tokens:
+                        finish = "length"
+                        break
+                if not ended:
+                    break
+        return record.generation(finish)
+
+    def _check_prompt(self, tokens: list[int]) -> None:
+        """Evaluate the prompt and refuse non-finite logits: with them, llama.cpp's grammar sampler finds no
+        allowed token and aborts the whole process (a GGUF whose header is fine but whose weights are not)."""
+        llm = self._llm
+        with _llama_errors():
+            common = llm.longest_token_prefix(llm._input_ids.tolist(), tokens)
+            llm.n_tokens = min(common, len(tokens) - 1)
+            llm.eval(tokens[llm.n_tokens :])
+        pointer = self._get_logits(llm._ctx.ctx, -1)
+        if not np.isfinite(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))).all():
+            if self.adapter is not None:  # the base alone may be fine: the adapter is the first suspect
+                raise RuntimeFailure(
+                    f"{self.model.path.name} with the adapter {self.adapter.name} computes non-finite values: "
+                    "the adapter's weights are damaged",
+                    "run with --no-adapter to check the base model, then tune again or `slm-desk adapters rm TASK`",
+                )
+            raise RuntimeFailure(
+                f"{self.model.path.name} computes non-finite values: its weights are damaged",
+                "pull the model again (`slm-desk models rm ID` then `slm-desk pull ID`), or check it with `doctor`",
+            )
+
+    def _log_softmax(self) -> np.ndarray:
+        """Log-probabilities of the next token from the last evaluated position (before any grammar)."""
+        pointer = self._get_logits(self._llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+        shifted = logits - logits.max()
+        return shifted - np.log(np.exp(shifted).sum())
+
+    def next_logprobs(self, tokens: list[int]) -> np.ndarray:
+        """Log-probabilities of the token after `tokens` (before any grammar); reuses the KV cache's prefix."""
+        llm = self._llm
+        common = llm.longest_token_prefix(llm._input_ids.tolist(), tokens)
+        llm.n_tokens = min(common, len(tokens) - 1)
+        llm.eval(tokens[llm.n_tokens :])
+        return self._log_softmax()
+
+    def prompt_speed(self, tokens: list[int]) -> float:
+        """Prompt evaluation speed in tokens/s, from an empty cache (for `bench`)."""
+        self._llm.reset()
+        started = time.perf_counter()
+        self._llm.eval(tokens)
+        return len(tokens) / max(time.perf_counter() - started, 1e-9)
+
+    def free_text_speed(self, tokens: list[int], n: int) -> float:
+        """Unconstrained greedy generation speed in tokens/s over up to `n` tokens (for `bench`)."""
+        started = time.perf_counter()
+        produced = 0
+        with _llama_errors():
+            for token in self._llm.generate(tokens, temp=0.0, reset=True):
+                produced += 1
+                if produced >= n or self._is_eog(self._vocab, token):
+                    break
+        return produced / max(time.perf_counter() - started, 1e-9)
+
+    def tokenize_plain(self, text: str) -> list[int]:
+        """Tokens of a text fragment in the middle of a sequence: no BOS, no special tokens."""
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
