@@ -28,7 +28,7 @@ examples:
 """
 
 
-def _add_ui(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_ui(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ui = commands.add_parser(
         "ui",
         help="open the terminal app (what a bare `slm-desk` does)",

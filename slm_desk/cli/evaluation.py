@@ -26,7 +26,7 @@ on what the task learned from. The report splits accuracy, accept rate and laten
 """
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = commands.add_parser(
         "eval",
         help="measure a task (and its cascade) on a gold set",

@@ -10,7 +10,7 @@ from slm_desk.data.catalog import BUNDLED_ID, BUNDLED_INSTALL, bundled_model_pat
 from slm_desk.errors import UsageError
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tasks = commands.add_parser(
         "tasks",
         help="list task contracts, or print one",

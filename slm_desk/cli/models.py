@@ -21,7 +21,7 @@ examples:
 """
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pull = commands.add_parser(
         "pull",
         help="download and verify a model from the Hugging Face hub",

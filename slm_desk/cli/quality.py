@@ -22,7 +22,7 @@ examples:
 """
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cal = commands.add_parser(
         "calibrate",
         help="measure and calibrate a task's confidence on labelled data",

@@ -38,7 +38,7 @@ train prints the frontier it measured: the head alone, head then LLM, the LLM al
 """
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex = commands.add_parser(
         "examples",
         help="a task's example pool: add, list, rm, export labelled examples",

@@ -32,7 +32,7 @@ Adapters written by `slm-desk tune`, one per task and base model.
 """
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tune = commands.add_parser(
         "tune",
         help="fine-tune the small model on a task's examples (writes a LoRA adapter)",

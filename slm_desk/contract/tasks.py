@@ -96,7 +96,8 @@ class Task(BaseModel):
 
     @cached_property
     def output_schema(self) -> dict[str, Any]:
-        return json.loads(self.schema_text)
+        schema: dict[str, Any] = json.loads(self.schema_text)
+        return schema
 
     @cached_property
     def output_validator(self) -> jsonschema.Draft202012Validator:

@@ -94,7 +94,8 @@ def installed_record(model_id: str) -> dict | None:
     folder = model_dir(model_id)
     if not (folder / MODEL_FILE).is_file() or not (folder / RECORD_FILE).is_file():
         return None
-    return json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
+    record: dict[str, Any] = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
+    return record
 
 
 def installed_ids() -> list[str]:

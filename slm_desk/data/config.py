@@ -140,7 +140,7 @@ def set_value(section: str, key: str, value: object) -> None:
     document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
     if section not in document:
         document[section] = tomlkit.table()
-    document[section][key] = value  # type: ignore[index]
+    document[section][key] = value
     candidate = tomlkit.dumps(document)
     try:
         Config.model_validate(tomllib.loads(candidate))

@@ -183,7 +183,7 @@ def _tqdm_class(progress: Progress | None) -> Any:
     """A tqdm class for huggingface_hub that reports bytes to our callback and draws nothing itself."""
     from tqdm.auto import tqdm
 
-    class Bar(tqdm):  # type: ignore[misc]
+    class Bar(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)

@@ -135,7 +135,7 @@ def cost_per_1k(
     per_second = costs.local_per_hour / 3600
 
     def token_cost(r: dict[str, Any]) -> float:
-        return r["prompt_tokens"] * price_in + r["completion_tokens"] * price_out
+        return float(r["prompt_tokens"] * price_in + r["completion_tokens"] * price_out)
 
     local = wall_seconds * per_second
     escalated = sum(token_cost(r) for r in records if r["escalated"])

@@ -420,7 +420,8 @@ class Engine:
         pointer = self._get_logits(self._llm._ctx.ctx, -1)
         logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
         shifted = logits - logits.max()
-        return shifted - np.log(np.exp(shifted).sum())
+        log_probs: np.ndarray = shifted - np.log(np.exp(shifted).sum())
+        return log_probs
 
     def next_logprobs(self, tokens: list[int]) -> np.ndarray:
         """Log-probabilities of the token after `tokens` (before any grammar); reuses the KV cache's prefix."""

@@ -46,7 +46,7 @@ class SlmDeskApp(App[None]):
         ]:
             self.add_mode(mode, screen)
 
-    def notify(self, message: str, **options: Any) -> None:  # type: ignore[override]
+    def notify(self, message: str, **options: Any) -> None:
         """Plain text by default: messages carry user input, paths and errors with square brackets."""
         options.setdefault("markup", False)
         super().notify(message, **options)

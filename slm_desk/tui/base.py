@@ -71,7 +71,7 @@ class DeskScreen(Screen[None]):
         yield Header()
         yield NavBar(self.MODE)
 
-    def notify(self, message: str, **options: Any) -> None:  # type: ignore[override]
+    def notify(self, message: str, **options: Any) -> None:
         """Notifications carry user text, paths and errors: plain text unless a caller asks for markup."""
         options.setdefault("markup", False)
         self.app.notify(message, **options)
