@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from slm_desk import exit_codes
+
 
 class SlmDeskError(Exception):
     """Base error. `hint` tells the user what to do next; `exit_code` is what the CLI returns."""
 
-    exit_code = 1
+    exit_code = exit_codes.FAILED
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -20,7 +22,7 @@ class SlmDeskError(Exception):
 class UsageError(SlmDeskError):
     """The command line or its input is wrong: unknown task, empty or non-text input."""
 
-    exit_code = 2
+    exit_code = exit_codes.USAGE
 
 
 class InputTooLong(UsageError):

@@ -8,7 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from slm_desk import __version__
+from slm_desk import __version__, exit_codes
 from slm_desk.cli import evaluation, info, models, quality, run, teach, tune
 from slm_desk.errors import SlmDeskError
 
@@ -42,7 +42,7 @@ def _add_ui(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _cmd_ui(args: argparse.Namespace) -> int:
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         print("slm-desk: the app needs a terminal; for pipes use `slm-desk run TASK` (see --help)", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     from slm_desk.tui import run_app
 
     return run_app(args.task)
@@ -91,14 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("slm-desk: interrupted", file=sys.stderr)
-        return _leave(130)
+        return _leave(exit_codes.INTERRUPTED)
     except BrokenPipeError:  # `slm-desk ... | head`: the reader had enough; exit quietly as SIGPIPE would
         run.quiet_stdout()
-        return run.EXIT_BROKEN_PIPE
+        return exit_codes.BROKEN_PIPE
     except UnicodeDecodeError as exc:  # a task or config file that is not UTF-8
         print(f"slm-desk: error: a file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
         print("  hint: save the task file or config.toml as UTF-8", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     except Exception as exc:  # a bug: say so plainly; the traceback is one variable away
         if os.environ.get("SLM_DESK_DEBUG"):
             raise
@@ -107,4 +107,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             "  hint: run again with SLM_DESK_DEBUG=1 for the traceback, and please report it",
             file=sys.stderr,
         )
-        return 1
+        return exit_codes.FAILED

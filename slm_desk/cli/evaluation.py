@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from slm_desk import exit_codes
+
 EVAL_HELP = """\
 Run TASK, as configured (calibration, risk rules and, with --escalate, the cascade), over a gold JSONL
 ({"input", "output"} lines; default: the task's built-in eval set) and report: accuracy; precision and recall
@@ -241,7 +243,7 @@ def _compare(a_path: Path, b_path: Path) -> int:
     for line in found:
         print(f"REGRESSION  {line}")
     print("no regressions" if not found else f"{len(found)} regression(s)", file=sys.stderr)
-    return 5 if found else 0
+    return exit_codes.REGRESSED if found else exit_codes.OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from slm_desk import locations
+from slm_desk import exit_codes, locations
 from slm_desk.data.catalog import BUNDLED_ID, BUNDLED_INSTALL, bundled_model_path
 from slm_desk.errors import UsageError
 
@@ -88,7 +88,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     model = bundled_model_path()
     if model is None:
         print(f"bundled model {BUNDLED_ID}: NOT INSTALLED\n  hint: {BUNDLED_INSTALL}")
-        return 1
+        return exit_codes.FAILED
     print(f"bundled model {BUNDLED_ID}: {model}")
     result = doctor.probe_inference(doctor.probe_command(str(model)))
     print(f"tiny inference: {result.message}")

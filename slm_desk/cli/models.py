@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from slm_desk import exit_codes
+
 PULL_HELP = """\
 Download a GGUF model into slm-desk's model folder and verify it.
 
@@ -164,7 +166,7 @@ def _info(args: argparse.Namespace) -> int:
             f"has {layout.file_bytes:,}\n  hint: pull it again, or pass another .gguf file",
             file=sys.stderr,
         )
-        return 2
+        return exit_codes.USAGE
     return 0
 
 

@@ -11,16 +11,12 @@ from collections import deque
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
-from slm_desk import interrupts
+from slm_desk import exit_codes, interrupts
 from slm_desk.errors import SlmDeskError, UsageError
 
 if TYPE_CHECKING:  # pydantic stays out of `slm-desk --help`
     from slm_desk.contract.results import RunResult
 
-EXIT_BROKEN_PIPE = 141  # the shell's code for a reader that went away (128 + SIGPIPE)
-EXIT_TERMINATED = 143  # 128 + SIGTERM
-
-EXIT_OK, EXIT_USAGE, EXIT_INVALID, EXIT_NOT_ACCEPTED, EXIT_UNANSWERED, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
 
 HELP = """\
 Run TASK on text from stdin (or --input) with the local model and print a JSON envelope:
@@ -219,14 +215,14 @@ class _Session:
 
     def exit_code(self) -> int:
         if self.counts["error"]:
-            return EXIT_USAGE
+            return exit_codes.USAGE
         if self.counts["unanswered"]:
-            return EXIT_UNANSWERED
+            return exit_codes.UNANSWERED
         if self.counts["invalid"]:
-            return EXIT_INVALID
+            return exit_codes.INVALID
         if self.counts["escalate"] or self.counts["review"]:
-            return EXIT_NOT_ACCEPTED
-        return EXIT_OK
+            return exit_codes.NOT_ACCEPTED
+        return exit_codes.OK
 
     def summary(self) -> str:
         done = sum(self.counts.values())
@@ -410,14 +406,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"slm-desk: {session.summary()}", file=sys.stderr)
     except interrupts.Terminated:
         print(f"slm-desk: terminated after {session.summary()}; the rest was not run", file=sys.stderr)
-        return EXIT_TERMINATED
+        return exit_codes.TERMINATED
     except KeyboardInterrupt:
         print(f"slm-desk: interrupted after {session.summary()}; the rest was not run", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_codes.INTERRUPTED
     except BrokenPipeError:
         quiet_stdout()
         print(f"slm-desk: stdout was closed after {session.summary()}; the rest was not run", file=sys.stderr)
-        return EXIT_BROKEN_PIPE
+        return exit_codes.BROKEN_PIPE
     finally:
         session.store.close()
     return session.exit_code()

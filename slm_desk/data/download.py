@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from slm_desk import locations
+from slm_desk import exit_codes, locations
 from slm_desk.data import catalog, fit, gguf_header
 from slm_desk.errors import SlmDeskError, UsageError
 
@@ -40,11 +40,11 @@ class DownloadError(SlmDeskError):
 
 
 class NotFoundOnHub(DownloadError):
-    exit_code = 2
+    exit_code = exit_codes.USAGE
 
 
 class NeedsToken(DownloadError):
-    exit_code = 2
+    exit_code = exit_codes.USAGE
 
 
 class DiskFull(DownloadError):
@@ -52,7 +52,7 @@ class DiskFull(DownloadError):
 
 
 class DoesNotFit(DownloadError):
-    exit_code = 2
+    exit_code = exit_codes.USAGE
 
 
 class Corrupted(DownloadError):
