@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from slm_desk.models.runtime import NO_MODEL_ENV
+from slm_desk.models.preload import NO_MODEL_ENV
 
 # Property tests judge rules, not speed: no per-example deadline, so a loaded CI machine cannot fail them.
 settings.register_profile("slm-desk", deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from slm_desk.models.runtime import refuse_if_no_model_allowed
+from slm_desk.models.preload import refuse_if_no_model_allowed
 
 
 def free_port() -> int:

@@ -46,7 +46,7 @@ def test_streaming_text_matches_the_result_and_cancel_stops(backend) -> None:
 
 def test_values_only_generation_samples_fewer_tokens_for_the_same_json(engine) -> None:
     """Keys and punctuation are evaluated as one forced batch; only values are sampled."""
-    from slm_desk.models.runtime import values_only_supported
+    from slm_desk.models.values import values_only_supported
 
     task = load_task("extract-ticket")
     assert values_only_supported(task.output_schema)

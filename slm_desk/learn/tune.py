@@ -31,7 +31,7 @@ from slm_desk.data import adapters
 from slm_desk.data.config import RuntimeConfig
 from slm_desk.errors import UsageError
 from slm_desk.models import backends
-from slm_desk.models.runtime import values_only_supported
+from slm_desk.models.values import values_layout, values_only_supported
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
@@ -84,16 +84,13 @@ def require_extra() -> None:
 
 
 def answer_tokens(engine: Engine, task: Task, output: dict[str, Any]) -> list[int]:
-    """The answer as `run` produces it: in values mode the fixed keys are tokenized piece by piece and each value
-    with its delimiter (as `Engine.generate_values` feeds and samples them), then end of turn."""
+    """The answer as `run` produces it: in values mode piece by piece, as `Engine.generate_values` feeds and
+    samples it (`values_layout`), then end of turn."""
     schema = task.output_schema
     if engine.config.generation == "values" and values_only_supported(schema):
-        keys = list(schema["properties"])
         tokens: list[int] = []
-        for i, key in enumerate(keys):
-            tokens += engine.tokenize_plain(("{" if i == 0 else " ") + json.dumps(key) + ":")
-            delimiter = "}" if i == len(keys) - 1 else ","
-            tokens += engine.tokenize_plain(" " + json.dumps(output[key], ensure_ascii=False) + delimiter)
+        for piece in values_layout(schema):
+            tokens += engine.tokenize_plain(piece.key_text) + engine.tokenize_plain(piece.value_text(output[piece.key]))
     else:
         tokens = engine.tokenize_plain(json.dumps(output, ensure_ascii=False))
     return [*tokens, engine.eos]

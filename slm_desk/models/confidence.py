@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
@@ -40,6 +41,30 @@ def value_spans(text: str) -> dict[str, tuple[int, int]]:
     return spans
 
 
+class Value(NamedTuple):
+    """One top-level value of an answer, located in its tokens: where a field's confidence is read."""
+
+    field: str
+    start: int  # byte offset of the value in the answer
+    first: int  # index of the first token that overlaps it
+    tokens: list[int]  # the tokens of the value itself, without the quotes around a string
+    label: Any  # the chosen label of an enum field; None for other fields
+    allowed: list[Any] | None  # an enum field's labels
+
+
+def _values(task: Task, text: str, pieces: list[bytes], starts: list[int]) -> Iterator[Value]:
+    """The one walk over an answer's values that the local and the served confidences share."""
+    raw = text.encode("utf-8")
+    enums = {f: s["enum"] for f, s in task.output_schema.get("properties", {}).items() if "enum" in s}
+    for field, (lo, hi) in value_spans(text).items():
+        blo, bhi = len(text[:lo].encode("utf-8")), len(text[:hi].encode("utf-8"))
+        inner = (blo + 1, bhi - 1) if raw[blo : blo + 1] == b'"' and bhi - blo > 2 else (blo, bhi)
+        first = next(i for i, (s, p) in enumerate(zip(starts, pieces, strict=True)) if s + len(p) > blo)
+        allowed = enums.get(field)
+        label = json.loads(text[lo:hi]) if allowed is not None else None
+        yield Value(field, blo, first, _tokens_overlapping(starts, pieces, *inner), label, allowed)
+
+
 def _token_starts(pieces: list[bytes]) -> list[int]:
     starts, offset = [], 0
     for piece in pieces:
@@ -53,21 +78,14 @@ def _tokens_overlapping(starts: list[int], pieces: list[bytes], lo: int, hi: int
 
 
 def field_confidences(task: Task, generation: Generation, engine: Engine) -> dict[str, float]:
-    text = generation.text
-    raw = text.encode("utf-8")
+    raw = generation.text.encode("utf-8")
     starts = _token_starts(generation.pieces)
-    enums = {f: s["enum"] for f, s in task.output_schema.get("properties", {}).items() if "enum" in s}
     result: dict[str, float] = {}
-    for field, (lo, hi) in value_spans(text).items():
-        blo, bhi = len(text[:lo].encode("utf-8")), len(text[:hi].encode("utf-8"))
-        if field in enums:
-            result[field] = _label_confidence(
-                engine, generation, raw, starts, blo, enums[field], json.loads(text[lo:hi])
-            )
-            continue
-        inner = (blo + 1, bhi - 1) if raw[blo : blo + 1] == b'"' and bhi - blo > 2 else (blo, bhi)
-        tokens = _tokens_overlapping(starts, generation.pieces, *inner)
-        result[field] = min((generation.probs[i] for i in tokens), default=1.0)
+    for value in _values(task, generation.text, generation.pieces, starts):
+        if value.allowed is not None:
+            result[value.field] = _label_confidence(engine, generation, raw, starts, value)
+        else:
+            result[value.field] = min((generation.probs[i] for i in value.tokens), default=1.0)
     return result
 
 
@@ -76,9 +94,7 @@ def _label_confidence(
     generation: Generation,
     raw: bytes,
     starts: list[int],
-    value_start: int,
-    allowed: list[Any],
-    chosen: Any,
+    value: Value,
 ) -> float:
     """P(chosen) under the grammar: the model's probabilities renormalised over the allowed labels.
 
@@ -87,10 +103,11 @@ def _label_confidence(
     chosen token's probability renormalised over the tokens allowed there. The distributions at those points
     were recorded while generating; a decode is needed only where the context differs from what was generated.
     """
-    first = next(i for i, (s, p) in enumerate(zip(starts, generation.pieces, strict=True)) if s + len(p) > value_start)
-    lead = raw[starts[first] : value_start].decode("utf-8", "replace")
-    candidates = [engine.tokenize_plain(lead + json.dumps(value, ensure_ascii=False)) for value in allowed]
-    path = candidates[allowed.index(chosen)]
+    assert value.allowed is not None
+    first = value.first
+    lead = raw[starts[first] : value.start].decode("utf-8", "replace")
+    candidates = [engine.tokenize_plain(lead + json.dumps(label, ensure_ascii=False)) for label in value.allowed]
+    path = candidates[value.allowed.index(value.label)]
     base = generation.prompt + generation.tokens[:first]
     probability = 1.0
     alive = list(range(len(candidates)))
@@ -125,32 +142,27 @@ def logprob_confidences(task: Task, text: str, content: list[Any]) -> tuple[dict
     pieces = [_token_bytes(t) for t in content]
     if b"".join(pieces).decode("utf-8", "replace") != text:
         return None, "the server's logprobs do not cover its answer text"
-    try:
-        spans = value_spans(text)
-    except (ValueError, IndexError):
-        return None, "the answer is not a JSON object"
     raw = text.encode("utf-8")
     starts = _token_starts(pieces)
-    enums = {f: s["enum"] for f, s in task.output_schema.get("properties", {}).items() if "enum" in s}
+    try:
+        values = list(_values(task, text, pieces, starts))
+    except (ValueError, IndexError):
+        return None, "the answer is not a JSON object"
     result: dict[str, float] = {}
-    for field, (lo, hi) in spans.items():
-        blo, bhi = len(text[:lo].encode("utf-8")), len(text[:hi].encode("utf-8"))
-        if field in enums:
-            first = next(i for i, (s, p) in enumerate(zip(starts, pieces, strict=True)) if s + len(p) > blo)
-            lead = raw[starts[first] : blo]
-            candidates = {
-                json.dumps(v, ensure_ascii=False): lead + json.dumps(v, ensure_ascii=False).encode()
-                for v in enums[field]
-            }
-            chosen = json.dumps(json.loads(text[lo:hi]), ensure_ascii=False)
-            value = _served_label_probability(candidates, chosen, content, pieces, starts, first)
-            if value is None:
-                return None, f"the server's top_logprobs do not include the labels of {field}"
-            result[field] = value
+    for value in values:
+        if value.allowed is None:
+            result[value.field] = min((math.exp(content[i].logprob) for i in value.tokens), default=1.0)
             continue
-        inner = (blo + 1, bhi - 1) if raw[blo : blo + 1] == b'"' and bhi - blo > 2 else (blo, bhi)
-        tokens = _tokens_overlapping(starts, pieces, *inner)
-        result[field] = min((math.exp(content[i].logprob) for i in tokens), default=1.0)
+        lead = raw[starts[value.first] : value.start]
+        candidates = {
+            json.dumps(label, ensure_ascii=False): lead + json.dumps(label, ensure_ascii=False).encode()
+            for label in value.allowed
+        }
+        chosen = json.dumps(value.label, ensure_ascii=False)
+        probability = _served_label_probability(candidates, chosen, content, pieces, starts, value.first)
+        if probability is None:
+            return None, f"the server's top_logprobs do not include the labels of {value.field}"
+        result[value.field] = probability
     return result, None
 
 

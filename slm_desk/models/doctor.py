@@ -60,7 +60,7 @@ def _probe(model_path: str) -> None:
     """The child side: load the model, generate a few tokens, print them."""
     import llama_cpp
 
-    from slm_desk.models.runtime import refuse_if_no_model_allowed
+    from slm_desk.models.preload import refuse_if_no_model_allowed
 
     refuse_if_no_model_allowed(model_path)
     llm = llama_cpp.Llama(model_path=model_path, n_ctx=256, verbose=False)

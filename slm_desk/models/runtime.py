@@ -25,6 +25,8 @@ from slm_desk.data.catalog import ModelRef
 from slm_desk.data.config import RuntimeConfig
 from slm_desk.data.hardware import physical_cores
 from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure
+from slm_desk.models import preload
+from slm_desk.models.values import values_layout, values_only_supported
 
 FinishReason = Literal["stop", "length", "cancelled"]
 log = logging.getLogger("slm_desk.llama")
@@ -137,51 +139,7 @@ class _Recorder:
         )
 
 
-def values_only_supported(schema: dict[str, Any]) -> bool:
-    """A flat object whose every property is required and nothing else is allowed: its keys are fixed."""
-    props = schema.get("properties")
-    return bool(
-        schema.get("type") == "object"
-        and props
-        and set(schema.get("required", [])) == set(props)
-        and schema.get("additionalProperties") is False
-        and "$ref" not in json.dumps(props)
-    )
-
-
-def _check_before_loading(model: ModelRef, config: RuntimeConfig) -> None:
-    """What the header already tells, said plainly before llama.cpp is asked (it would blame the file for all)."""
-    from slm_desk.data.gguf_header import NotGGUF, Truncated, read_file_layout, shape
-
-    again = "pull it again (`slm-desk pull ID`), or pass another .gguf file; `slm-desk models` lists what is installed"
-    try:
-        meta, layout = read_file_layout(model.path)
-    except (NotGGUF, Truncated, OSError) as exc:
-        raise ModelFileError(f"{model.path} is not a readable GGUF model ({exc})", again) from exc
-    if layout is not None and layout.cut_short:
-        raise ModelFileError(
-            f"{model.path} is cut short: its tensors need {layout.needed_bytes:,} bytes, the file has "
-            f"{layout.file_bytes:,}",
-            again,
-        )
-    trained = shape(meta).context_length
-    if trained and config.n_ctx > trained:
-        raise ModelFileError(
-            f"n_ctx {config.n_ctx:,} is more than the {trained:,} tokens {model.id} was trained on"
-            " (a longer context only costs memory: the model does not read further)",
-            f"lower [runtime] n_ctx in config.toml, or pass --ctx {min(trained, 2048)}",
-        )
-
-
 GRAMMARS_KEPT = 256  # compiled grammars per loaded model, oldest dropped first
-
-# Set by the test suite for every test not marked `model`, so its fast tier provably never loads a model.
-NO_MODEL_ENV = "SLM_DESK_TEST_NO_MODEL"
-
-
-def refuse_if_no_model_allowed(path: str | Path) -> None:
-    if os.environ.get(NO_MODEL_ENV):
-        raise RuntimeError(f"{NO_MODEL_ENV} is set, yet {path} was about to load: mark the test `model`")
 
 
 class Engine:
@@ -200,8 +158,8 @@ class Engine:
         if gpu_layers == "auto":
             gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
         self.gpu_layers = gpu_layers
-        _check_before_loading(model, config)
-        refuse_if_no_model_allowed(model.path)
+        preload.check_before_loading(model, config)
+        preload.refuse_if_no_model_allowed(model.path)
         started = time.perf_counter()
         try:
             with interrupts.held():  # Ctrl-C while llama.cpp loads: delivered when it returns, never swallowed
@@ -333,9 +291,7 @@ class Engine:
         cancelled: Callable[[], bool] | None = None,
     ) -> Generation:
         """The whole object sampled token by token under one JSON grammar."""
-        self.check_fits(len(tokens), max_tokens)
-        record = _Recorder(self, tokens, on_text)
-        self._check_prompt(tokens)
+        record = self._start(tokens, max_tokens, on_text)
         finish: FinishReason = "length"
         with _llama_errors():
             for token in self._llm.generate(tokens, temp=0.0, grammar=self.grammar(schema), reset=True):
@@ -364,25 +320,22 @@ class Engine:
         and commas the schema already fixes. Feeding those as forced tokens (a prompt-speed batch) and sampling
         only each value under its own sub-grammar gives the same JSON for fewer sampled tokens.
         """
-        self.check_fits(len(tokens), max_tokens, fixed=8 * len(schema["properties"]))
-        record = _Recorder(self, tokens, on_text)
-        self._check_prompt(tokens)
+        pieces = values_layout(schema)
+        record = self._start(tokens, max_tokens, on_text, fixed=8 * len(pieces))
         context = list(tokens)
         finish: FinishReason = "stop"
-        properties = list(schema["properties"].items())
         with _llama_errors():
-            for i, (key, sub_schema) in enumerate(properties):
-                # the space after ':' and the ',' or '}' after the value are sampled with the value (see grammar)
-                for token in self.tokenize_plain(("{" if i == 0 else " ") + json.dumps(key) + ":"):
+            for piece in pieces:
+                for token in self.tokenize_plain(piece.key_text):
                     record.forced(token)
                     context.append(token)
-                grammar = self.grammar(sub_schema, delimiter="}" if i == len(properties) - 1 else ",")
+                grammar = self.grammar(piece.schema, delimiter=piece.delimiter)
                 ended = False
                 for token in self._llm.generate(context, temp=0.0, grammar=grammar, reset=True):
                     if self._is_eog(self._vocab, token):
                         ended = True
                         break
-                    record.sampled(token, keep_distribution="enum" in sub_schema)
+                    record.sampled(token, keep_distribution="enum" in piece.schema)
                     context.append(token)
                     if cancelled is not None and cancelled():
                         finish = "cancelled"
@@ -393,6 +346,15 @@ class Engine:
                 if not ended:
                     break
         return record.generation(finish)
+
+    def _start(
+        self, tokens: list[int], max_tokens: int, on_text: Callable[[str], None] | None, fixed: int = 0
+    ) -> _Recorder:
+        """What every generation does first: refuse a prompt that does not fit, evaluate it, start recording."""
+        self.check_fits(len(tokens), max_tokens, fixed=fixed)
+        record = _Recorder(self, tokens, on_text)
+        self._check_prompt(tokens)
+        return record
 
     def _check_prompt(self, tokens: list[int]) -> None:
         """Evaluate the prompt and refuse non-finite logits: with them, llama.cpp's grammar sampler finds no
