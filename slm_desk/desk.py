@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,26 @@ from slm_desk.contract.tasks import Task, load_task
 from slm_desk.data.config import Config, RuntimeConfig, load_config
 from slm_desk.data.hardware import physical_cores
 from slm_desk.data.store import Store
+from slm_desk.errors import Cancelled
+from slm_desk.judge import tiers
 from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline, no_shots
 from slm_desk.judge.tiers import TierPolicy
-from slm_desk.learn import calibrate, evaluate
+from slm_desk.learn import calibrate, evaluate, head
 from slm_desk.learn.retrieval import Retriever
 from slm_desk.models import backends
 from slm_desk.models.backends import Backend
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
+
+
+@dataclass
+class Training:
+    """What `Desk.train` did: the head it saved, where it hands on, and what the comparison measured."""
+
+    trained: head.Trained
+    policy: TierPolicy
+    model_profile: Profile | None  # the next tier's calibration, from the items it was asked; None unmeasured
+    interrupted: bool  # the comparison was stopped: the head answers alone
 
 
 class Desk:
@@ -87,6 +100,69 @@ class Desk:
         self.store.save_calibration(profile)
         return profile
 
+    def train(
+        self,
+        task: Task,
+        compare: int = 0,
+        model_id: str | None = None,
+        adapter: bool = True,
+        said: Callable[[str], None] | None = None,
+        answered: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Training:
+        """Fit `task`'s head on its pool and save it. With `compare` N, the next tier (the small model) answers N
+        of the pool's items the head was unsure or sure of, and the head hands on only where it was measured
+        better. A Ctrl-C or `cancelled` during the comparison stops it: the head is saved and answers alone."""
+        say = said or (lambda line: None)
+        items = self.store.pool(task.name, task.version)
+        say(f"training {task.name} v{task.version}'s head on {len(items)} pool items")
+        trained = head.train(task, items, progress=lambda line: say(f"  {line}"))
+        policy, model_profile = tiers.no_comparison(trained.scored, trained.ms_per_item), None
+        interrupted = False
+        if compare:
+            backend = self.backend(model_id, tuned_for=task if adapter else None)
+            next_tier = self.pipeline(task, backend, calibrated=False)
+            say(f"measuring the next tier, {backend.model}, on the items the head is unsure of")
+            try:
+                policy, model_profile = tiers.measure(
+                    task, trained.scored, trained.ms_per_item, next_tier, compare, answered, cancelled
+                )
+            except (KeyboardInterrupt, Cancelled):
+                interrupted = True
+        head.save(self.store, trained, policy)
+        if model_profile is not None:
+            self.store.save_calibration(model_profile)
+        return Training(trained, policy, model_profile, interrupted)
+
+    def teacher(self, task: Task, teacher: str | None = None, model_name: str | None = None) -> Pipeline:
+        """The teacher that labels inputs for review (`distill`): a server URL (`model_name` at it), an installed
+        model id, else the [escalation] target."""
+        from slm_desk.data.catalog import resolve_model
+        from slm_desk.errors import UsageError
+
+        config = self.config.escalation
+        backend: Backend | None
+        if teacher and teacher.startswith(("http://", "https://")):
+            model = model_name or config.model or "teacher"
+            backend = backends.OpenAIBackend(
+                [teacher], model, config.api_key_env, config.timeout_s, config.retries, max_tokens_factor=2
+            )
+        elif teacher:
+            backend = backends.local(resolve_model(teacher), self.config.runtime)
+        else:
+            backend = escalation_backend(config, self.config.runtime)
+            if backend is None:
+                raise UsageError(
+                    "no teacher: pass --teacher URL|MODEL_ID or configure [escalation]", "see `distill --help`"
+                )
+        return Pipeline(task, backend, tier="escalation")
+
+    def head_report(self, task: Task) -> head.HeadReport | None:
+        """What the task's trained head reported when it was trained (when, on how many items, held-out accuracy
+        and accept rate), or None when it has none."""
+        loaded = head.load(self.store, task)
+        return loaded.report if loaded is not None else None
+
     def record(self, results: list[RunResult], log: bool = True) -> list[int | None]:
         """Keep answers in the history, in one transaction, when history is on and the caller did not opt out
         (`--no-log`); each result's run id, or None where it was not kept."""
@@ -116,8 +192,6 @@ class Desk:
     def head(self, task: Task) -> tuple[Pipeline, TierPolicy | None] | None:
         """The trained head of this task version as the first tier, with the policy `train` measured for handing
         its answers on; None when no head was trained or its example pool is empty now."""
-        from slm_desk.learn import head
-
         trained_at = self.store.head_trained_at(task.name, task.version)  # cheap: the model is read only when new
         if trained_at is None or self.store.pool_signature(task.name, task.version)[0] == 0:
             return None  # never trained, or its pool was emptied since: it would answer from what was taken away

@@ -48,3 +48,7 @@ class ModelFileError(UsageError):
 
 class RuntimeFailure(SlmDeskError):
     """llama.cpp failed to load a model or to generate."""
+
+
+class Cancelled(Exception):
+    """The caller asked to stop mid-generation (Esc in the TUI). Not an error: nothing is reported."""

@@ -5,9 +5,8 @@ import pytest
 from slm_desk.contract import prompt
 from slm_desk.contract.tasks import load_task
 from slm_desk.data.hardware import physical_cores
-from slm_desk.errors import InputTooLong
+from slm_desk.errors import Cancelled, InputTooLong
 from slm_desk.judge.pipeline import Pipeline
-from slm_desk.models.backends import Cancelled
 
 pytestmark = pytest.mark.model
 

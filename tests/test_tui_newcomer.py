@@ -10,9 +10,9 @@ from textual.widgets import DataTable, Input, OptionList, Static, TextArea
 from slm_desk.contract.results import RunResult, Tokens
 from slm_desk.contract.tasks import load_task
 from slm_desk.desk import Desk
+from slm_desk.errors import Cancelled
 from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline
-from slm_desk.models.backends import Cancelled
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.modals import Confirm
 from slm_desk.tui.run_screen import RunScreen

@@ -289,7 +289,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise UsageError("distill needs --inputs FILE (one raw input per line)", "see `slm-desk distill --help`")
     inputs = [line.strip() for line in Path(args.inputs).read_text(encoding="utf-8").splitlines() if line.strip()]
-    teacher = _teacher(desk, task, args)
+    teacher = desk.teacher(task, args.teacher, args.teacher_model)
     print(f"asking {teacher.backend.where} to label {len(inputs)} inputs for {task.name}", file=sys.stderr)
     counts = distill.label_inputs(teacher, inputs, desk.store, _progress("labelled"))
     print(
@@ -297,30 +297,3 @@ def cmd_distill(args: argparse.Namespace) -> int:
         f"all queued for review: slm-desk review --task {task.name}"
     )
     return 0
-
-
-def _teacher(desk: Any, task: Any, args: argparse.Namespace) -> Any:
-    """The teacher as a pipeline: --teacher URL or installed model id, else the [escalation] target."""
-    from slm_desk.data.catalog import resolve_model
-    from slm_desk.errors import UsageError
-    from slm_desk.judge.pipeline import Pipeline
-    from slm_desk.models import backends
-    from slm_desk.models.backends import Backend
-    from slm_desk.models.escalation import escalation_backend
-
-    config = desk.config.escalation
-    if args.teacher and args.teacher.startswith(("http://", "https://")):
-        model = args.teacher_model or config.model or "teacher"
-        backend: Backend | None = backends.OpenAIBackend(
-            [args.teacher], model, config.api_key_env, config.timeout_s, config.retries, max_tokens_factor=2
-        )
-    elif args.teacher:
-        backend = backends.local(resolve_model(args.teacher), desk.config.runtime)
-    else:
-        backend = escalation_backend(config, desk.config.runtime)
-        if backend is None:
-            raise UsageError(
-                "no teacher: pass --teacher URL|MODEL_ID or configure [escalation]", "see `distill --help`"
-            )
-    assert backend is not None
-    return Pipeline(task, backend, tier="escalation")

@@ -385,7 +385,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if sys.stdin is None or sys.stdin.isatty():
                 print("slm-desk: reading the input from the terminal; end it with Ctrl-D", file=sys.stderr)
             text = _read_text(sys.stdin.buffer.read() if sys.stdin else b"")
-        from slm_desk.judge.pipeline import check_input
+        from slm_desk.contract.prompt import check_input
 
         check_input(text)
     interrupts.terminate_like_interrupt()

@@ -156,37 +156,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     from slm_desk.contract.tasks import load_task
     from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
-    from slm_desk.judge import tiers
-    from slm_desk.learn import head
 
     if args.compare < 0:
         raise UsageError(f"--compare {args.compare} is not a count", "pass --compare 0 or more")
     task = load_task(args.task)
     desk = Desk()
+    bars: list[ItemProgress] = []
+
+    def answered(done: int, total: int) -> None:  # the bar starts with the first answer, not with the training
+        if not bars:
+            bars.append(ItemProgress(f"answered by {desk.model_id(None if args.no_adapter else task, args.model)}"))
+        bars[0](done, total)
+
     try:
-        items = desk.store.pool(task.name, task.version)
-        print(f"training {task.name} v{task.version}'s head on {len(items)} pool items", file=sys.stderr)
-        trained = head.train(task, items, progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-        policy, measured_profile = tiers.no_comparison(trained.scored, trained.ms_per_item), None
-        interrupted = False
-        if args.compare:
-            backend = desk.backend(args.model, tuned_for=None if args.no_adapter else task)
-            next_tier = desk.pipeline(task, backend, calibrated=False)
-            print(f"measuring the next tier, {backend.model}, on the items the head is unsure of", file=sys.stderr)
-            bar = ItemProgress(f"answered by {backend.model}")
-            try:
-                policy, measured_profile = tiers.measure(
-                    task, trained.scored, trained.ms_per_item, next_tier, args.compare, bar
-                )
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                bar.finish()
-        head.save(desk.store, trained, policy)
-        if measured_profile is not None:
-            desk.store.save_calibration(measured_profile)
+        training = desk.train(
+            task,
+            args.compare,
+            args.model,
+            adapter=not args.no_adapter,
+            said=lambda line: print(line, file=sys.stderr, flush=True),
+            answered=answered,
+        )
     finally:
+        for bar in bars:
+            bar.finish()
         desk.close()
+    trained, policy, measured_profile, interrupted = (
+        training.trained,
+        training.policy,
+        training.model_profile,
+        training.interrupted,
+    )
     if interrupted:
         print(
             "comparison interrupted: the head is saved and answers alone (its unsure answers go to review)",

@@ -6,6 +6,7 @@ The prefix must come first and never depend on the input, so that its tokens sta
 from __future__ import annotations
 
 from slm_desk.contract.tasks import Task
+from slm_desk.errors import UsageError
 
 ANSWER_RULE = "Answer with one JSON object only, with exactly these keys: {keys}."
 
@@ -37,3 +38,14 @@ def retry_messages(messages: list[dict[str, str]], rejected: str, errors: list[s
         + "\nAnswer again for the same message, fixing these problems."
     )
     return [*messages, {"role": "assistant", "content": rejected}, {"role": "user", "content": feedback}]
+
+
+def check_input(text: str) -> str:
+    """Refuse input a task cannot meaningfully run on; return it unchanged otherwise."""
+    if not text.strip():
+        raise UsageError("the input is empty", "pass text on stdin or with --input TEXT")
+    if "\x00" not in text and text.isprintable():  # the common case, at C speed: one line of plain text
+        return text
+    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text) > max(2, len(text) // 100):
+        raise UsageError("the input looks like binary data, not text", "pass plain UTF-8 text")
+    return text

@@ -16,7 +16,7 @@ from slm_desk.contract.decision import decide
 from slm_desk.contract.results import RunResult, Tokens
 from slm_desk.contract.validation import validate_output
 from slm_desk.contract.validators import render_template
-from slm_desk.errors import SlmDeskError, UsageError
+from slm_desk.errors import SlmDeskError
 from slm_desk.models.backends import Backend, BatchBackend, Completion, IsCancelled, OnText
 from slm_desk.models.confidence import overall
 
@@ -32,17 +32,6 @@ Shots = Callable[[str], list[tuple[str, str]] | None]
 def no_shots(text: str) -> list[tuple[str, str]]:
     """A fine-tuned model's shots: none, it is prompted as it was trained."""
     return []
-
-
-def check_input(text: str) -> str:
-    """Refuse input a task cannot meaningfully run on; return it unchanged otherwise."""
-    if not text.strip():
-        raise UsageError("the input is empty", "pass text on stdin or with --input TEXT")
-    if "\x00" not in text and text.isprintable():  # the common case, at C speed: one line of plain text
-        return text
-    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text) > max(2, len(text) // 100):
-        raise UsageError("the input looks like binary data, not text", "pass plain UTF-8 text")
-    return text
 
 
 class Pipeline:
@@ -71,7 +60,7 @@ class Pipeline:
         self.needs_calibration = needs_calibration  # set: without a profile this tier never accepts, and this says why
 
     def answer(self, text: str, on_text: OnText | None = None, cancelled: IsCancelled | None = None) -> RunResult:
-        check_input(text)
+        prompt.check_input(text)
         started = time.perf_counter()
         task = self.task
         messages = prompt.task_messages(task, text, self.shots(text) if self.shots else None)
@@ -106,7 +95,7 @@ class Pipeline:
         checked: list[str | SlmDeskError] = []
         for text in texts:
             try:
-                checked.append(check_input(text))
+                checked.append(prompt.check_input(text))
             except SlmDeskError as exc:
                 checked.append(exc)
         runnable = [t for t in checked if isinstance(t, str)]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from slm_desk.contract.results import Tokens
-from slm_desk.errors import SlmDeskError
+from slm_desk.errors import Cancelled, SlmDeskError
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
@@ -38,10 +38,6 @@ IsCancelled = Callable[[], bool]
 SCHEMA_MODES = ("json_schema", "json_object", "none")
 RETRYABLE = (408, 409, 429, 500, 502, 503, 504)
 TOP_LOGPROBS = 10
-
-
-class Cancelled(Exception):
-    """The caller asked to stop mid-generation (Esc in the TUI)."""
 
 
 class BackendFailed(SlmDeskError):

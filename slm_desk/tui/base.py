@@ -16,8 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Header, Static
 from textual.worker import Worker, WorkerState
 
-from slm_desk.errors import SlmDeskError
-from slm_desk.models.backends import Cancelled
+from slm_desk.errors import Cancelled, SlmDeskError
 
 if TYPE_CHECKING:
     from slm_desk.desk import Desk

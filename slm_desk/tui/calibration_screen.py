@@ -95,18 +95,15 @@ class CalibrationScreen(DeskScreen):
 
     def _teaching(self, task: Task) -> str:
         """What the task learned from: its example pool and its trained head."""
-        from slm_desk.learn.head import load
-
         pool = self.desk.store.pool_signature(task.name, task.version)[0]
         if not pool:
             return f"Example pool: empty (slm-desk examples add {task.name} FILE.jsonl teaches this task)"
         line = f"Example pool: {pool} items, the {task.retrieval.k} most similar become each prompt's examples"
         if not task.head_fields:
             return line
-        loaded = load(self.desk.store, task)
-        if loaded is None:
+        report = self.desk.head_report(task)
+        if report is None:
             return line + f"\nHead: not trained (slm-desk train {task.name})"
-        report = loaded.report
         return line + (
             f"\nHead: trained {report.trained_at} on {report.n_train} items; held-out accuracy "
             f"{report.heldout_accuracy:.1%}, answers {report.heldout_accept_rate:.0%} without the LLM"
