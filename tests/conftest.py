@@ -77,7 +77,10 @@ def cli(slm_home: Path):
             timeout=timeout,
             env=os.environ.copy(),  # SLM_DESK_HOME as the test has it now (slm_home unless it moved it)
         )
-        return CliResult(done.returncode, done.stdout.decode(), done.stderr.decode())
+        stderr = done.stderr.decode()
+        if f"{NO_MODEL_ENV} is set" in stderr:  # the child refused to load a model: say so, never pass vacuously
+            pytest.fail(f"slm-desk {' '.join(args)} loads a model: mark the test `model`")
+        return CliResult(done.returncode, done.stdout.decode(), stderr)
 
     return run
 

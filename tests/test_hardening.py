@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,18 +55,37 @@ def test_damaged_weights_give_error_envelopes_not_an_abort(cli, damaged_gguf: Pa
     assert single.returncode == 5 and "non-finite" in single.envelopes[0]["error"]  # as in --jsonl, not exit 1
 
 
+def _open_store_at_once(barrier: Any, errors: Any) -> None:
+    from slm_desk import locations
+    from slm_desk.data.store import Store
+
+    try:
+        barrier.wait(timeout=60)
+        Store(locations.history_db()).close()
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which fails with it
+        errors.put(f"{type(exc).__name__}: {exc}")
+
+
 def test_eight_processes_create_one_store_without_racing_while_the_cores_are_busy(slm_home: Path) -> None:
-    code = "from slm_desk import locations; from slm_desk.data.store import Store; "
-    code += "Store(locations.history_db()).close()"
+    """Eight processes (forked: no import time between them) open a store that does not exist yet at the same
+    moment, on a machine whose cores are busy, ten times over."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]  # a loaded machine
     try:
         for _ in range(10):
             db = slm_home / "data" / "history.sqlite3"
             for leftover in db.parent.glob("history.sqlite3*") if db.parent.exists() else []:
                 leftover.unlink()
-            children = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(8)]
-            errors = [child.communicate(timeout=120)[1].decode() for child in children]
-            assert [child.returncode for child in children] == [0] * 8, errors
+            barrier, errors = fork.Barrier(8), fork.Queue()
+            children = [fork.Process(target=_open_store_at_once, args=(barrier, errors)) for _ in range(8)]
+            for child in children:
+                child.start()
+            for child in children:
+                child.join(timeout=120)
+            assert [child.exitcode for child in children] == [0] * 8
+            assert errors.empty(), errors.get()
     finally:
         for burner in burners:
             burner.kill()

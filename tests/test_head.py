@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -178,9 +180,35 @@ def test_an_uncalibrated_tier_of_a_taught_task_never_accepts() -> None:
 # -- the batch path ---------------------------------------------------------------------------------------------------
 
 
-def _taught_route(cli) -> None:
-    assert cli("examples", "add", "route-ticket", str(ROUTE_POOL)).returncode == 0
-    assert cli("train", "route-ticket", "--compare", "0").returncode == 0
+@pytest.fixture(scope="module")
+def taught_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home where route-ticket was taught through the CLI (`examples add`, `train`), once for the module."""
+    home = tmp_path_factory.mktemp("taught") / "slm-home"
+    env = {**os.environ, "SLM_DESK_HOME": str(home)}
+    for args in (("examples", "add", "route-ticket", str(ROUTE_POOL)), ("train", "route-ticket", "--compare", "0")):
+        done = subprocess.run([sys.executable, "-m", "slm_desk", *args], env=env, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+    return home
+
+
+def _taught_route(slm_home: Path, taught_home: Path) -> None:
+    shutil.copytree(taught_home, slm_home, dirs_exist_ok=True)
+
+
+def test_a_high_risk_label_always_goes_to_review_and_the_reason_names_the_rule(
+    cli, slm_home: Path, taught_home: Path
+) -> None:
+    _taught_route(slm_home, taught_home)
+    lines = ["Someone stole my card and used it in a shop", "I have forgotten my passcode", "How do I top up?"]
+    envelopes = cli("run", "route-ticket", "--jsonl", stdin="\n".join(lines) + "\n").envelopes
+    routes = [e["output"]["route"] for e in envelopes]
+    assert routes[0] == "fraud_or_security" and routes[2] != "fraud_or_security", routes
+    for envelope in envelopes:
+        if envelope["output"]["route"] == "fraud_or_security":
+            assert envelope["decision"] == "review", envelope
+            assert envelope["reason"].startswith("high-risk answer route=fraud_or_security always needs a second")
+        else:
+            assert envelope["decision"] != "review" or "high-risk" not in envelope["reason"], envelope
 
 
 def _recorded_inputs(slm_home: Path) -> list[str]:
@@ -191,8 +219,10 @@ def _recorded_inputs(slm_home: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT input FROM runs ORDER BY id")]
 
 
-def test_a_batch_keeps_its_order_and_bad_lines_get_their_envelopes_in_place(cli, slm_home: Path) -> None:
-    _taught_route(cli)
+def test_a_batch_keeps_its_order_and_bad_lines_get_their_envelopes_in_place(
+    cli, slm_home: Path, taught_home: Path
+) -> None:
+    _taught_route(slm_home, taught_home)
     lines = ["Why was I charged a fee?", "{not json", json.dumps({"input": "", "id": 7}), "my card is lost", "ok"]
     result = cli("run", "route-ticket", "--jsonl", stdin="\n".join(lines) + "\n")
     envelopes = result.envelopes
@@ -205,8 +235,10 @@ def test_a_batch_keeps_its_order_and_bad_lines_get_their_envelopes_in_place(cli,
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_every_printed_line_of_a_batch_is_recorded_when_it_is_stopped(cli, slm_home: Path, sig: int) -> None:
-    _taught_route(cli)
+def test_every_printed_line_of_a_batch_is_recorded_when_it_is_stopped(
+    slm_home: Path, taught_home: Path, sig: int
+) -> None:
+    _taught_route(slm_home, taught_home)
     queries = [json.loads(line)["input"] for line in ROUTE_POOL.read_text().splitlines()]
     bursts = [[f"{queries[(b * 97 + i) % len(queries)]} #{b}-{i}" for i in range(300)] for b in range(200)]
     child = spawn("run", "route-ticket", "--jsonl", stderr=subprocess.DEVNULL)
@@ -253,8 +285,8 @@ def test_bands_cover_every_confidence_once() -> None:
     law()
 
 
-def test_a_head_whose_pool_was_emptied_is_not_used(cli) -> None:
-    _taught_route(cli)
+def test_a_head_whose_pool_was_emptied_is_not_used(cli, slm_home: Path, taught_home: Path) -> None:
+    _taught_route(slm_home, taught_home)
     removed = cli("examples", "rm", "route-ticket", "--all")
     assert "head is no longer used" in removed.stderr
     from slm_desk.desk import Desk

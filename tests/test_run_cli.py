@@ -50,11 +50,7 @@ def test_the_readme_example(cli, slm_home) -> None:
     result = cli("run", "extract-ticket", stdin=INVOICE_TICKET + "\n")
     [envelope] = result.envelopes
     assert_envelope_honest(envelope, "extract-ticket", INVOICE_TICKET + "\n")
-    assert (
-        envelope["output"] is not None
-        and envelope["output"]["invoice_id"] == "INV-8821"
-        or envelope["decision"] != "accept"
-    )
+    assert envelope["valid"] and envelope["output"]["invoice_id"] == "INV-8821"
     assert result.returncode == expected_exit([envelope])
     rows = sqlite3.connect(slm_home / "data" / "history.sqlite3").execute("SELECT task, decision FROM runs").fetchall()
     assert rows == [("extract-ticket", envelope["decision"])]
@@ -106,23 +102,6 @@ def test_forced_validation_failure_retries_once_then_reports_invalid(cli, user_t
     assert "does not appear in the input" in envelope["errors"][0]
     row = sqlite3.connect(slm_home / "data" / "history.sqlite3").execute("SELECT valid, attempts FROM runs").fetchone()
     assert row == (0, 2)
-
-
-def test_high_risk_label_always_goes_to_review(cli) -> None:
-    envelopes = cli(
-        "run",
-        "route-ticket",
-        "--jsonl",
-        stdin="\n".join(
-            [INPUTS["route-ticket"]] * 1
-            + ["Someone stole my card and used it in a shop", "I have forgotten my passcode"]
-        ),
-    ).envelopes
-    for envelope in envelopes:
-        if envelope["valid"] and envelope["output"]["route"] == "fraud_or_security":
-            assert envelope["decision"] == "review" and "high-risk" in envelope["reason"]
-        elif envelope["valid"]:
-            assert envelope["decision"] == "accept"
 
 
 def test_no_log_keeps_sensitive_input_out_of_history(cli, slm_home) -> None:

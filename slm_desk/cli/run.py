@@ -289,7 +289,7 @@ def _run_batch(session: _Session, stream: IO[bytes]) -> None:
     from concurrent.futures import Future, ThreadPoolExecutor
 
     pending: deque[tuple[dict[str, Any], RunResult | SlmDeskError | Future[RunResult]]] = deque()
-    head = session.cascades[0].head
+    batches = session.cascades[0].head is not None  # the head answers what has arrived at once
 
     def flush(limit: int) -> None:
         ready: list[tuple[RunResult | SlmDeskError, dict[str, Any]]] = []
@@ -308,10 +308,11 @@ def _run_batch(session: _Session, stream: IO[bytes]) -> None:
     index = 0
     finished = False
     try:
-        for batch in _arrived(stream, BATCH if head is not None else 1):
+        for batch in _arrived(stream, BATCH if batches else 1):
             interrupts.check()
             texts = [line for _, _, line in batch if isinstance(line, str)]
-            quick = iter(head.answer_batch(texts)) if head is not None else None
+            answers = session.cascades[0].first_answers(texts)
+            quick = iter(answers) if answers is not None else None
             for number, item_id, line in batch:
                 extra = {"line": number, **({"id": item_id} if item_id is not None else {})}
                 cascade = session.cascades[index % len(session.cascades)]
@@ -326,9 +327,9 @@ def _run_batch(session: _Session, stream: IO[bytes]) -> None:
                         pending.append((extra, answer))
                     else:
                         pending.append((extra, pool.submit(cascade.after_head, answer)))
-                if head is None:
+                if not batches:
                     flush(session.workers - 1)  # at most `workers` answers in flight
-            if head is not None:
+            if batches:
                 flush(BATCH)  # the batch's ready prefix in one transaction; a backlog of model calls stays bounded
         flush(0)
         finished = True

@@ -48,6 +48,11 @@ class Cascade:
             return self.finish(self.small.answer(text, on_text, cancelled))
         return self.after_head(self.head.answer(text, on_text, cancelled), on_text, cancelled)
 
+    def first_answers(self, texts: list[str]) -> list[RunResult | SlmDeskError] | None:
+        """The head's answers to a batch, at once (None without a head): `after_head` takes each further. A batch
+        the head accepts whole never waits for a model."""
+        return self.head.answer_batch(texts) if self.head is not None else None
+
     def hand_on(self, quick: RunResult) -> tuple[bool, str]:
         """Whether the head's answer goes to the small model, and the rule that says so."""
         if quick.decision == "accept":
