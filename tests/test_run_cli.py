@@ -104,10 +104,13 @@ def test_forced_validation_failure_retries_once_then_reports_invalid(cli, user_t
     assert row == (0, 2)
 
 
+@pytest.mark.model
 def test_no_log_keeps_sensitive_input_out_of_history(cli, slm_home) -> None:
-    cli("run", "guard", "--no-log", "--input", "my card is 4111 1111 1111 1111")
+    assert len(cli("run", "guard", "--no-log", "--input", "my card is 4111 1111 1111 1111").envelopes) == 1
     db = slm_home / "data" / "history.sqlite3"
     assert not db.exists() or sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    assert len(cli("run", "guard", "--input", "what are your opening hours?").envelopes) == 1  # without it: kept
+    assert sqlite3.connect(db).execute("SELECT input FROM runs").fetchall() == [("what are your opening hours?",)]
 
 
 @pytest.mark.parametrize(
