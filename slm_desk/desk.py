@@ -7,6 +7,7 @@ Pipe mode and the TUI are both thin faces over it. Local models load once per pr
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from slm_desk import locations
 from slm_desk.contract.calibration import Profile
 from slm_desk.contract.results import RunResult
 from slm_desk.contract.tasks import Task, load_task
+from slm_desk.data import pool
 from slm_desk.data.config import Config, RuntimeConfig, load_config
 from slm_desk.data.hardware import physical_cores
 from slm_desk.data.store import Store
@@ -25,7 +27,7 @@ from slm_desk.judge import tiers
 from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline, no_shots
 from slm_desk.judge.tiers import TierPolicy
-from slm_desk.learn import calibrate, evaluate, head
+from slm_desk.learn import calibrate, evaluate, head, teaching
 from slm_desk.learn.retrieval import Retriever
 from slm_desk.models import backends
 from slm_desk.models.backends import Backend
@@ -117,6 +119,7 @@ class Desk:
         items = self.store.pool(task.name, task.version)
         say(f"training {task.name} v{task.version}'s head on {len(items)} pool items")
         trained = head.train(task, items, progress=lambda line: say(f"  {line}"))
+        trained.report.pool_signature = list(self.store.pool_signature(task.name, task.version))
         policy, model_profile = tiers.no_comparison(trained.scored, trained.ms_per_item), None
         interrupted = False
         if compare:
@@ -160,8 +163,26 @@ class Desk:
     def head_report(self, task: Task) -> head.HeadReport | None:
         """What the task's trained head reported when it was trained (when, on how many items, held-out accuracy
         and accept rate), or None when it has none."""
-        loaded = head.load(self.store, task)
-        return loaded.report if loaded is not None else None
+        return teaching.head_report(self.store, task)
+
+    def teaching(self, task: Task) -> teaching.Teaching:
+        """What `task` has learned from: its pool per label and source, its head, and whether that is stale."""
+        return teaching.teaching(self.store, task)
+
+    def add_examples(self, task: Task, path: Path) -> pool.Added:
+        """A labelled JSONL file into the task's pool: each bad line named and skipped, the rest added."""
+        return pool.add_file(self.store, task, path)
+
+    def remove_examples(self, task: Task, ids: list[int]) -> int:
+        return self.store.remove_from_pool(task.name, task.version, ids)
+
+    def export_examples(self, task: Task, path: Path) -> int:
+        """The task's pool as JSONL ({"input", "output"} per line, as `examples add` reads it); items written."""
+        items = self.store.pool(task.name, task.version)
+        with path.open("w", encoding="utf-8") as out:
+            for item in items:
+                out.write(json.dumps({"input": item["input"], "output": item["output"]}, ensure_ascii=False) + "\n")
+        return len(items)
 
     def record(self, results: list[RunResult], log: bool = True) -> list[int | None]:
         """Keep answers in the history, in one transaction, when history is on and the caller did not opt out

@@ -17,12 +17,25 @@ from slm_desk.tui.app import SlmDeskApp
         ("history", ["f2"]),
         ("review", ["f3"]),
         ("models", ["f4"]),
+        ("teach", ["f5"]),
         ("calibration", ["f6"]),
         ("settings", ["f7"]),
     ],
 )
 def test_screen(snap_compare, name: str, keys: list[str]) -> None:
     assert snap_compare(SlmDeskApp(initial_task="extract-ticket"), run_before=_steady(*keys), terminal_size=(80, 24))
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_teach_screen(snap_compare, size: tuple[int, int]) -> None:
+    from pathlib import Path
+
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.desk import Desk
+
+    desk = Desk()
+    desk.add_examples(load_task("route-ticket"), Path(__file__).parent / "data" / "route-ticket.pool.jsonl")
+    assert snap_compare(SlmDeskApp(desk=desk), run_before=_steady("f5"), terminal_size=size)
 
 
 def _steady(*keys: str):  # type: ignore[no-untyped-def]

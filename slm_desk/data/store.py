@@ -357,6 +357,14 @@ class Store:
         ).fetchone()
         return (int(row[0]), int(row[1]), int(row[2]))
 
+    def pool_sources(self, task: str, version: int) -> dict[str, int]:
+        """How many pool items came from where: a file, review, distillation."""
+        rows = self.db.execute(
+            "SELECT source, count(*) FROM pool WHERE task = ? AND task_version = ? GROUP BY source ORDER BY 2 DESC",
+            (task, version),
+        )
+        return {row[0]: row[1] for row in rows}
+
     def pool_inputs(self, task: str) -> set[str]:
         """Every input any version of the task learned from (eval and calibrate drop these)."""
         return {r[0] for r in self.db.execute("SELECT input FROM pool WHERE task = ?", (task,))}
@@ -391,6 +399,13 @@ class Store:
         """When the newest head of a task version was trained (without reading the model), or None."""
         row = self.db.execute(
             "SELECT max(created_at) FROM heads WHERE task = ? AND task_version = ?", (task, version)
+        ).fetchone()
+        return row[0] if row else None
+
+    def head_report(self, task: str, version: int) -> str | None:
+        """The newest trained head's report JSON, without unpickling the model (cheap: no sklearn)."""
+        row = self.db.execute(
+            "SELECT report FROM heads WHERE task = ? AND task_version = ? ORDER BY id DESC LIMIT 1", (task, version)
         ).fetchone()
         return row[0] if row else None
 

@@ -57,6 +57,7 @@ class HeadReport(BaseModel):
     folds: int = 1
     field_kinds: dict[str, str] = {}
     skipped: int = 0  # pool items whose span values are not in their input: nothing to tag
+    pool_signature: list[int] = []  # the pool as it was trained on (Store.pool_signature): stale when it changes
 
 
 class LabelHead:

@@ -1,4 +1,4 @@
-"""SlmDeskApp: six screens (run, history, review, models, calibration, settings) over one headless Desk."""
+"""SlmDeskApp: seven screens (run, history, review, models, teach, calibration, settings) over one headless Desk."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from slm_desk.tui.models_screen import ModelsScreen
 from slm_desk.tui.review_screen import ReviewScreen
 from slm_desk.tui.run_screen import RunScreen
 from slm_desk.tui.settings_screen import SettingsScreen
+from slm_desk.tui.teach_screen import TeachScreen
 
 
 class SlmDeskApp(App[None]):
@@ -41,6 +42,7 @@ class SlmDeskApp(App[None]):
             ("history", HistoryScreen),
             ("review", ReviewScreen),
             ("models", ModelsScreen),
+            ("teach", TeachScreen),
             ("calibration", CalibrationScreen),
             ("settings", SettingsScreen),
         ]:

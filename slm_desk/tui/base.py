@@ -32,6 +32,7 @@ CANCELLED = {
     "calibrate": "calibration cancelled: nothing was saved",
     "pull": "pull cancelled: a later pull resumes it",
     "escalate": "escalation cancelled",
+    "train": "training cancelled: the head is unchanged",
 }
 
 
@@ -41,6 +42,7 @@ SCREENS = [
     ("history", "History", "f2", "Past runs: search, open, re-run"),
     ("review", "Review", "f3", "The human review queue"),
     ("models", "Models", "f4", "Catalog and installed models: pull, remove, defaults"),
+    ("teach", "Teach", "f5", "The example pool and the trained head: import, train, export"),
     ("calibration", "Calib", "f6", "Reliability diagram, ECE and thresholds per task"),
     ("settings", "Settings", "f7", "Escalation, runtime, logging"),
 ]

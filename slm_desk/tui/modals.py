@@ -1,4 +1,4 @@
-"""Modal dialogs: consent before text leaves the machine, yes/no, a run's details, a correction editor."""
+"""Modal dialogs: consent before text leaves the machine, yes/no, a run's details, a correction editor, a path."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static, TextArea
+from textual.widgets import Button, Input, Label, Static, TextArea
 
 from slm_desk.contract.tasks import load_task
 from slm_desk.contract.validation import validate_output
@@ -122,3 +122,26 @@ class CorrectAnswer(ModalScreen[dict[str, Any] | None]):
             self.notify("fix the problems shown first", severity="warning")
             return
         self.dismiss(self.output)
+
+
+class AskPath(ModalScreen[str | None]):
+    """One line of text, a file path: Enter gives it, Escape gives None."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, question: str, value: str = "") -> None:
+        super().__init__(classes="dialog-screen")
+        self.question, self.value = question, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="question", markup=False)
+            yield Input(self.value, placeholder="path/to/file.jsonl", id="path")
+            yield Static("Enter ok   Esc cancel", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)

@@ -1,0 +1,224 @@
+"""Teach: per task, the example pool (per label or field, and where it came from), the head trained on it and
+whether that is stale; import a labelled file, train or retrain the head, remove an item, export the pool."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, ProgressBar, Select, Static
+from textual.worker import Worker, get_current_worker
+
+from slm_desk.contract.tasks import Task, load_task, task_names
+from slm_desk.desk import Training
+from slm_desk.errors import Cancelled
+from slm_desk.tui.base import DeskScreen
+from slm_desk.tui.modals import AskPath
+
+SHOWN = 500  # pool items listed (the newest); the counts above the table are over the whole pool
+INPUT_WIDTH, OUTPUT_WIDTH = 40, 30  # characters shown per item (the whole ones: `slm-desk examples list`)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _values(output: dict[str, Any]) -> str:
+    """An item's answer in a line: `route=card_issue`, `time=7pm, people=4` (nulls left out)."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in output.items() if v is not None)
+
+
+class TeachScreen(DeskScreen):
+    SUB_TITLE = "Teach"
+    MODE = "teach"
+    BINDINGS = [
+        Binding("i", "import_file", "Import"),
+        Binding("t", "train", "Train"),
+        Binding("delete", "remove", "Remove"),
+        Binding("x", "export", "Export"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.training = False
+        self.before: float | None = None  # the held-out accuracy of the head being replaced
+
+    def compose(self) -> ComposeResult:
+        yield from self.top()
+        names = task_names()
+        first = "route-ticket" if "route-ticket" in names else next(iter(names))
+        yield Select([(name, name) for name in names], value=first, allow_blank=False, id="task")
+        yield ProgressBar(id="train-progress", show_eta=False)
+        yield Static("", id="teach-summary")
+        with Horizontal(id="teach-tables"):
+            yield DataTable(id="values", zebra_stripes=True, cursor_type="none")
+            yield DataTable(id="pool", zebra_stripes=True, cursor_type="row")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#train-progress", ProgressBar).display = False
+        self.query_one("#values", DataTable).add_columns("field", "value", "items")
+        self.query_one("#pool", DataTable).add_columns("id", "input", "output", "from")
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    @property
+    def chosen_task(self) -> Task:
+        return load_task(str(self.query_one("#task", Select).value))
+
+    @on(Select.Changed, "#task")
+    def reload(self) -> None:
+        task = self.chosen_task
+        state = self.desk.teaching(task)
+        sources = ", ".join(f"{n} from {where}" for where, n in state.sources.items())
+        lines = [f"{task.name} v{task.version} pool: {state.pool} items" + (f" ({sources})" if sources else "")]
+        if not state.can_train:
+            lines.append("no head: its fields are free text; the pool gives each prompt its nearest examples")
+        elif state.head is None:
+            lines.append("head: not trained (t trains it on the pool)")
+        else:
+            r = state.head
+            lines.append(
+                f"head: trained {r.trained_at[:16].replace('T', ' ')} on {r.n_train} items; held-out accuracy "
+                f"{r.heldout_accuracy:.1%}, answers {r.heldout_accept_rate:.0%} without the LLM"
+            )
+        if state.stale:
+            lines.append(f"STALE: {state.stale} (t retrains)")
+        self.query_one("#teach-summary", Static).update(Text("\n".join(lines)))
+        values = self.query_one("#values", DataTable)
+        values.clear()
+        for field, counts in state.values.items():
+            for value, n in counts.most_common():
+                values.add_row(field, value, str(n))
+        table = self.query_one("#pool", DataTable)
+        table.clear()
+        for item in self.desk.store.pool(task.name, task.version)[-SHOWN:][::-1]:
+            text = item["input"].replace("\n", " ")
+            table.add_row(
+                str(item["id"]), _cut(text, INPUT_WIDTH), _cut(_values(item["output"]), OUTPUT_WIDTH), item["source"]
+            )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.training
+        return True
+
+    # -- import, remove, export --------------------------------------------------------------------------------
+
+    def action_import_file(self) -> None:
+        task = self.chosen_task
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.import_file(task, Path(path).expanduser())
+
+        self.app.push_screen(
+            AskPath(f'A JSONL file of {{"input", "output"}} lines to add to {task.name}\'s pool:'), chosen
+        )
+
+    @work(thread=True, exit_on_error=False, group="teach", name="import")
+    def import_file(self, task: Task, path: Path) -> None:
+        report = self.desk.add_examples(task, path)
+        self.app.call_from_thread(self._imported, path, report)
+
+    def _imported(self, path: Path, report: Any) -> None:
+        problems = report.skipped + report.conflicts
+        shown = "\n".join(problems[:5]) + (f"\n... and {len(problems) - 5} more" if len(problems) > 5 else "")
+        severity = "warning" if problems else "information"
+        self.notify(
+            f"{path.name}: {report.summary}" + (f"\n{shown}" if problems else ""), severity=severity, timeout=10
+        )
+        self.reload()
+
+    def action_remove(self) -> None:
+        table = self.query_one("#pool", DataTable)
+        if not table.row_count:
+            return
+        row = table.cursor_row
+        item_id = int(str(table.get_row_at(row)[0]))
+        removed = self.desk.remove_examples(self.chosen_task, [item_id])
+        self.notify(f"removed pool item {item_id}" if removed else f"pool item {item_id} was already gone")
+        self.reload()
+        table.move_cursor(row=min(row, table.row_count - 1))
+
+    def action_export(self) -> None:
+        task = self.chosen_task
+
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            target = Path(path).expanduser()
+            try:
+                n = self.desk.export_examples(task, target)
+            except OSError as exc:
+                self.notify(f"cannot write {target}: {exc.strerror}", severity="error")
+                return
+            self.notify(f"wrote {n} items to {target}")
+
+        self.app.push_screen(AskPath(f"Write {task.name}'s pool as JSONL to:", f"{task.name}.pool.jsonl"), chosen)
+
+    # -- training ----------------------------------------------------------------------------------------------
+
+    def action_train(self) -> None:
+        if self.training:
+            self.notify("the head is already training: Esc cancels it", severity="warning")
+            return
+        task = self.chosen_task
+        state = self.desk.teaching(task)
+        if not state.can_train:
+            self.notify(f"{task.name} has free-text fields: a head cannot learn them", severity="warning")
+            return
+        self.before = state.head.heldout_accuracy if state.head is not None else None
+        self.training = True
+        bar = self.query_one("#train-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=state.train_steps, progress=0)
+        self.refresh_bindings()
+        self.notify(f"training {task.name}'s head on {state.pool} pool items; Esc cancels")
+        self.train_head(task)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="teach", name="train")
+    def train_head(self, task: Task) -> None:
+        worker = get_current_worker()
+
+        def said(line: str) -> None:  # between folds: where a cancel takes effect
+            if worker.is_cancelled:
+                raise Cancelled()
+            self.app.call_from_thread(self._said, line.strip())
+
+        training = self.desk.train(task, said=said, cancelled=lambda: worker.is_cancelled)
+        self.app.call_from_thread(self._trained, training)
+
+    def _said(self, line: str) -> None:
+        if self.training:
+            self.query_one("#train-progress", ProgressBar).advance(1)
+            self.sub_title = line
+
+    def _trained(self, training: Training) -> None:
+        self._stopped()
+        r = training.trained.report
+        was = f" (was {self.before:.1%})" if self.before is not None else ""
+        self.notify(f"head trained on {r.n_train} items: held-out accuracy {r.heldout_accuracy:.1%}{was}")
+        self.reload()
+
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "teach")
+
+    def worker_stopped(self, worker: Worker[Any], reason: str) -> None:
+        if worker.name == "train":
+            self._stopped()
+
+    def _stopped(self) -> None:
+        self.training = False
+        self.sub_title = self.SUB_TITLE
+        self.query_one("#train-progress", ProgressBar).display = False
+        self.refresh_bindings()

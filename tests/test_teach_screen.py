@@ -1,0 +1,123 @@
+"""The Teach screen (F5): a labelled file in, the head trained with the app live, the accuracy shown, an item
+removed (the head is stale), the pool exported. Everything is real (the store, sklearn); no model is loaded."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import DataTable, Input, Select, Static
+
+from slm_desk.contract.tasks import load_task
+from slm_desk.desk import Desk
+from slm_desk.tui.app import SlmDeskApp
+from slm_desk.tui.teach_screen import TeachScreen
+from tests.test_tui import SIZE
+from tests.test_tui_newcomer import messages
+
+POOL = Path(__file__).parent / "data" / "route-ticket.pool.jsonl"
+
+
+def summary(app: SlmDeskApp) -> str:
+    return str(app.screen.query_one("#teach-summary", Static).render())
+
+
+async def answer_path(pilot, path: Path) -> None:  # type: ignore[no-untyped-def]
+    await pilot.pause()
+    field = pilot.app.screen.query_one("#path", Input)
+    field.value = str(path)
+    await pilot.press("enter")
+
+
+async def wait_until(pilot, done) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(600):
+        if done():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("timed out")
+
+
+async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
+    bad = tmp_path / "labelled.jsonl"
+    lines = POOL.read_text(encoding="utf-8").splitlines()
+    bad.write_text("\n".join([*lines, "{not json", json.dumps({"input": "x", "output": {"route": "nope"}})]) + "\n")
+    app = SlmDeskApp(desk=Desk())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        assert isinstance(app.screen, TeachScreen)
+        assert app.screen.query_one("#task", Select).value == "route-ticket"
+        assert "pool: 0 items" in summary(app) and "not trained" in summary(app)
+
+        await pilot.press("i")
+        await answer_path(pilot, bad)
+        await wait_until(pilot, lambda: "pool: 600 items" in summary(app))
+        shown = messages(app)
+        assert any("600 added" in m and "2 skipped" in m for m in shown), shown
+        assert any(f"{bad}:{len(lines) + 1}" in m for m in shown), shown  # each bad line is named
+        assert "600 from file" in summary(app)
+        values = app.screen.query_one("#values", DataTable)
+        assert values.row_count >= 5 and str(values.get_row_at(0)[0]) == "route"
+
+        await pilot.press("t")
+        await pilot.press("t")  # twice: the second says it is already training
+        assert any("already training" in m for m in messages(app))
+        await wait_until(pilot, lambda: "held-out accuracy" in summary(app))
+        assert any("head trained on 600 items: held-out accuracy" in m for m in messages(app))
+        assert "STALE" not in summary(app) and not app.screen.training
+
+        table = app.screen.query_one("#pool", DataTable)
+        table.focus()
+        first = int(str(table.get_row_at(0)[0]))
+        await pilot.press("delete")
+        await pilot.pause()
+        assert "pool: 599 items" in summary(app) and "STALE: the pool has changed since training" in summary(app)
+        assert all(item["id"] != first for item in app.desk.store.pool("route-ticket", 1))
+
+        await pilot.press("t")
+        await wait_until(pilot, lambda: not app.screen.training and "STALE" not in summary(app))
+        assert any("(was " in m for m in messages(app))  # the new accuracy beside the old
+
+        out = tmp_path / "exported.jsonl"
+        await pilot.press("x")
+        await answer_path(pilot, out)
+        await pilot.pause()
+        exported = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert len(exported) == 599 and set(exported[0]) == {"input", "output"}
+
+
+async def test_esc_cancels_training_and_leaves_no_head() -> None:
+    desk = Desk()
+    desk.add_examples(load_task("route-ticket"), POOL)
+    pressed, train = threading.Event(), desk.train
+
+    def held(task: Any, **options: Any) -> Any:  # the training waits at its first step until Esc was pressed
+        said = options["said"]
+        return train(task, **{**options, "said": lambda line: pressed.wait(10) and said(line)})
+
+    desk.train = held  # type: ignore[method-assign]
+    app = SlmDeskApp(desk=desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        await pilot.press("t", "escape")
+        pressed.set()
+        await wait_until(pilot, lambda: not app.screen.training)
+        await app.workers.wait_for_complete()
+        assert any("training cancelled: the head is unchanged" in m for m in messages(app)), messages(app)
+        assert desk.store.head_trained_at("route-ticket", 1) is None
+        assert "not trained" in summary(app)
+
+
+async def test_a_task_with_free_text_fields_says_it_has_no_head() -> None:
+    app = SlmDeskApp(desk=Desk())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        app.screen.query_one("#task", Select).value = "rewrite-query"
+        await pilot.pause()
+        assert "no head: its fields are free text" in summary(app)
+        await pilot.press("t")
+        assert any("a head cannot learn them" in m for m in messages(app))
