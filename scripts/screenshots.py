@@ -25,7 +25,6 @@ from slm_desk.contract.tasks import load_task  # noqa: E402
 from slm_desk.data import pool  # noqa: E402
 from slm_desk.data.evalset import builtin, read_jsonl  # noqa: E402
 from slm_desk.desk import Desk  # noqa: E402
-from slm_desk.learn import head  # noqa: E402
 from slm_desk.tui.app import SlmDeskApp  # noqa: E402
 
 SIZE = (110, 34)
@@ -34,7 +33,7 @@ SIZE = (110, 34)
 def prepare(desk: Desk) -> None:
     task = load_task("route-ticket")
     pool.add_file(desk.store, task, ROOT / "tests" / "data" / "route-ticket.pool.jsonl")  # teach it (600 items)
-    head.save(desk.store, head.train(task, desk.store.pool(task.name, task.version)), None)
+    desk.train(task)
     items = read_jsonl(builtin("route-ticket"))[:100]  # type: ignore[arg-type]
     desk.calibrate(task, items)
     cascade = desk.cascade("extract-booking")
@@ -51,7 +50,8 @@ async def main() -> None:
         await pilot.press("ctrl+r")
         await app.workers.wait_for_complete()
         await pilot.pause()
-        shots = [("run", None), ("history", "f2"), ("review", "f3"), ("models", "f4"), ("calibration", "f6")]
+        shots = [("run", None), ("history", "f2"), ("review", "f3"), ("models", "f4"), ("teach", "f5")]
+        shots.append(("calibration", "f6"))
         for name, key in shots:
             if key:
                 await pilot.press(key)
