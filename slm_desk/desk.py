@@ -18,11 +18,11 @@ from slm_desk import locations
 from slm_desk.contract.calibration import Profile
 from slm_desk.contract.results import RunResult
 from slm_desk.contract.tasks import Task, load_task
-from slm_desk.data import pool
+from slm_desk.data import pool, review
 from slm_desk.data.config import Config, RuntimeConfig, load_config
 from slm_desk.data.hardware import physical_cores
 from slm_desk.data.store import Store
-from slm_desk.errors import Cancelled
+from slm_desk.errors import Cancelled, TaskError
 from slm_desk.judge import tiers
 from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline, no_shots
@@ -32,6 +32,9 @@ from slm_desk.learn.retrieval import Retriever
 from slm_desk.models import backends
 from slm_desk.models.backends import Backend
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
+
+QUEUE_SHOWN = 100  # review items listed at once
+QUEUE_READ = 1000  # pending items ordered to choose those QUEUE_SHOWN from
 
 
 @dataclass
@@ -183,6 +186,30 @@ class Desk:
             for item in items:
                 out.write(json.dumps({"input": item["input"], "output": item["output"]}, ensure_ascii=False) + "\n")
         return len(items)
+
+    def review_queue(self, task: str | None = None, teaching_order: bool = True) -> list[dict[str, Any]]:
+        """The pending review items, in the order a label teaches most (`review.teaching_order`) or as they came.
+        Each item says whether its answer is high-risk and, where the task has a head, what the head answers
+        (`head_answer`) and whether that disagrees with the queued answer."""
+        items = review.pending(self.store, task, limit=QUEUE_READ if teaching_order else QUEUE_SHOWN)
+        for name in {item["task"] for item in items}:
+            try:
+                spec = load_task(name)
+            except TaskError:  # a user task since removed: its items are listed as they are
+                continue
+            mine = [item for item in items if item["task"] == name and item["task_version"] == spec.version]
+            for item in mine:
+                candidate = json.loads(item["candidate"]) if item["candidate"] else None
+                item["high_risk"] = isinstance(candidate, dict) and bool(spec.always_reviewed(candidate))
+            first = self.head(spec) if mine else None
+            if first is None:
+                continue
+            answers = first[0].answer_batch([item["input"] for item in mine])
+            for item, answer in zip(mine, answers, strict=True):
+                candidate = json.loads(item["candidate"]) if item["candidate"] else None
+                item["head_answer"] = answer.output if isinstance(answer, RunResult) else None
+                item["disagrees"] = item["head_answer"] is not None and item["head_answer"] != candidate
+        return review.teaching_order(items)[:QUEUE_SHOWN] if teaching_order else items
 
     def record(self, results: list[RunResult], log: bool = True) -> list[int | None]:
         """Keep answers in the history, in one transaction, when history is on and the caller did not opt out

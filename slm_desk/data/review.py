@@ -7,6 +7,7 @@ use it); rejecting marks the input as one the task should not answer.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from slm_desk.contract.tasks import load_task
@@ -71,3 +72,50 @@ def correct(store: Store, item_id: int, output_text: str) -> dict[str, Any]:
 def reject(store: Store, item_id: int) -> None:
     """No answer is right (the input is out of scope); kept out of the exported eval set."""
     _resolve(store, get(store, item_id), "rejected", None, "rejected")
+
+
+@dataclass
+class Done:
+    """A verdict as it was given, and what undoing it puts back."""
+
+    item: dict[str, Any]
+    action: str  # accept, correct, reject
+    output: Any  # the label the person gave (None for reject)
+    pool_before: Any  # the pool's answer for this input before the verdict (None: it had none)
+
+    @property
+    def replaced(self) -> bool:
+        """The verdict replaced an earlier, different label of the same input in the pool."""
+        return self.pool_before is not None and self.output is not None and self.pool_before != self.output
+
+
+def give(store: Store, item_id: int, action: str, output_text: str | None = None) -> Done:
+    """accept, correct (with `output_text`) or reject one pending item; what it did, so that it can be undone."""
+    item = get(store, item_id)
+    before = store.pool_output(item["task"], item["task_version"], item["input"])
+    if action == "accept":
+        output: Any = accept(store, item_id)
+    elif action == "correct":
+        output = correct(store, item_id, output_text or "")
+    elif action == "reject":
+        reject(store, item_id)
+        output = None
+    else:
+        raise ValueError(action)
+    return Done(item, action, output, before)
+
+
+def undo(store: Store, done: Done) -> None:
+    store.reopen_review(done.item, done.pool_before)
+
+
+def teaching_order(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The queue in the order a person's label teaches most: where the head and the answer disagree, then the
+    high-risk labels, then the least confident answers first (an item with no confidence counts as 0)."""
+
+    def key(item: dict[str, Any]) -> tuple[bool, bool, float, int]:
+        confidence = item.get("confidence")
+        shown = 0.0 if confidence is None else float(confidence)
+        return (not item.get("disagrees"), not item.get("high_risk"), shown, item["id"])
+
+    return sorted(items, key=key)

@@ -272,11 +272,49 @@ class Store:
     # -- the review queue ---------------------------------------------------------------------------------------------
 
     def pending_reviews(self, task: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        where, args = ("AND task = ?", [task]) if task else ("", [])
+        """Pending items, oldest first, each with the calibrated confidence of the run that queued it."""
+        where, args = ("AND review.task = ?", [task]) if task else ("", [])
         rows = self.db.execute(
-            f"SELECT * FROM review WHERE status = 'pending' {where} ORDER BY id LIMIT ?", [*args, limit]
+            "SELECT review.*, runs.confidence AS confidence FROM review LEFT JOIN runs ON runs.id = review.run_id"
+            f" WHERE review.status = 'pending' {where} ORDER BY review.id LIMIT ?",
+            [*args, limit],
         )
         return [dict(row) for row in rows]
+
+    def pool_output(self, task: str, version: int, text: str) -> Any:
+        """The pool's answer for this input, or None when the pool does not have it."""
+        row = self.db.execute(
+            "SELECT output FROM pool WHERE task = ? AND task_version = ? AND input = ?", (task, version, text)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def reopen_review(self, item: dict[str, Any], pool_before: Any) -> None:
+        """Undo a verdict: the item pending again, its label out of the eval set, the pool as it was before."""
+        with self.writing, self.db:
+            self.db.execute(
+                "UPDATE review SET status = 'pending', final_output = NULL, resolved_at = NULL WHERE id = ?",
+                (item["id"],),
+            )
+            self.db.execute("DELETE FROM evalset WHERE run_id = ? AND source LIKE 'review_%'", (item["run_id"],))
+            invalid = self.db.execute("SELECT valid = 0 FROM runs WHERE id = ?", (item["run_id"],)).fetchone()
+            if invalid and invalid[0]:  # the placeholder an invalid answer left, as `record` wrote it
+                self._add_example(
+                    item["task"],
+                    item["task_version"],
+                    item["input"],
+                    None,
+                    "validation_failure",
+                    "unlabelled",
+                    item["run_id"],
+                )
+            key = (item["task"], item["task_version"], item["input"])
+            if pool_before is None:
+                self.db.execute("DELETE FROM pool WHERE task = ? AND task_version = ? AND input = ?", key)
+            else:
+                self.db.execute(
+                    "UPDATE pool SET output = ? WHERE task = ? AND task_version = ? AND input = ?",
+                    (json.dumps(pool_before, ensure_ascii=False), *key),
+                )
 
     def review_item(self, item_id: int) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM review WHERE id = ?", (item_id,)).fetchone()

@@ -1,14 +1,17 @@
-"""Review queue: answers the policy would not accept. Accept, correct (validated as you type) or reject."""
+"""Review queue: answers the policy would not accept, in the order a label teaches most (or as they came).
+Accept, correct (validated as you type, or one key per label), reject; undo the last verdict."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
+from slm_desk.contract.tasks import load_task
 from slm_desk.data import review
 from slm_desk.errors import SlmDeskError
 from slm_desk.tui.base import DeskScreen
@@ -22,8 +25,16 @@ class ReviewScreen(DeskScreen):
         Binding("a", "accept", "Accept"),
         Binding("c", "correct", "Correct"),
         Binding("x", "reject", "Reject"),
+        Binding("u", "undo", "Undo"),
+        Binding("o", "order", "Order"),
         Binding("ctrl+l", "reload", "Reload"),
+        *[Binding(str(n), f"label({n})", "Label", show=n == 1, key_display="1-9") for n in range(1, 10)],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.teaching_order = True
+        self.done: list[review.Done] = []  # verdicts given here, newest last: `u` undoes them one by one
 
     def compose(self) -> ComposeResult:
         yield from self.top()
@@ -40,16 +51,25 @@ class ReviewScreen(DeskScreen):
 
     def action_reload(self) -> None:
         table = self.query_one("#queue", DataTable)
+        row = table.cursor_row
         table.clear()
-        self.items = {item["id"]: item for item in review.pending(self.desk.store)}
-        for item in self.items.values():
-            cells = [str(item["id"]), item["task"], item["input"].replace("\n", " ")[:40], item["reason"][:70]]
+        queue = self.desk.review_queue(teaching_order=self.teaching_order)
+        self.items = {item["id"]: item for item in queue}
+        for item in queue:
+            cells = [str(item["id"]), item["task"], item["input"].replace("\n", " ")[:40], _why_first(item)]
             table.add_row(*map(Text, cells), key=str(item["id"]))  # user and model text: never markup
+        order = "teaching order (o: as they came)" if self.teaching_order else "as they came (o: teaching order)"
         self.query_one("#detail", Static).update(
-            f"{len(self.items)} pending   a accept the shown answer   c correct it   x reject the input"
+            f"{len(self.items)} pending, {order}   a accept   c correct   1-9 label   x reject   u undo"
             if self.items
-            else "nothing to review"
+            else "nothing to review" + ("   u undoes the last verdict" if self.done else "")
         )
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))  # the cursor stays where it was
+
+    def action_order(self) -> None:
+        self.teaching_order = not self.teaching_order
+        self.action_reload()
 
     def _current(self) -> dict | None:
         table = self.query_one("#queue", DataTable)
@@ -64,30 +84,56 @@ class ReviewScreen(DeskScreen):
         item = self.items[int(str(event.row_key.value))]
         candidate = json.loads(item["candidate"]) if item["candidate"] else None
         shown = candidate if isinstance(candidate, str) else json.dumps(candidate, ensure_ascii=False)
-        self.query_one("#detail", Static).update(
-            Text.assemble(
-                ("input  ", "bold"),
-                item["input"],
-                "\n",
-                ("answer ", "bold"),
-                str(shown),
-                "\n",
-                ("why    ", "bold"),
-                item["reason"],
-            )
-        )
+        parts: list[str | tuple[str, str]] = [("input  ", "bold"), item["input"], "\n", ("answer ", "bold"), str(shown)]
+        if item.get("head_answer") is not None:
+            parts += ["\n", ("head   ", "bold"), json.dumps(item["head_answer"], ensure_ascii=False)]
+        parts += ["\n", ("why    ", "bold"), item["reason"]]
+        keys = _label_keys(item["task"])
+        if keys:
+            parts += ["\n", ("keys   ", "bold"), "  ".join(f"{n} {label}" for n, label in enumerate(keys[1], 1))]
+        self.query_one("#detail", Static).update(Text.assemble(*parts))
 
-    def _do(self, action: str, *args: object) -> None:
+    def _do(self, action: str, output_text: str | None = None) -> None:
         item = self._current()
         if item is None:
             return
         try:
-            getattr(review, action)(self.desk.store, item["id"], *args)
+            done = review.give(self.desk.store, item["id"], action, output_text)
         except SlmDeskError as exc:
             hint = "press c to give the right answer" if action == "accept" else exc.hint  # the app's keys, not CLI
             self.notify(hint, title=exc.message, severity="error")
             return
-        self.notify(f"item {item['id']}: {action}ed")
+        self.done.append(done)
+        said = f"item {item['id']}: {'rejected' if action == 'reject' else action + 'ed'}"
+        if done.replaced:
+            before = json.dumps(done.pool_before, ensure_ascii=False)
+            said += f"; it replaces the earlier label {before} of this input in the pool"
+        self.notify(said + "   (u undoes it)")
+        self.action_reload()
+
+    def action_label(self, number: int) -> None:
+        item = self._current()
+        if item is None:
+            return
+        keys = _label_keys(item["task"])
+        if keys is None:
+            self.notify(f"{item['task']} has no single label field: press c to correct it", severity="warning")
+            return
+        field, labels = keys
+        if number > len(labels):
+            self.notify(f"{item['task']} has {len(labels)} labels: press 1-{len(labels)}", severity="warning")
+            return
+        candidate = json.loads(item["candidate"]) if item["candidate"] else None
+        output = {**(candidate if isinstance(candidate, dict) else {}), field: labels[number - 1]}
+        self._do("correct", json.dumps(output))
+
+    def action_undo(self) -> None:
+        if not self.done:
+            self.notify("nothing to undo")
+            return
+        done = self.done.pop()
+        review.undo(self.desk.store, done)
+        self.notify(f"item {done.item['id']}: {done.action} undone; it is pending again")
         self.action_reload()
 
     def action_accept(self) -> None:
@@ -106,3 +152,27 @@ class ReviewScreen(DeskScreen):
                 self._do("correct", json.dumps(output))
 
         self.app.push_screen(CorrectAnswer(item), saved)
+
+
+def _label_keys(task_name: str) -> tuple[str, list[str]] | None:
+    """A task with exactly one label field: that field and its labels, in the order keys 1-9 choose them."""
+    try:
+        task = load_task(task_name)
+    except SlmDeskError:
+        return None
+    if len(task.labels) != 1:
+        return None
+    field, risks = next(iter(task.labels.items()))
+    return field, list(risks)[:9]
+
+
+def _why_first(item: dict[str, Any]) -> str:
+    """Why the item is where it is in teaching order, and the reason it was queued."""
+    marks = []
+    if item.get("disagrees"):
+        marks.append("head disagrees")
+    if item.get("high_risk"):
+        marks.append("high-risk")
+    if item.get("confidence") is not None:
+        marks.append(f"conf {item['confidence']:.2f}")
+    return "; ".join([*marks, item["reason"]])[:70]
