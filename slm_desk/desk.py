@@ -168,6 +168,16 @@ class Desk:
         and accept rate), or None when it has none."""
         return teaching.head_report(self.store, task)
 
+    def due_for_retraining(self, task: Task) -> int | None:
+        """The labels given in review since the task's head was trained, when they reach [teach] retrain_after (the
+        app then retrains it); None otherwise (no head, retraining off, or not enough new labels yet)."""
+        after = self.config.teach.retrain_after
+        trained_at = self.store.head_trained_at(task.name, task.version)
+        if not after or trained_at is None:
+            return None
+        new = self.store.labels_since(task.name, task.version, trained_at)
+        return new if new >= after else None
+
     def teaching(self, task: Task) -> teaching.Teaching:
         """What `task` has learned from: its pool per label and source, its head, and whether that is stale."""
         return teaching.teaching(self.store, task)

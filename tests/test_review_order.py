@@ -121,3 +121,32 @@ async def test_an_invalid_answer_can_be_labelled_with_a_key() -> None:
         await pilot.pause()
         assert desk.store.pool_output("route-ticket", ROUTE.version, "my card does not work") == {"route": "card_issue"}
         assert "nothing to review" in str(app.screen.query_one("#detail", Static).render())
+
+
+async def test_the_head_retrains_by_itself_after_n_new_labels(slm_home: Path) -> None:
+    (slm_home / "config").mkdir(parents=True, exist_ok=True)
+    (slm_home / "config" / "config.toml").write_text("[teach]\nretrain_after = 2\n")
+    desk = Desk()
+    desk.add_examples(ROUTE, POOL)
+    desk.train(ROUTE)
+    first = desk.store.head_trained_at("route-ticket", ROUTE.version)
+    for n in range(3):
+        queue(desk, f"a new question {n} about my card", "other", 0.5)
+    app = SlmDeskApp(desk=desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        app.screen.query_one("#queue", DataTable).focus()
+        await pilot.press(str(LABELS.index("card_issue") + 1))
+        await pilot.pause()
+        assert not any("retrain" in m for m in messages(app))  # one label: not yet
+        await pilot.press(str(LABELS.index("card_issue") + 1))
+        await pilot.pause()
+        assert any("2 new labels for route-ticket: retraining its head" in m for m in messages(app))
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert any("head retrained on 602 items: held-out accuracy" in m and "(was " in m for m in messages(app)), (
+            messages(app)
+        )
+    assert desk.store.head_trained_at("route-ticket", ROUTE.version) != first
+    assert desk.due_for_retraining(ROUTE) is None  # the count starts again from the new head

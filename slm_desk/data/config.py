@@ -94,12 +94,19 @@ class CostsConfig(_Section):
     escalation_per_1k_output_tokens: float = Field(0.0, ge=0, description="The escalation endpoint's output price.")
 
 
+class TeachConfig(_Section):
+    retrain_after: int = Field(
+        25, ge=0, description="Labels given in Review after which the app retrains a task's head by itself; 0: never."
+    )
+
+
 class Config(_Section):
     runtime: RuntimeConfig = RuntimeConfig()
     history: HistoryConfig = HistoryConfig()
     models: ModelsConfig = ModelsConfig()
     escalation: EscalationConfig = EscalationConfig()
     costs: CostsConfig = CostsConfig()
+    teach: TeachConfig = TeachConfig()
 
 
 def load_config() -> Config:

@@ -440,6 +440,15 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    def labels_since(self, task: str, version: int, since: str) -> int:
+        """Answers people accepted or corrected in review after `since` (a stored timestamp)."""
+        row = self.db.execute(
+            "SELECT count(*) FROM review WHERE task = ? AND task_version = ? AND status IN ('accepted', 'corrected')"
+            " AND resolved_at > ?",
+            (task, version, since),
+        ).fetchone()
+        return int(row[0])
+
     def head_report(self, task: str, version: int) -> str | None:
         """The newest trained head's report JSON, without unpickling the model (cheap: no sklearn)."""
         row = self.db.execute(

@@ -33,6 +33,7 @@ CANCELLED = {
     "pull": "pull cancelled: a later pull resumes it",
     "escalate": "escalation cancelled",
     "train": "training cancelled: the head is unchanged",
+    "retrain": "retraining cancelled: the head is unchanged",
 }
 
 

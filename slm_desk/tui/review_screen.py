@@ -7,11 +7,12 @@ import json
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
-from slm_desk.contract.tasks import load_task
+from slm_desk.contract.tasks import Task, load_task
 from slm_desk.data import review
 from slm_desk.errors import SlmDeskError
 from slm_desk.tui.base import DeskScreen
@@ -35,6 +36,7 @@ class ReviewScreen(DeskScreen):
         super().__init__()
         self.teaching_order = True
         self.done: list[review.Done] = []  # verdicts given here, newest last: `u` undoes them one by one
+        self.retraining: set[str] = set()  # tasks whose head is retraining in the background
 
     def compose(self) -> ComposeResult:
         yield from self.top()
@@ -110,6 +112,36 @@ class ReviewScreen(DeskScreen):
             said += f"; it replaces the earlier label {before} of this input in the pool"
         self.notify(said + "   (u undoes it)")
         self.action_reload()
+        if done.output is not None:
+            self._maybe_retrain(item["task"])
+
+    def _maybe_retrain(self, task_name: str) -> None:
+        """Enough new labels since the head was trained ([teach] retrain_after): retrain it in the background."""
+        try:
+            task = load_task(task_name)
+        except SlmDeskError:
+            return
+        new = self.desk.due_for_retraining(task)
+        if new is None or task.name in self.retraining:
+            return
+        self.retraining.add(task.name)
+        report = self.desk.head_report(task)
+        before = report.heldout_accuracy if report is not None else None
+        self.notify(f"{new} new labels for {task.name}: retraining its head in the background")
+        self.retrain(task, before)
+
+    @work(thread=True, exit_on_error=False, group="teach", name="retrain")
+    def retrain(self, task: Task, before: float | None) -> None:
+        try:
+            training = self.desk.train(task)
+        finally:
+            self.app.call_from_thread(lambda: self.retraining.discard(task.name))
+        r = training.trained.report
+        was = f" (was {before:.1%})" if before is not None else ""
+        self.app.call_from_thread(
+            self.notify,
+            f"{task.name}'s head retrained on {r.n_train} items: held-out accuracy {r.heldout_accuracy:.1%}{was}",
+        )
 
     def action_label(self, number: int) -> None:
         item = self._current()

@@ -24,6 +24,7 @@ FIELDS = [
     ("runtime", "gpu_layers", "GPU layers ('auto' or a number)", "layers"),
     ("runtime", "n_ctx", "Context window (tokens)", "int"),
     ("history", "enabled", "Record runs in the history (off: REVIEW answers skip the review queue too)", "bool"),
+    ("teach", "retrain_after", "Retrain a head after N labels given in Review (0 = never)", "int"),
 ]
 
 
