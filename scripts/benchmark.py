@@ -22,6 +22,8 @@
    before (static prompt, no adapter) and after (the adapter, no head, no retrieval).
 6. The batch path: items/s of `run --jsonl` as a whole process with a trained head on 10,000 and 100,000
    banking77 queries, against a bare script that loads the same head and predicts the same inputs.
+7. The learning curve (needs ../shared/data): route-ticket's head after 30..800 labels a scripted reviewer
+   gives from gold labels, in the review queue's teaching order against arrival order (scripts/learning_curve.py).
 Inputs are real: banking77 queries (route-ticket, extract-ticket) and restaurant8k utterances (extract-booking)
 from the built-in eval sets.
 """
@@ -379,7 +381,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--no-cascade", action="store_true")
-    parser.add_argument("--sections", default="123456", help="which sections to run, e.g. 34")
+    parser.add_argument("--sections", default="1234567", help="which sections to run, e.g. 34")
     parser.add_argument("--batch-sizes", default="10000,100000", help="section 6: inputs per run")
     parser.add_argument("--tune-sizes", default="64,256,1024", help="section 5: training examples per run")
     parser.add_argument("--tune-epochs", type=int, default=1, help="section 5: epochs per run")
@@ -404,6 +406,10 @@ def main() -> None:
         tuning(max(args.items, 100), sizes, args.tune_epochs, args.tune_tasks.split(","))
     if "6" in args.sections:
         batch_speed([int(n) for n in args.batch_sizes.split(",")])
+    if "7" in args.sections:
+        import learning_curve
+
+        learning_curve.report(_pools() / "route-ticket.pool.jsonl", learning_curve.CHECKPOINTS, 4000, 3)
 
 
 def three_way_table(items: int) -> None:
