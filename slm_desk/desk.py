@@ -27,7 +27,7 @@ from slm_desk.judge import tiers
 from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline, no_shots
 from slm_desk.judge.tiers import TierPolicy
-from slm_desk.learn import calibrate, evaluate, head, teaching
+from slm_desk.learn import calibrate, distill, evaluate, head, teaching
 from slm_desk.learn.retrieval import Retriever
 from slm_desk.models import backends
 from slm_desk.models.backends import Backend
@@ -162,6 +162,19 @@ class Desk:
                     "no teacher: pass --teacher URL|MODEL_ID or configure [escalation]", "see `distill --help`"
                 )
         return Pipeline(task, backend, tier="escalation")
+
+    def distill(
+        self,
+        task: Task,
+        inputs: list[str],
+        teacher: str | None = None,
+        model_name: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> dict[str, int]:
+        """A teacher (`teacher`) labels unlabelled inputs into the review queue, as teacher labels: never straight
+        into the pool. Counts of valid and flagged (failed validation) answers."""
+        return distill.label_inputs(self.teacher(task, teacher, model_name), inputs, self.store, progress, cancelled)
 
     def head_report(self, task: Task) -> head.HeadReport | None:
         """What the task's trained head reported when it was trained (when, on how many items, held-out accuracy

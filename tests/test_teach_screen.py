@@ -24,7 +24,7 @@ def summary(app: SlmDeskApp) -> str:
     return str(app.screen.query_one("#teach-summary", Static).render())
 
 
-async def answer_path(pilot, path: Path) -> None:  # type: ignore[no-untyped-def]
+async def answer_path(pilot, path: Path | str) -> None:  # type: ignore[no-untyped-def]
     await pilot.pause()
     field = pilot.app.screen.query_one("#path", Input)
     field.value = str(path)
@@ -121,3 +121,26 @@ async def test_a_task_with_free_text_fields_says_it_has_no_head() -> None:
         assert "no head: its fields are free text" in summary(app)
         await pilot.press("t")
         assert any("a head cannot learn them" in m for m in messages(app))
+
+
+async def test_a_teacher_labels_inputs_into_review_never_the_pool(tmp_path: Path) -> None:
+    from tests.servers import picky_server
+
+    inputs = tmp_path / "unlabelled.txt"
+    inputs.write_text("my card is stuck in the ATM\n\nmy new card has not arrived\n")
+    desk = Desk()
+    with picky_server(b"", answer='{"route": "card_issue"}') as (url, _):
+        app = SlmDeskApp(desk=desk)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f5")
+            await pilot.pause()
+            await pilot.press("d")
+            await answer_path(pilot, inputs)
+            await answer_path(pilot, url)
+            await wait_until(pilot, lambda: any("wait in Review" in m for m in messages(app)))
+            assert any("2 teacher labels and 0 flagged" in m for m in messages(app)), messages(app)
+            assert not app.screen.training
+    queued = desk.review_queue()
+    assert sorted(item["input"] for item in queued) == ["my card is stuck in the ATM", "my new card has not arrived"]
+    assert all("distilled from" in item["reason"] for item in queued)
+    assert desk.store.pool("route-ticket", 1) == []  # teacher labels wait for a person

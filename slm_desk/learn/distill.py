@@ -19,23 +19,30 @@ from typing import Any
 
 from slm_desk.contract.tasks import Task, parse_task, task_text
 from slm_desk.data.store import Store
-from slm_desk.errors import SlmDeskError
+from slm_desk.errors import Cancelled, SlmDeskError
 from slm_desk.judge.pipeline import Pipeline
 
 SOURCE = "distill"
 
 
 def label_inputs(
-    teacher: Pipeline, inputs: list[str], store: Store, progress: Callable[[int, int], None] | None = None
+    teacher: Pipeline,
+    inputs: list[str],
+    store: Store,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> dict[str, int]:
     """Ask the teacher for each input and queue every answer for review.
 
     A teacher that cannot be asked (unreachable, no key) stops the run with an error: a failure is not a label.
+    `cancelled` stops it between inputs (Cancelled): what was labelled so far stays queued.
     """
     counts = {"valid": 0, "flagged": 0}
     for i, text in enumerate(inputs, 1):
+        if cancelled is not None and cancelled():
+            raise Cancelled()
         try:
-            answer = teacher.answer(text)
+            answer = teacher.answer(text, cancelled=cancelled)
         except SlmDeskError as exc:
             done = f"{i - 1} of {len(inputs)} inputs were labelled and queued before it failed"
             raise type(exc)(f"the teacher failed: {exc.message}; {done}", exc.hint) from exc

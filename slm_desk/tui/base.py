@@ -34,6 +34,7 @@ CANCELLED = {
     "escalate": "escalation cancelled",
     "train": "training cancelled: the head is unchanged",
     "retrain": "retraining cancelled: the head is unchanged",
+    "distill": "teacher stopped: what it labelled so far waits in Review",
 }
 
 

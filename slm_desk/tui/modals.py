@@ -129,14 +129,14 @@ class AskPath(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, question: str, value: str = "") -> None:
+    def __init__(self, question: str, value: str = "", placeholder: str = "path/to/file.jsonl") -> None:
         super().__init__(classes="dialog-screen")
-        self.question, self.value = question, value
+        self.question, self.value, self.placeholder = question, value, placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(self.question, classes="question", markup=False)
-            yield Input(self.value, placeholder="path/to/file.jsonl", id="path")
+            yield Input(self.value, placeholder=self.placeholder, id="path")
             yield Static("Enter ok   Esc cancel", classes="hint")
 
     def on_mount(self) -> None:
@@ -144,4 +144,4 @@ class AskPath(ModalScreen[str | None]):
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self.dismiss(event.value.strip())  # "" is an answer too (the default); Esc is None

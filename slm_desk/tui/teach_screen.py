@@ -1,5 +1,6 @@
 """Teach: per task, the example pool (per label or field, and where it came from), the head trained on it and
-whether that is stale; import a labelled file, train or retrain the head, remove an item, export the pool."""
+whether that is stale; import a labelled file, train or retrain the head, remove an item, export the pool, and
+let a teacher label unlabelled inputs into the review queue for a cold start."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class TeachScreen(DeskScreen):
         Binding("t", "train", "Train"),
         Binding("delete", "remove", "Remove"),
         Binding("x", "export", "Export"),
+        Binding("d", "distill", "Teacher"),
         Binding("escape", "cancel", "Cancel"),
     ]
 
@@ -166,6 +168,70 @@ class TeachScreen(DeskScreen):
 
         self.app.push_screen(AskPath(f"Write {task.name}'s pool as JSONL to:", f"{task.name}.pool.jsonl"), chosen)
 
+    # -- a teacher for a cold start ----------------------------------------------------------------------------
+
+    def action_distill(self) -> None:
+        if self.training:
+            self.notify("wait for the work in progress, or Esc cancels it", severity="warning")
+            return
+        task = self.chosen_task
+
+        def teacher_chosen(inputs: Path, teacher: str | None) -> None:
+            if teacher is None:
+                return
+            try:
+                lines = inputs.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                self.notify(f"cannot read {inputs}: {exc}", severity="error")
+                return
+            texts = [line.strip() for line in lines if line.strip()]
+            if not texts:
+                self.notify(f"{inputs} has no inputs (one per line)", severity="warning")
+                return
+            self._busy(len(texts))
+            self.notify(f"the teacher labels {len(texts)} inputs into Review (F3); Esc stops it")
+            self.distill(task, texts, teacher or None)
+
+        def inputs_chosen(path: str | None) -> None:
+            if not path:
+                return
+            inputs = Path(path).expanduser()
+            question = "The teacher: a server's /v1 URL or an installed model id (empty: the [escalation] target)"
+            self.app.push_screen(
+                AskPath(question, placeholder="http://127.0.0.1:8080/v1 or qwen2.5-1.5b"),
+                lambda teacher: teacher_chosen(inputs, teacher),
+            )
+
+        self.app.push_screen(AskPath(f"Unlabelled inputs for {task.name}, one per line:"), inputs_chosen)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="teach", name="distill")
+    def distill(self, task: Task, texts: list[str], teacher: str | None) -> None:
+        worker = get_current_worker()
+
+        def progress(done: int, total: int) -> None:
+            self.app.call_from_thread(self._step, done)
+
+        counts = self.desk.distill(task, texts, teacher, progress=progress, cancelled=lambda: worker.is_cancelled)
+        self.app.call_from_thread(self._distilled, counts)
+
+    def _step(self, done: int) -> None:
+        if self.training:
+            self.query_one("#train-progress", ProgressBar).update(progress=done)
+
+    def _distilled(self, counts: dict[str, int]) -> None:
+        self._stopped()
+        self.notify(
+            f"{counts['valid']} teacher labels and {counts['flagged']} flagged answers wait in Review (F3), least "
+            "sure first: a person's verdict puts them in the pool"
+        )
+
+    def _busy(self, total: int | None) -> None:
+        self.training = True
+        bar = self.query_one("#train-progress", ProgressBar)
+        bar.display = True
+        bar.update(total=total, progress=0)
+        self.refresh_bindings()
+
     # -- training ----------------------------------------------------------------------------------------------
 
     def action_train(self) -> None:
@@ -178,11 +244,7 @@ class TeachScreen(DeskScreen):
             self.notify(f"{task.name} has free-text fields: a head cannot learn them", severity="warning")
             return
         self.before = state.head.heldout_accuracy if state.head is not None else None
-        self.training = True
-        bar = self.query_one("#train-progress", ProgressBar)
-        bar.display = True
-        bar.update(total=state.train_steps, progress=0)
-        self.refresh_bindings()
+        self._busy(state.train_steps)
         self.notify(f"training {task.name}'s head on {state.pool} pool items; Esc cancels")
         self.train_head(task)
 
@@ -214,8 +276,9 @@ class TeachScreen(DeskScreen):
         self.workers.cancel_group(self, "teach")
 
     def worker_stopped(self, worker: Worker[Any], reason: str) -> None:
-        if worker.name == "train":
+        if worker.name in ("train", "distill"):
             self._stopped()
+            self.reload()
 
     def _stopped(self) -> None:
         self.training = False
