@@ -221,15 +221,14 @@ class Desk:
             except TaskError:  # a user task since removed: its items are listed as they are
                 continue
             mine = [item for item in items if item["task"] == name and item["task_version"] == spec.version]
-            for item in mine:
-                candidate = json.loads(item["candidate"]) if item["candidate"] else None
+            candidates = [json.loads(item["candidate"]) if item["candidate"] else None for item in mine]
+            for item, candidate in zip(mine, candidates, strict=True):
                 item["high_risk"] = isinstance(candidate, dict) and bool(spec.always_reviewed(candidate))
             first = self.head(spec) if mine else None
             if first is None:
                 continue
             answers = first[0].answer_batch([item["input"] for item in mine])
-            for item, answer in zip(mine, answers, strict=True):
-                candidate = json.loads(item["candidate"]) if item["candidate"] else None
+            for item, candidate, answer in zip(mine, candidates, answers, strict=True):
                 item["head_answer"] = answer.output if isinstance(answer, RunResult) else None
                 item["disagrees"] = item["head_answer"] is not None and item["head_answer"] != candidate
         return review.teaching_order(items)[:QUEUE_SHOWN] if teaching_order else items

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slm_desk.learn.head import HeadReport, folds_for
 
@@ -20,6 +20,7 @@ class Teaching:
     version: int
     pool: int
     sources: dict[str, int]  # file, review, distill ...: how many items each gave
+    items: list[dict[str, Any]] = field(default_factory=list)  # the pool itself, oldest first
     values: dict[str, Counter[str]] = field(default_factory=dict)  # per head field: label (or filled/null) -> items
     head: HeadReport | None = None
     stale: str = ""  # why the head no longer matches the pool ("" when it does, or there is no head)
@@ -41,7 +42,7 @@ def teaching(store: Store, task: Task) -> Teaching:
         else:
             values[name] = Counter("filled" if item["output"].get(name) is not None else "null" for item in items)
     report = head_report(store, task)
-    state = Teaching(task.name, task.version, len(items), store.pool_sources(task.name, task.version), values)
+    state = Teaching(task.name, task.version, len(items), store.pool_sources(task.name, task.version), items, values)
     state.head, state.can_train = report, bool(task.head_fields)
     state.train_steps = folds_for(len(items)) + 1
     if report is not None:

@@ -103,7 +103,8 @@ class TeachScreen(DeskScreen):
                 values.add_row(field, value, str(n))
         table = self.query_one("#pool", DataTable)
         table.clear()
-        for item in self.desk.store.pool(task.name, task.version)[-SHOWN:][::-1]:
+        self.state = state
+        for item in state.items[-SHOWN:][::-1]:
             text = item["input"].replace("\n", " ")
             table.add_row(
                 str(item["id"]), _cut(text, INPUT_WIDTH), _cut(_values(item["output"]), OUTPUT_WIDTH), item["source"]
@@ -238,8 +239,7 @@ class TeachScreen(DeskScreen):
         if self.training:
             self.notify("the head is already training: Esc cancels it", severity="warning")
             return
-        task = self.chosen_task
-        state = self.desk.teaching(task)
+        task, state = self.chosen_task, self.state  # as `reload` read it after the last change
         if not state.can_train:
             self.notify(f"{task.name} has free-text fields: a head cannot learn them", severity="warning")
             return
