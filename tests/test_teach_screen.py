@@ -61,8 +61,17 @@ async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
         values = app.screen.query_one("#values", DataTable)
         assert values.row_count >= 5 and str(values.get_row_at(0)[0]) == "route"
 
+        pressed, train = threading.Event(), app.desk.train
+
+        def held(task: Any, **options: Any) -> Any:  # the training waits at its first step for the second press
+            said = options["said"]
+            return train(task, **{**options, "said": lambda line: pressed.wait(10) and said(line)})
+
+        app.desk.train = held  # type: ignore[method-assign]
         await pilot.press("t")
         await pilot.press("t")  # twice: the second says it is already training
+        pressed.set()
+        app.desk.train = train  # type: ignore[method-assign]
         assert any("already training" in m for m in messages(app))
         await wait_until(pilot, lambda: "held-out accuracy" in summary(app))
         assert any("head trained on 600 items: held-out accuracy" in m for m in messages(app))
