@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -25,7 +26,7 @@ from slm_desk.contract.results import Tokens
 from slm_desk.errors import UsageError
 from slm_desk.judge.tiers import Scored, TierPolicy
 from slm_desk.learn.retrieval import FEATURES, featurizer
-from slm_desk.learn.spans import SpanTagger
+from slm_desk.learn.spans import Featurize, SpanTagger, featurize
 from slm_desk.models.backends import AlwaysReady, Completion, IsCancelled, Messages, OnText
 
 if TYPE_CHECKING:
@@ -90,10 +91,12 @@ class Head:
         self.labels = labels
         self.spans = spans
 
-    def predict(self, texts: list[str]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+    def predict(
+        self, texts: list[str], featurized: Featurize = featurize
+    ) -> list[tuple[dict[str, Any], dict[str, float]]]:
         """For each text: the answer (fields in the schema's order) and each field's confidence."""
         labelled = self.labels.predict(texts) if self.labels is not None else [({}, {})] * len(texts)
-        spanned = self.spans.predict(texts) if self.spans is not None else [({}, {})] * len(texts)
+        spanned = self.spans.predict(texts, featurized) if self.spans is not None else [({}, {})] * len(texts)
         answers = []
         for (lo, lp), (so, sp) in zip(labelled, spanned, strict=True):
             merged, probs = {**lo, **so}, {**lp, **sp}
@@ -132,7 +135,7 @@ class HeadBackend(AlwaysReady):
         ]
 
 
-def _fit(task: Task, items: list[dict[str, Any]]) -> Head:
+def _fit(task: Task, items: list[dict[str, Any]], featurized: Featurize = featurize) -> Head:
     from sklearn.linear_model import LogisticRegression
 
     kinds = task.head_fields
@@ -153,7 +156,7 @@ def _fit(task: Task, items: list[dict[str, Any]]) -> Head:
             models[field] = LogisticRegression(C=LABEL_C, max_iter=3000).fit(x, y)
         labels = LabelHead(features, models)
     span_fields = [f for f, kind in kinds.items() if kind == "span"]
-    spans = SpanTagger.fit(span_fields, texts, [i["output"] for i in items]) if span_fields else None
+    spans = SpanTagger.fit(span_fields, texts, [i["output"] for i in items], featurized) if span_fields else None
     return Head(list(kinds), labels, spans)
 
 
@@ -187,6 +190,7 @@ def train(
             f"add labelled examples: slm-desk examples add {task.name} FILE.jsonl",
         )
     started = time.perf_counter()
+    memo = cache(featurize)  # each input's span features once, not once per fold; gone when training ends
     order = usable[:]
     random.Random(seed).shuffle(order)
     k = folds_for(len(order))
@@ -196,8 +200,8 @@ def train(
         if progress:
             progress(f"fold {fold + 1}/{k}: fitting on {len(order) - len(order[fold::k])} items")
         held = order[fold::k]
-        fitted = _fit(task, [item for i, item in enumerate(order) if i % k != fold])
-        predicted += fitted.predict([item["input"] for item in held])
+        fitted = _fit(task, [item for i, item in enumerate(order) if i % k != fold], memo)
+        predicted += fitted.predict([item["input"] for item in held], memo)
         ordered += held
     samples, right = [], dict.fromkeys(task.fields, 0)
     for item, (output, probs) in zip(ordered, predicted, strict=True):
@@ -213,7 +217,7 @@ def train(
     ]
     if progress:
         progress(f"fitting the head on all {n} items")
-    head = _fit(task, order)
+    head = _fit(task, order, memo)
     timed = [item["input"] for item in order[:1000]]
     tick = time.perf_counter()
     head.predict(timed)
