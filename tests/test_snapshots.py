@@ -128,3 +128,12 @@ async def test_narrow_terminals_keep_the_task_names_and_drop_the_description() -
     async with SlmDeskApp(initial_task="extract-booking").run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert pilot.app.screen.query_one("#task-pane").outer_size.width == 24
+
+
+@pytest.mark.parametrize("size", [(60, 20), (120, 40)])
+async def test_every_screen_key_is_in_the_navigation_bar_at_any_width(size: tuple[int, int]) -> None:
+    async with SlmDeskApp().run_test(size=size) as pilot:
+        await pilot.pause()
+        shown = str(pilot.app.screen.query_one("#nav").render())
+        assert all(f"F{n} " in shown for n in range(1, 8)), shown
+        assert ("F7 Settings" in shown) == (size[0] >= 68), shown  # titles shorten only where they must

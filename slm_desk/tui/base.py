@@ -48,21 +48,32 @@ SCREENS = [
     ("calibration", "Calib", "f6", "Reliability diagram, ECE and thresholds per task"),
     ("settings", "Settings", "f7", "Escalation, runtime, logging"),
 ]
+SHORT = {"history": "Hist", "review": "Rev", "settings": "Set"}  # the navigation bar's titles below 68 columns
 
 
 class NavBar(Static):
     """Every screen with its F-key, the current one highlighted. The footer keeps the screen's own keys, so it
-    fits 80 columns and its order never changes with focus."""
+    fits 80 columns and its order never changes with focus. Narrower than the whole bar (68 columns), the longer
+    titles shorten, so every F-key stays on screen down to 57 columns."""
 
     def __init__(self, current: str) -> None:
         super().__init__(id="nav")
         self.current = current
 
     def on_mount(self) -> None:
+        self.draw()
+
+    def on_resize(self) -> None:
+        self.draw()
+
+    def draw(self) -> None:
+        full = sum(len(f" {key} {title}") for _, title, key, _ in SCREENS)
+        narrow = 0 < self.size.width < full
         line = Text(no_wrap=True, overflow="ellipsis")
-        for mode, title, key, _ in SCREENS:  # 59 columns in all: whole at 60
+        for mode, title, key, _ in SCREENS:
             line.append(" ")
-            line.append(f"{key.upper()} {title}", style="bold reverse" if mode == self.current else "")
+            name = SHORT.get(mode, title) if narrow else title
+            line.append(f"{key.upper()} {name}", style="bold reverse" if mode == self.current else "")
         self.update(line)
 
 

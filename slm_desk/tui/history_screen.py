@@ -55,7 +55,8 @@ class HistoryScreen(DeskScreen):
             ]
             table.add_row(*map(Text, cells), key=str(run["id"]))  # user text: never read as markup
         shown = f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + (f" matching {search!r}" if search else "")
-        self.query_one("#count", Static).update(Text(shown))
+        # said here too: while the search box has focus, its own Enter hides the footer's "enter Open"
+        self.query_one("#count", Static).update(Text(shown + ("  enter opens the highlighted run" if runs else "")))
 
     def action_search(self) -> None:
         self.query_one("#search", Input).focus()
