@@ -1,10 +1,12 @@
-"""Build slm-desk's built-in eval sets from PolyAI's public data (CC BY 4.0) in ../shared/data.
+"""Build slm-desk's built-in eval sets from the public data in ../shared/data.
 
     python scripts/build_evalsets.py [DATA_DIR]
 
-Writes slm_desk/evalsets/route-ticket.jsonl (banking77 intents mapped to route-ticket's six queues) and
-extract-booking.jsonl (restaurant8k slot spans), lines of {"input": ..., "output": {...}}. Deterministic
-(seeded); few-shot example inputs of the tasks are left out so an eval never scores a memorised example.
+Writes slm_desk/evalsets/route-ticket.jsonl (banking77 intents mapped to route-ticket's six queues),
+extract-booking.jsonl (restaurant8k slot spans), both PolyAI's (CC BY 4.0), and rewrite-followup.jsonl (the
+follow-up questions of CAST_EVAL_TOPICS of TREC CAsT 2019, MIT), lines of {"input": ..., "output": {...}}.
+Deterministic (seeded); few-shot example inputs of the tasks are left out so an eval never scores a memorised
+example, and no conversation of an eval topic is in any pool (scripts/teach_data.py).
 """
 
 from __future__ import annotations
@@ -95,6 +97,63 @@ def bookings(data: Path) -> list[dict]:
     return chosen
 
 
+# 12 of CAsT 2019's 32 conversations judge rewrite-followup; the other 20 and all of 2020 are its pool. 2019 only:
+# its rewrites use nothing but the earlier questions, which is all a rewrite of ours may use.
+CAST_EVAL_TOPICS = sorted(
+    random.Random(2019).sample(
+        [
+            1,
+            2,
+            31,
+            33,
+            35,
+            37,
+            39,
+            41,
+            43,
+            45,
+            47,
+            49,
+            51,
+            53,
+            55,
+            57,
+            59,
+            61,
+            63,
+            65,
+            67,
+            69,
+            71,
+            72,
+            73,
+            74,
+            75,
+            76,
+            77,
+            78,
+            79,
+            80,
+        ],
+        12,
+    )
+)
+
+
+def cast_turns(data: Path, year: int) -> list[dict]:
+    return [json.loads(line) for line in (data / "cast" / f"rewrites-{year}.jsonl").read_text().splitlines()]
+
+
+def followup_item(turn: dict) -> dict:
+    """A CAsT turn as rewrite-followup's input (the earlier questions, then the follow-up) and gold output."""
+    return {"input": "\n".join([*turn["history"], turn["utterance"]]), "output": {"query": turn["rewrite"]}}
+
+
+def followups(data: Path) -> list[dict]:
+    """The eval topics' follow-ups: every turn with a history (a first question has nothing to resolve)."""
+    return [followup_item(t) for t in cast_turns(data, 2019) if t["topic"] in CAST_EVAL_TOPICS and t["history"]]
+
+
 def write(name: str, items: list[dict]) -> None:
     path = OUT / f"{name}.jsonl"
     path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
@@ -105,3 +164,4 @@ if __name__ == "__main__":
     data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data"
     write("route-ticket", routes(data_dir))
     write("extract-booking", bookings(data_dir))
+    write("rewrite-followup", followups(data_dir))

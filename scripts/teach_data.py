@@ -1,10 +1,12 @@
-"""Example pools from PolyAI's public data (CC BY 4.0) in ../shared/data, held apart from the built-in eval sets.
+"""Example pools from the public data in ../shared/data, held apart from the built-in eval sets.
 
     python scripts/teach_data.py OUT_DIR [DATA_DIR]
 
-Writes OUT_DIR/route-ticket.pool.jsonl (every banking77 query mapped to its route) and
-OUT_DIR/extract-booking.pool.jsonl (every restaurant8k utterance with its slot spans), each without the inputs
-of the built-in eval sets and of the tasks' own few-shot examples: the pool teaches, the eval set judges.
+Writes OUT_DIR/route-ticket.pool.jsonl (every banking77 query mapped to its route),
+OUT_DIR/extract-booking.pool.jsonl (every restaurant8k utterance with its slot spans), both PolyAI's (CC BY 4.0),
+each without the inputs of the built-in eval sets and of the tasks' own few-shot examples, and
+OUT_DIR/rewrite-followup.pool.jsonl (TREC CAsT, MIT: every turn of 2020 and of the 2019 conversations that are not
+eval topics): the pool teaches, the eval set judges.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_evalsets import ROOT, ROUTE_OF, booking_items, example_inputs  # noqa: E402
+from build_evalsets import (  # noqa: E402
+    CAST_EVAL_TOPICS,
+    ROOT,
+    ROUTE_OF,
+    booking_items,
+    cast_turns,
+    example_inputs,
+    followup_item,
+)
 
 
 def held_out(task: str) -> set[str]:
@@ -41,11 +51,21 @@ def booking_pool(data: Path) -> list[dict]:
     return booking_items(data, held_out("extract-booking"))
 
 
+def followup_pool(data: Path) -> list[dict]:
+    turns = [t for t in cast_turns(data, 2019) if t["topic"] not in CAST_EVAL_TOPICS] + cast_turns(data, 2020)
+    skip = held_out("rewrite-followup")
+    return [item for item in map(followup_item, turns) if item["input"] not in skip]
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1])
     data_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else ROOT.parent / "shared" / "data"
     out.mkdir(parents=True, exist_ok=True)
-    for name, items in (("route-ticket", route_pool(data_dir)), ("extract-booking", booking_pool(data_dir))):
+    for name, items in (
+        ("route-ticket", route_pool(data_dir)),
+        ("extract-booking", booking_pool(data_dir)),
+        ("rewrite-followup", followup_pool(data_dir)),
+    ):
         path = out / f"{name}.pool.jsonl"
         path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
         print(f"{path}: {len(items)} items")

@@ -104,10 +104,10 @@ def _progress(label: str) -> Any:
     return show
 
 
-def _fmt(value: Any, pct: bool = True) -> str:
+def _fmt(value: Any, pct: bool = True, places: int = 1) -> str:
     if value is None:
         return "-"
-    return f"{value:.1%}" if pct else f"{value:,.1f}"
+    return f"{value:.1%}" if pct else f"{value:,.{places}f}"
 
 
 def render_eval(r: dict[str, Any]) -> str:
@@ -137,6 +137,13 @@ def render_eval(r: dict[str, Any]) -> str:
             )
     if r["field_exact_match"]:
         lines.append("  exact match: " + ", ".join(f"{f} {_fmt(v)}" for f, v in r["field_exact_match"].items()))
+    for field, t in (r.get("text") or {}).items():
+        lines.append(
+            f"  {field} (free text, {t['n']} items): token F1 {_fmt(t['token_f1'], False, 3)},"
+            f" exact {_fmt(t['exact_match'])}, F1 >= {t['bar']:g} {_fmt(t['right_at_bar'])};"
+            f" gold unchanged on {t['unchanged_gold']}, of them left"
+            f" unchanged {_fmt(t['unchanged_kept'])}"
+        )
     for field, labels in r["labels"].items():
         lines.append(f"  {field}:")
         for label, e in labels.items():
@@ -239,6 +246,11 @@ def _compare(a_path: Path, b_path: Path) -> int:
     for key in keys:
         pct = not (key.startswith("latency") or key.startswith("throughput"))
         print(f"{key:<24} {_fmt(a.get(key), pct):>18} {_fmt(b.get(key), pct):>18}")
+    for field in dict.fromkeys([*(a.get("text") or {}), *(b.get("text") or {})]):
+        ta, tb = (a.get("text") or {}).get(field, {}), (b.get("text") or {}).get(field, {})
+        for key, pct in (("token_f1", False), ("exact_match", True), ("unchanged_kept", True)):
+            name = f"{field} {key.replace('_', ' ')}"
+            print(f"{name[:24]:<24} {_fmt(ta.get(key), pct, 3):>18} {_fmt(tb.get(key), pct, 3):>18}")
     found = regressions(a, b)
     for line in found:
         print(f"REGRESSION  {line}")

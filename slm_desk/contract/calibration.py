@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel
 
+from slm_desk.contract.words import token_f1
+
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
 
@@ -221,8 +223,15 @@ def build_profile(
     )
 
 
-def is_correct(output: dict[str, Any] | None, gold: dict[str, Any], field: str) -> bool:
-    return output is not None and output.get(field) == gold.get(field)
+def is_correct(output: dict[str, Any] | None, gold: dict[str, Any], field: str, bar: float | None = None) -> bool:
+    """The answer's `field` is right: the gold value itself, or with a `bar` (a free-text field: `Task.match_bar`)
+    two texts whose token F1 reaches it."""
+    if output is None:
+        return False
+    value, expected = output.get(field), gold.get(field)
+    if bar is not None and isinstance(value, str) and isinstance(expected, str):
+        return token_f1(value, expected) >= bar
+    return bool(value == expected)
 
 
 def _all_groups(task: Task) -> list[str]:

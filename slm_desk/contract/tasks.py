@@ -19,6 +19,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from slm_desk import locations
+from slm_desk.contract.followup import candidates
 from slm_desk.contract.schema_guard import problems as schema_problems
 from slm_desk.contract.validators import Regex, Validator, Verbatim, fields_named, template_slots
 from slm_desk.errors import TaskError, UsageError
@@ -65,6 +66,13 @@ def _accepts_null(schema: dict[str, Any]) -> bool:
     return any(_accepts_null(option) for option in schema.get("anyOf", []) + schema.get("oneOf", []))
 
 
+def _is_text(schema: dict[str, Any]) -> bool:
+    kinds = schema.get("type")
+    if kinds == "string" or (isinstance(kinds, list) and "string" in kinds):
+        return True
+    return any(_is_text(option) for option in schema.get("anyOf", []) + schema.get("oneOf", []))
+
+
 class Task(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,6 +89,14 @@ class Task(BaseModel):
     default_risk: Risk = Field("low", description="risk of an answer that has no label field")
     max_tokens: int = Field(128, gt=0, le=4096, description="generation budget for one answer")
     retrieval: Retrieval = Field(default_factory=Retrieval, description="few-shot turns from the example pool")
+    edits: str | None = Field(
+        None,
+        description="a field the grammar narrows to the input's last line, unchanged or with one edit whose words "
+        "come from the earlier lines (a follow-up question rewritten: contract/followup.py)",
+    )
+    text_match: float = Field(
+        0.8, gt=0.0, le=1.0, description="token F1 against the gold text at which a free-text field counts as right"
+    )
     source: str = Field("", exclude=True, description="where the task was loaded from")
 
     @field_validator("schema_text")
@@ -124,10 +140,13 @@ class Task(BaseModel):
                 properties[rule.field] = {"enum": found + ([None] if nullable else [])}
             elif nullable:
                 properties[rule.field] = {"type": "null"}
+        if self.edits in properties:
+            properties[self.edits] = {"enum": candidates(text)}
         if properties == self.output_schema.get("properties", {}):
             return self
         narrowed = self.model_copy(update={"schema_text": json.dumps({**self.output_schema, "properties": properties})})
-        for cached in ("output_schema", "output_validator", "fields"):  # computed from the schema: anew for the copy
+        # computed from the schema: anew for the copy
+        for cached in ("output_schema", "output_validator", "fields", "text_fields"):
             narrowed.__dict__.pop(cached, None)
         return narrowed
 
@@ -139,6 +158,21 @@ class Task(BaseModel):
             for f, p in properties.items()
             if p == {"type": "null"} or "const" in p or (isinstance(p.get("enum"), list) and len(p["enum"]) == 1)
         ]
+
+    @cached_property
+    def text_fields(self) -> list[str]:
+        """Free-text fields: written, not chosen from labels nor copied verbatim; scored by token F1."""
+        verbatim = {f for v in self.validators if isinstance(v, Verbatim) for f in v.fields}
+        properties = self.output_schema.get("properties", {})
+        return [
+            f
+            for f in self.fields
+            if f not in self.labels and f not in verbatim and "enum" not in properties[f] and _is_text(properties[f])
+        ]
+
+    def match_bar(self, field: str) -> float | None:
+        """The token F1 at which `field` counts as right, or None when only the exact value is right."""
+        return self.text_match if field in self.text_fields else None
 
     def risk_of(self, field: str, label: Any) -> Risk | None:
         return self.labels.get(field, {}).get(label) if isinstance(label, str) else None
@@ -193,6 +227,8 @@ def _consistency_errors(task: Task) -> list[str]:
             errors.append(
                 f"labels for {field!r} must list exactly the schema's enum {sorted(allowed)}, got {sorted(risks)}"
             )
+    if task.edits is not None and not _is_text(task.output_schema.get("properties", {}).get(task.edits, {})):
+        errors.append(f"edits names {task.edits!r}, which is not a string field of the schema")
     if task.template is not None:
         errors += [
             f"template slot {{{s}}} is not a schema property"

@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from slm_desk.contract.followup import split
+from slm_desk.contract.words import content_words, words
+
 
 class _Validator(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -118,6 +121,38 @@ class NullIff(_Validator):
         return []
 
 
+class Grounded(_Validator):
+    """Every content word of the value is a word of the input: a rewrite names no fact the text did not."""
+
+    kind: Literal["grounded"]
+    fields: list[str]
+
+    def check(self, output: dict[str, Any], source: str, template: str | None) -> list[str]:
+        known = set(words(source))
+        errors = []
+        for field, value in _strings(output, self.fields):
+            invented = [w for w in dict.fromkeys(content_words(value)) if w not in known]
+            if invented:
+                errors.append(f"{field} uses {', '.join(map(repr, invented))}, which the input does not contain")
+        return errors
+
+
+class KeepsLastLine(_Validator):
+    """Every content word of the input's last line (a follow-up question) is kept in the value."""
+
+    kind: Literal["keeps_last_line"]
+    fields: list[str]
+
+    def check(self, output: dict[str, Any], source: str, template: str | None) -> list[str]:
+        wanted = dict.fromkeys(content_words(split(source)[1]))
+        errors = []
+        for field, value in _strings(output, self.fields):
+            dropped = [w for w in wanted if w not in set(words(value))]
+            if dropped:
+                errors.append(f"{field} drops {', '.join(map(repr, dropped))} of the last line; keep its words")
+        return errors
+
+
 class TemplateSlots(_Validator):
     """The task's template must render with every slot filled by a non-empty value."""
 
@@ -139,7 +174,8 @@ class TemplateSlots(_Validator):
 
 
 Validator = Annotated[
-    Verbatim | Regex | NoNewDigits | NonEmpty | MaxLength | NullIff | TemplateSlots, Field(discriminator="kind")
+    Verbatim | Regex | NoNewDigits | NonEmpty | MaxLength | NullIff | Grounded | KeepsLastLine | TemplateSlots,
+    Field(discriminator="kind"),
 ]
 
 

@@ -25,9 +25,9 @@ def run(
     for done, item in enumerate(items, 1):
         result = pipeline.answer(item["input"], cancelled=cancelled)
         for field in task.fields:
-            right[field] += is_correct(result.output, item["output"], field)
+            right[field] += is_correct(result.output, item["output"], field, task.match_bar(field))
         if result.valid and result.output is not None and result.raw_confidence is not None:
-            correct = all(is_correct(result.output, item["output"], f) for f in task.fields)
+            correct = all(is_correct(result.output, item["output"], f, task.match_bar(f)) for f in task.fields)
             samples.append(Sample(result.raw_confidence, correct, [g for g, _ in task.groups(result.output)]))
         if progress:
             progress(done, len(items))

@@ -28,6 +28,7 @@ def record_of(gold: dict[str, Any], result: RunResult) -> dict[str, Any]:
     escalation = result.escalation or {}
     small_valid = escalation.get("small_output") is not None if result.escalated else result.valid
     return {
+        "input": result.input,
         "gold": gold,
         "output": result.output,
         "valid": small_valid,

@@ -12,14 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from slm_desk.contract.calibration import is_correct
+from slm_desk.contract.followup import split
+from slm_desk.contract.words import token_f1
+
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
     from slm_desk.data.config import CostsConfig
 
 
-def _right(record: dict[str, Any], fields: list[str]) -> bool:
-    output = record["output"]
-    return output is not None and all(output.get(f) == record["gold"].get(f) for f in fields)
+def _right(task: Task, record: dict[str, Any], fields: list[str]) -> bool:
+    return all(is_correct(record["output"], record["gold"], f, task.match_bar(f)) for f in fields)
 
 
 def _rate(flags: list[bool]) -> float | None:
@@ -54,6 +57,29 @@ def label_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[s
     return report
 
 
+def text_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per free-text field: mean token F1 and exact match against the gold text (an unanswered item scores 0),
+    the share counted right (F1 at least the task's bar), and, of the items whose gold is the input's last line
+    unchanged (a question already standalone), the share the answer left unchanged too."""
+    report: dict[str, dict[str, Any]] = {}
+    for field in task.text_fields:
+        scored = [r for r in records if isinstance(r["gold"].get(field), str)]
+        answers = [(r["output"] or {}).get(field) for r in scored]
+        pairs = list(zip(answers, scored, strict=True))
+        f1 = [token_f1(a, r["gold"][field]) if isinstance(a, str) else 0.0 for a, r in pairs]
+        kept = [a == split(r.get("input", ""))[1] for a, r in pairs if r["gold"][field] == split(r.get("input", ""))[1]]
+        report[field] = {
+            "n": len(scored),
+            "token_f1": sum(f1) / len(f1) if f1 else None,
+            "exact_match": _rate([a == r["gold"][field] for a, r in pairs]),
+            "right_at_bar": _rate([v >= task.text_match for v in f1]),
+            "bar": task.text_match,
+            "unchanged_gold": len(kept),
+            "unchanged_kept": _rate(kept),
+        }
+    return report
+
+
 def by_tier(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Accuracy, accept rate and latency of the items each tier answered (head, model, escalation, none)."""
     tiers: dict[str, dict[str, Any]] = {}
@@ -62,7 +88,7 @@ def by_tier(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[str, An
         if mine:
             tiers[tier] = {
                 "n": len(mine),
-                "accuracy": _rate([_right(r, task.fields) for r in mine]),
+                "accuracy": _rate([_right(task, r, task.fields) for r in mine]),
                 "accept_rate": _rate([r["decision"] == "accept" for r in mine]),
                 "latency_ms_p50": percentile([float(r["latency_ms"]) for r in mine], 50),
                 "latency_ms_mean": sum(r["latency_ms"] for r in mine) / len(mine),
@@ -76,8 +102,8 @@ def frontier_row(task: Task, setup: str, records: list[dict[str, Any]], ms_per_i
     return {
         "setup": setup,
         "n": len(records),
-        "accuracy": _rate([_right(r, task.fields) for r in records]),
-        "accepted_precision": _rate([_right(r, task.fields) for r in accepted]),
+        "accuracy": _rate([_right(task, r, task.fields) for r in records]),
+        "accepted_precision": _rate([_right(task, r, task.fields) for r in accepted]),
         "accept_rate": _rate([r["decision"] == "accept" for r in records]),
         "ms_per_item": ms_per_item,
     }
@@ -101,15 +127,16 @@ def compute(
     latencies = [float(r["latency_ms"]) for r in records]
     report: dict[str, Any] = {
         "n": n,
-        "accuracy": _rate([_right(r, fields) for r in records]),
+        "accuracy": _rate([_right(task, r, fields) for r in records]),
         "labels": label_metrics(task, records),
         "validity_first_attempt": _rate([r["valid_first"] for r in records]),
         "validity_after_retry": _rate([r["valid"] for r in records]),
-        "field_exact_match": {f: _rate([_right(r, [f]) for r in records]) for f in extracted},
+        "field_exact_match": {f: _rate([_right(task, r, [f]) for r in records]) for f in extracted},
+        "text": text_metrics(task, records),
         "accept_rate": _rate([r["decision"] == "accept" for r in records]),
         "escalation_rate": _rate([r["escalated"] for r in records]),
         "review_rate": _rate([r["decision"] == "review" for r in records]),
-        "accepted_accuracy": _rate([_right(r, fields) for r in accepted]),
+        "accepted_accuracy": _rate([_right(task, r, fields) for r in accepted]),
         "latency_ms_p50": percentile(latencies, 50),
         "latency_ms_p95": percentile(latencies, 95),
         "throughput_per_s": n / wall_seconds if wall_seconds > 0 else None,
@@ -170,6 +197,10 @@ def regressions(a: dict[str, Any], b: dict[str, Any], tolerance: float = 0.01) -
             limit = a[key] * 1.1 if key.startswith("latency") else a[key] + tolerance
             if b[key] > limit:
                 found.append(f"{key}: {a[key]:.3f} -> {b[key]:.3f}")
+    for field, entry in a.get("text", {}).items():
+        before, after = entry.get("token_f1"), b.get("text", {}).get(field, {}).get("token_f1")
+        if before is not None and after is not None and after < before - tolerance:
+            found.append(f"token F1 of {field}: {before:.3f} -> {after:.3f}")
     for field, labels in a.get("labels", {}).items():
         for label, entry in labels.items():
             other = b.get("labels", {}).get(field, {}).get(label, {})
