@@ -137,6 +137,10 @@ def render_eval(r: dict[str, Any]) -> str:
             )
     if r["field_exact_match"]:
         lines.append("  exact match: " + ", ".join(f"{f} {_fmt(v)}" for f, v in r["field_exact_match"].items()))
+    if r.get("null_kept"):
+        lines.append(
+            "  left null where the gold is null: " + ", ".join(f"{f} {_fmt(v)}" for f, v in r["null_kept"].items())
+        )
     for field, t in (r.get("text") or {}).items():
         lines.append(
             f"  {field} (free text, {t['n']} items): token F1 {_fmt(t['token_f1'], False, 3)},"

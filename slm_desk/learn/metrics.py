@@ -57,6 +57,17 @@ def label_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[s
     return report
 
 
+def null_kept(task: Task, records: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per field that gold leaves null on some items (an invoice id a ticket does not name): the share of those
+    items whose answer leaves it null too, where an unanswered item counts as not null."""
+    report: dict[str, float | None] = {}
+    for field in task.fields:
+        absent = [r for r in records if field in r["gold"] and r["gold"][field] is None]
+        if absent:
+            report[field] = _rate([r["output"] is not None and r["output"].get(field) is None for r in absent])
+    return report
+
+
 def text_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per free-text field: mean token F1 and exact match against the gold text (an unanswered item scores 0),
     the share counted right (F1 at least the task's bar), and, of the items whose gold is the input's last line
@@ -132,6 +143,7 @@ def compute(
         "validity_first_attempt": _rate([r["valid_first"] for r in records]),
         "validity_after_retry": _rate([r["valid"] for r in records]),
         "field_exact_match": {f: _rate([_right(task, r, [f]) for r in records]) for f in extracted},
+        "null_kept": null_kept(task, records),
         "text": text_metrics(task, records),
         "accept_rate": _rate([r["decision"] == "accept" for r in records]),
         "escalation_rate": _rate([r["escalated"] for r in records]),

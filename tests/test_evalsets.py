@@ -1,0 +1,35 @@
+"""Every built-in eval set: its size, its items checked by the task's own contract, and none a few-shot example."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slm_desk.contract.tasks import load_task, task_names
+from slm_desk.contract.validation import validate_output
+from slm_desk.data.evalset import builtin, read_jsonl
+
+WITH_SETS = [name for name in task_names() if builtin(name) is not None]
+# CAsT's manual rewrites: some expand an abbreviation or rephrase, which this task's contract does not allow
+BROKEN_GOLD_ALLOWED = {"rewrite-followup": 1 / 8}
+
+
+def test_every_built_in_task_but_draft_reply_has_an_eval_set() -> None:
+    assert set(task_names()) - set(WITH_SETS) == {"draft-reply"}
+
+
+@pytest.mark.parametrize("name", WITH_SETS)
+def test_the_eval_set_is_judged_by_its_task_s_contract(name: str) -> None:
+    task = load_task(name)
+    items = read_jsonl(builtin(name))  # type: ignore[arg-type]
+    assert len(items) >= 60
+    assert not {item["input"] for item in items} & {example.input for example in task.examples}
+    broken = [item for item in items if validate_output(task, json.dumps(item["output"]), item["input"])[1]]
+    assert len(broken) <= len(items) * BROKEN_GOLD_ALLOWED.get(name, 0), broken[:3]
+
+
+def test_extract_ticket_s_set_has_tickets_with_and_without_an_invoice() -> None:
+    items = read_jsonl(builtin("extract-ticket"))  # type: ignore[arg-type]
+    without = [item for item in items if item["output"]["invoice_id"] is None]
+    assert 30 <= len(without) <= len(items) - 20
