@@ -24,6 +24,8 @@
    banking77 queries, against a bare script that loads the same head and predicts the same inputs.
 7. The learning curve (needs ../shared/data): route-ticket's head after 30..800 labels a scripted reviewer
    gives from gold labels, in the review queue's teaching order against arrival order (scripts/learning_curve.py).
+8. Every built-in task on the bundled model, static and taught, with the metric that fits it, on its built-in
+   eval set (scripts/task_table.py; the README's per-task table).
 Inputs are real: banking77 queries (route-ticket, extract-ticket) and restaurant8k utterances (extract-booking)
 from the built-in eval sets.
 """
@@ -381,7 +383,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--no-cascade", action="store_true")
-    parser.add_argument("--sections", default="1234567", help="which sections to run, e.g. 34")
+    parser.add_argument("--sections", default="12345678", help="which sections to run, e.g. 34")
     parser.add_argument("--batch-sizes", default="10000,100000", help="section 6: inputs per run")
     parser.add_argument("--tune-sizes", default="64,256,1024", help="section 5: training examples per run")
     parser.add_argument("--tune-epochs", type=int, default=1, help="section 5: epochs per run")
@@ -410,6 +412,12 @@ def main() -> None:
         import learning_curve
 
         learning_curve.report(_pools() / "route-ticket.pool.jsonl", learning_curve.CHECKPOINTS, 4000, 3)
+    if "8" in args.sections:
+        import task_table
+
+        from slm_desk.contract.tasks import task_names
+
+        task_table.report(_slm, _pools(), list(task_names()), args.items)
 
 
 def three_way_table(items: int) -> None:
