@@ -18,7 +18,7 @@ from slm_desk import locations
 from slm_desk.contract.calibration import Profile
 from slm_desk.contract.results import RunResult
 from slm_desk.contract.tasks import Task, load_task
-from slm_desk.data import pool, review
+from slm_desk.data import pool, review, shipped
 from slm_desk.data.config import Config, RuntimeConfig, load_config
 from slm_desk.data.hardware import physical_cores
 from slm_desk.data.store import Store
@@ -299,7 +299,7 @@ class Desk:
         tuned = backend.tuned
         taught = learned and not tuned and task.retrieval.k > 0
         has_pool = taught and self.store.pool_signature(task.name, task.version)[0] > 0
-        profile = self.store.calibration(task.name, task.version, backend.model) if calibrated else None
+        profile = self.profile(task, backend.model) if calibrated else None
         escalation = self.config.escalation
         return Pipeline(
             task,
@@ -310,6 +310,11 @@ class Desk:
             shots=no_shots if tuned else functools.partial(self._shots, task) if has_pool else None,
             needs_calibration=needs_calibration,
         )
+
+    def profile(self, task: Task, model: str) -> Profile | None:
+        """The calibration profile `run` applies: the one measured here, else the one a built-in task ships."""
+        measured = self.store.calibration(task.name, task.version, model)
+        return measured if measured is not None else shipped.profile(task, model)
 
     def _shots(self, task: Task, text: str) -> list[tuple[str, str]] | None:
         """Retrieved few-shot turns; the index is built on the first input that reaches the model, so a batch the

@@ -46,7 +46,7 @@ def test_running_a_task_never_imports_the_tuning_stack(tmp_path: object) -> None
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.stderr.strip().endswith("[]"), done.stderr[-500:]
-    assert done.stderr.strip().split()[-2] in ("0", "3")
+    assert done.stderr.strip().split()[-2] in ("0", "3", "4")  # answered: accepted, invalid or sent to review
 
 
 def test_the_fast_tier_cannot_load_a_model(cli) -> None:

@@ -73,6 +73,7 @@ class Profile(BaseModel):
     map_x: list[float]
     map_y: list[float]
     thresholds: dict[str, Threshold]
+    source: str = ""  # where it was measured, when it did not come from `calibrate` here (a shipped profile)
 
     def apply(self, confidence: float) -> float:
         return float(np.interp(confidence, self.map_x, self.map_y)) if self.map_x else confidence

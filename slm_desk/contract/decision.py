@@ -55,11 +55,13 @@ def decide(
             return Verdict(not_sure, f"no calibration data for {', '.join(unknown)}")
         supported = {g: rule.threshold for g, rule in rules.items() if rule is not None}
         missing = [g for g, t in supported.items() if t is None]
+        shipped = "the profile shipped for this model" if profile.source else ""  # not one measured here
         if missing:
-            return Verdict(not_sure, f"calibration cannot support the precision target for {', '.join(missing)}")
+            where = f" ({shipped})" if shipped else ""
+            return Verdict(not_sure, f"calibration cannot support the precision target for {', '.join(missing)}{where}")
         # a threshold of 0.0 is a real threshold (every answer of the label met its target), never "missing"
         threshold, group = max((t, g) for g, t in supported.items() if t is not None)
-        source = f"{group} at {profile.thresholds[group].target:.0%} precision"
+        source = f"{group} at {profile.thresholds[group].target:.0%} precision" + (f", {shipped}" if shipped else "")
     elif needs_calibration:
         return Verdict(not_sure, f"not calibrated: {needs_calibration}")
     else:

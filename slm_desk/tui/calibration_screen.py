@@ -53,7 +53,7 @@ class CalibrationScreen(DeskScreen):
         desk = self.desk
         task = load_task(str(self.query_one("#task", Select).value))
         model = self.desk.model_id(task)
-        profile = desk.store.calibration(task.name, task.version, model)
+        profile = desk.profile(task, model)
         table = self.query_one("#thresholds", DataTable)
         table.clear()
         plot = self.query_one("#plot", ReliabilityPlot)
@@ -75,7 +75,7 @@ class CalibrationScreen(DeskScreen):
         self.query_one("#summary", Static).update(
             f"{task.name} v{task.version} on {model}: {profile.n_examples} examples, {profile.accuracy:.1%} right\n"
             f"ECE {profile.ece_raw:.3f} raw; held-out {h['ece_raw']:.3f} -> {h['ece_calibrated']:.3f} recalibrated"
-            f"   Brier {profile.brier_raw:.3f}"
+            f"   Brier {profile.brier_raw:.3f}" + (f"\n{profile.source}; k measures it here" if profile.source else "")
         )
         plot.plot([b.model_dump() for b in profile.reliability_raw], "reliability diagram (raw confidence)")
         for group, t in profile.thresholds.items():

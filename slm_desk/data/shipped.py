@@ -1,0 +1,24 @@
+"""Calibration profiles that ship with the built-in tasks, measured for the bundled model on each task's built-in
+eval set by `scripts/build_profiles.py`, so a first run already applies thresholds. A profile a person measures
+(`slm-desk calibrate`) is stored and always wins; a user's task file that overrides a built-in one never gets the
+built-in's profile, since its contract may differ."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slm_desk.contract.calibration import Profile
+    from slm_desk.contract.tasks import Task
+
+
+def profile(task: Task, model: str) -> Profile | None:
+    """The shipped profile of a built-in task on `model`, for its current version, or None."""
+    from slm_desk.contract.calibration import Profile
+
+    entry = resources.files("slm_desk") / "profiles" / f"{task.name}.json"
+    if task.source != f"built-in:{task.name}" or not entry.is_file():
+        return None
+    shipped = Profile.model_validate_json(entry.read_text(encoding="utf-8"))
+    return shipped if (shipped.task_version, shipped.model) == (task.version, model) else None
