@@ -15,8 +15,8 @@ WITH_SETS = [name for name in task_names() if builtin(name) is not None]
 BROKEN_GOLD_ALLOWED = {"rewrite-followup": 1 / 8}
 
 
-def test_every_built_in_task_but_draft_reply_has_an_eval_set() -> None:
-    assert set(task_names()) - set(WITH_SETS) == {"draft-reply"}
+def test_every_built_in_task_has_an_eval_set() -> None:
+    assert set(WITH_SETS) == set(task_names())
 
 
 @pytest.mark.parametrize("name", WITH_SETS)
@@ -33,3 +33,15 @@ def test_extract_ticket_s_set_has_tickets_with_and_without_an_invoice() -> None:
     items = read_jsonl(builtin("extract-ticket"))  # type: ignore[arg-type]
     without = [item for item in items if item["output"]["invoice_id"] is None]
     assert 30 <= len(without) <= len(items) - 20
+
+
+def test_draft_reply_s_set_covers_every_action_and_its_timeframe_follows_the_action() -> None:
+    items = read_jsonl(builtin("draft-reply"))  # type: ignore[arg-type]
+    timeframe = {
+        "We have started a refund to your original payment method.": "5 business days",
+        "We have passed your request to our technical team.": "24 hours",
+        "Please reply with your order number so we can look into it.": "2 business days",
+        "A colleague will answer your question personally.": "24 hours",
+    }
+    assert {item["output"]["action"] for item in items} == set(timeframe)  # the task's instructions say the same
+    assert all(item["output"]["timeframe"] == timeframe[item["output"]["action"]] for item in items)

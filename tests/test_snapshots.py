@@ -69,7 +69,7 @@ def _drafted_reply() -> object:
     }
     return RunResult(
         task="draft-reply",
-        task_version=1,
+        task_version=2,
         model="smollm2-135m",
         input="Hi, this is Dana. My order arrived broken, I want my money back.",
         output=output,

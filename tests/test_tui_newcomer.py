@@ -69,13 +69,18 @@ async def test_enter_in_history_search_goes_to_the_matching_runs() -> None:
 
 
 async def test_calibrating_a_task_without_labelled_data_speaks_in_app_keys() -> None:
+    from slm_desk import locations
+    from slm_desk.contract.tasks import task_text
+
+    mine = locations.user_tasks_dir() / "my-replies.toml"  # a task of the user's own: no built-in eval set
+    mine.write_text(task_text("draft-reply")[0], encoding="utf-8")
     app = SlmDeskApp()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f6")
         await pilot.pause()
         from textual.widgets import Select
 
-        app.screen.query_one("#task", Select).value = "draft-reply"  # the one built-in task without an eval set
+        app.screen.query_one("#task", Select).value = "my-replies"
         await pilot.pause()
         await pilot.press("k")
         await pilot.pause()

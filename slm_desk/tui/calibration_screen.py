@@ -73,7 +73,8 @@ class CalibrationScreen(DeskScreen):
             return
         h = profile.heldout
         self.query_one("#summary", Static).update(
-            f"{task.name} v{task.version} on {model}: {profile.n_examples} examples, {profile.accuracy:.1%} right\n"
+            f"{task.name} v{task.version} on {model}: {profile.n_examples} examples, {profile.n_valid} valid, "
+            f"{profile.accuracy:.1%} of valid answers fully right\n"
             f"ECE {profile.ece_raw:.3f} raw; held-out {h['ece_raw']:.3f} -> {h['ece_calibrated']:.3f} recalibrated"
             f"   Brier {profile.brier_raw:.3f}" + (f"\n{profile.source}; k measures it here" if profile.source else "")
         )
