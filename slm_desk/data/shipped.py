@@ -5,20 +5,26 @@ built-in's profile, since its contract may differ."""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from slm_desk.contract.calibration import Profile
+
 if TYPE_CHECKING:
-    from slm_desk.contract.calibration import Profile
     from slm_desk.contract.tasks import Task
 
 
 def profile(task: Task, model: str) -> Profile | None:
     """The shipped profile of a built-in task on `model`, for its current version, or None."""
-    from slm_desk.contract.calibration import Profile
-
-    entry = resources.files("slm_desk") / "profiles" / f"{task.name}.json"
-    if task.source != f"built-in:{task.name}" or not entry.is_file():
+    if task.source != f"built-in:{task.name}":
         return None
-    shipped = Profile.model_validate_json(entry.read_text(encoding="utf-8"))
-    return shipped if (shipped.task_version, shipped.model) == (task.version, model) else None
+    shipped = _read(task.name)
+    return shipped if shipped is not None and (shipped.task_version, shipped.model) == (task.version, model) else None
+
+
+@cache
+def _read(name: str) -> Profile | None:
+    """A shipped profile file, parsed once per process (every pipeline a run builds asks for it)."""
+    entry = resources.files("slm_desk") / "profiles" / f"{name}.json"
+    return Profile.model_validate_json(entry.read_text(encoding="utf-8")) if entry.is_file() else None
