@@ -51,6 +51,23 @@ def row(name: str, setup: str, report: dict[str, Any]) -> None:
     )
 
 
+def copy_baseline(name: str, path: Path, items: int) -> tuple[int, float] | None:
+    """A rewrite task's simplest baseline: its input (a follow-up: the last line) as the answer, token F1 against
+    the gold text of the same items the model answers."""
+    from slm_desk.contract.followup import split
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.contract.words import token_f1
+    from slm_desk.data.evalset import read_jsonl
+
+    task = load_task(name)
+    if not task.text_fields:
+        return None
+    field = task.text_fields[0]
+    gold = read_jsonl(path)[:items]
+    scores = [token_f1(split(i["input"])[1] if task.edits else i["input"], i["output"][field]) for i in gold]
+    return len(scores), sum(scores) / len(scores)
+
+
 def report(slm: Slm, pools: Path, names: list[str], items: int) -> None:
     print(f"\n8. every built-in task on the bundled model, its built-in eval set (LLM setups: first {items} items)")
     for name in names:
@@ -58,6 +75,9 @@ def report(slm: Slm, pools: Path, names: list[str], items: int) -> None:
         if not path.is_file():
             print(f"  {name:<17} no eval set")
             continue
+        copied = copy_baseline(name, path, items)
+        if copied is not None:
+            print(f"  {name:<17} {'copy the input (baseline)':<28} {copied[0]:>4} items  token F1 {copied[1]:.3f}")
         static = json.loads(slm("eval", name, "--json", "--no-pool", "--limit", str(items)).stdout)
         row(name, "static (few-shot examples)", static)
         if name in HEADS + RETRIEVAL:
