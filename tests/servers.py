@@ -69,8 +69,9 @@ def llama_server(model: Path, alias: str = "larger", keep: bool = False) -> Iter
 
 
 @contextlib.contextmanager
-def mute_server() -> Iterator[str]:
-    """Accepts connections and never answers: what a hung endpoint looks like."""
+def mute_server(asked: threading.Event | None = None) -> Iterator[str]:
+    """Accepts connections and never answers: what a hung endpoint looks like. `asked` is set once the first
+    request's bytes have arrived, so a test can act while a request is in flight instead of sleeping."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -82,6 +83,10 @@ def mute_server() -> Iterator[str]:
         while not stop.is_set():
             with contextlib.suppress(OSError):
                 held.append(listener.accept()[0])
+                if asked is not None and not asked.is_set():
+                    held[-1].settimeout(30)
+                    if held[-1].recv(1, socket.MSG_PEEK):
+                        asked.set()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()

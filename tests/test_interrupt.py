@@ -53,16 +53,19 @@ def test_ctrl_c_during_start_and_model_load_is_never_lost(slm_home: Path) -> Non
 
 
 def test_ctrl_c_during_a_hung_server_request_ends_at_once(slm_home: Path) -> None:
+    import threading
     import time
 
     from tests.servers import mute_server
 
-    with mute_server() as url:
+    asked = threading.Event()
+    with mute_server(asked) as url:
         child = spawn("run", "route-ticket", "--jsonl", "--backend", url)
         assert child.stdin is not None
         child.stdin.write(b"where is my card\nmy transfer is late\n")
         child.stdin.flush()
-        time.sleep(3)  # the first request is in flight to a server that never answers (timeout 60 s)
+        assert asked.wait(60), "the child never sent its first request"
+        time.sleep(0.2)  # the first request is in flight to a server that never answers (timeout 60 s)
         child.send_signal(signal.SIGINT)
         started = time.monotonic()
         out, err = child.communicate(timeout=60)

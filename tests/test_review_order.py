@@ -14,6 +14,7 @@ from slm_desk.contract.tasks import load_task
 from slm_desk.data import review
 from slm_desk.desk import Desk
 from slm_desk.tui.app import SlmDeskApp
+from tests.conftest import first_items
 from tests.test_tui import SIZE
 from tests.test_tui_newcomer import messages
 
@@ -59,9 +60,9 @@ def test_teaching_order_puts_disagreement_then_risk_then_the_least_confident_fir
         assert ka <= kb  # 0.0 is a confidence like any other, and the lowest
 
 
-def test_the_queue_marks_where_the_head_disagrees_and_puts_it_first() -> None:
+def test_the_queue_marks_where_the_head_disagrees_and_puts_it_first(tmp_path: Path) -> None:
     desk = Desk()
-    desk.add_examples(ROUTE, POOL)
+    desk.add_examples(ROUTE, first_items(POOL, 200, tmp_path / "pool.jsonl"))
     desk.train(ROUTE)
     queue(desk, "How do I top up my account with cash?", "payments_and_transfers", 0.2)  # what the head says too?
     queue(desk, "Someone stole my card and used it", "fees_and_charges", 0.9)  # the head says fraud_or_security
@@ -123,11 +124,11 @@ async def test_an_invalid_answer_can_be_labelled_with_a_key() -> None:
         assert "nothing to review" in str(app.screen.query_one("#detail", Static).render())
 
 
-async def test_the_head_retrains_by_itself_after_n_new_labels(slm_home: Path) -> None:
+async def test_the_head_retrains_by_itself_after_n_new_labels(slm_home: Path, tmp_path: Path) -> None:
     (slm_home / "config").mkdir(parents=True, exist_ok=True)
     (slm_home / "config" / "config.toml").write_text("[teach]\nretrain_after = 2\n")
     desk = Desk()
-    desk.add_examples(ROUTE, POOL)
+    desk.add_examples(ROUTE, first_items(POOL, 200, tmp_path / "pool.jsonl"))
     desk.train(ROUTE)
     first = desk.store.head_trained_at("route-ticket", ROUTE.version)
     for n in range(3):
@@ -145,7 +146,7 @@ async def test_the_head_retrains_by_itself_after_n_new_labels(slm_home: Path) ->
         assert any("2 new labels for route-ticket: retraining its head" in m for m in messages(app))
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert any("head retrained on 602 items: held-out accuracy" in m and "(was " in m for m in messages(app)), (
+        assert any("head retrained on 202 items: held-out accuracy" in m and "(was " in m for m in messages(app)), (
             messages(app)
         )
     assert desk.store.head_trained_at("route-ticket", ROUTE.version) != first

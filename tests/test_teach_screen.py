@@ -41,7 +41,7 @@ async def wait_until(pilot, done) -> None:  # type: ignore[no-untyped-def]
 
 async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
     bad = tmp_path / "labelled.jsonl"
-    lines = POOL.read_text(encoding="utf-8").splitlines()
+    lines = POOL.read_text(encoding="utf-8").splitlines()[:200]  # enough to train on, and three times quicker
     bad.write_text("\n".join([*lines, "{not json", json.dumps({"input": "x", "output": {"route": "nope"}})]) + "\n")
     app = SlmDeskApp(desk=Desk())
     async with app.run_test(size=SIZE) as pilot:
@@ -53,11 +53,11 @@ async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
 
         await pilot.press("i")
         await answer_path(pilot, bad)
-        await wait_until(pilot, lambda: "pool: 600 items" in summary(app))
+        await wait_until(pilot, lambda: f"pool: {len(lines)} items" in summary(app))
         shown = messages(app)
-        assert any("600 added" in m and "2 skipped" in m for m in shown), shown
+        assert any(f"{len(lines)} added" in m and "2 skipped" in m for m in shown), shown
         assert any(f"{bad}:{len(lines) + 1}" in m for m in shown), shown  # each bad line is named
-        assert "600 from file" in summary(app)
+        assert f"{len(lines)} from file" in summary(app)
         values = app.screen.query_one("#values", DataTable)
         assert values.row_count >= 5 and str(values.get_row_at(0)[0]) == "route"
 
@@ -74,7 +74,7 @@ async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
         app.desk.train = train  # type: ignore[method-assign]
         assert any("already training" in m for m in messages(app))
         await wait_until(pilot, lambda: "held-out accuracy" in summary(app))
-        assert any("head trained on 600 items: held-out accuracy" in m for m in messages(app))
+        assert any(f"head trained on {len(lines)} items: held-out accuracy" in m for m in messages(app))
         assert "STALE" not in summary(app) and not app.screen.training
 
         table = app.screen.query_one("#pool", DataTable)
@@ -82,7 +82,8 @@ async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
         first = int(str(table.get_row_at(0)[0]))
         await pilot.press("delete")
         await pilot.pause()
-        assert "pool: 599 items" in summary(app) and "STALE: the pool has changed since training" in summary(app)
+        assert f"pool: {len(lines) - 1} items" in summary(app)
+        assert "STALE: the pool has changed since training" in summary(app)
         assert all(item["id"] != first for item in app.desk.store.pool("route-ticket", 1))
 
         await pilot.press("t")
@@ -94,7 +95,7 @@ async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
         await answer_path(pilot, out)
         await pilot.pause()
         exported = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-        assert len(exported) == 599 and set(exported[0]) == {"input", "output"}
+        assert len(exported) == len(lines) - 1 and set(exported[0]) == {"input", "output"}
 
 
 async def test_esc_cancels_training_and_leaves_no_head() -> None:
