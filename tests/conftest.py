@@ -16,11 +16,16 @@ from pathlib import Path
 # fits spent a fifth more CPU for no less time when OpenBLAS threads fought the other worker for the cores.
 # Set before numpy loads (slm_desk imports it below); children inherit it through the environment.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Some machines (this one) set PYTHONDONTWRITEBYTECODE: then each of the suite's ~90 `slm-desk` children compiles
+# the package from source again, a fifth of its start. Children cache bytecode in __pycache__, as Python does
+# by default; the xdist workers, started after this file loads, inherit the same environment.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from slm_desk.models.preload import NO_MODEL_ENV  # noqa: E402
+from tests.zygote import Zygote  # noqa: E402
 
 # Property tests judge rules, not speed: no per-example deadline, so a loaded CI machine cannot fail them.
 settings.register_profile("slm-desk", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -78,19 +83,22 @@ class CliResult:
         return [json.loads(line) for line in self.stdout.splitlines()]
 
 
+@pytest.fixture(scope="session")
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zygote]:
+    warm = Zygote(tmp_path_factory.mktemp("zygote"))
+    yield warm
+    warm.close()
+
+
 @pytest.fixture
-def cli(slm_home: Path):
-    """Run the real `slm-desk` in a child process, as a user's shell would."""
+def cli(slm_home: Path, zygote: Zygote):
+    """Run the real `slm-desk` in a child process, as a user's shell would (`python -m slm_desk ARGS`, with the
+    test's environment and working folder), forked from a zygote that has done the imports (tests/zygote.py)."""
 
     def run(*args: str, stdin: bytes | str | None = None, timeout: float = 300) -> CliResult:
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        done = subprocess.run(
-            [sys.executable, "-m", "slm_desk", *args],
-            input=data if data is not None else b"",
-            capture_output=True,
-            timeout=timeout,
-            env=os.environ.copy(),  # SLM_DESK_HOME as the test has it now (slm_home unless it moved it)
-        )
+        # SLM_DESK_HOME as the test has it now (slm_home unless it moved it)
+        done = zygote.run(list(args), data if data is not None else b"", os.environ.copy(), timeout)
         stderr = done.stderr.decode()
         if f"{NO_MODEL_ENV} is set" in stderr:  # the child refused to load a model: say so, never pass vacuously
             pytest.fail(f"slm-desk {' '.join(args)} loads a model: mark the test `model`")

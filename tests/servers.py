@@ -106,7 +106,7 @@ def serving(handler: type) -> Iterator[str]:
     import http.server
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)  # quick stop
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1"
