@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from textual.widgets import DataTable, Input, OptionList, Static, TextArea
+from textual.widgets import DataTable, Input, OptionList, Select, Static, TextArea
 
 from slm_desk.contract.results import RunResult, Tokens
 from slm_desk.contract.tasks import load_task
@@ -261,6 +261,17 @@ class StoppableBackend(ScriptedBackend):
                 raise Cancelled()
             time.sleep(0.01)
         return super().complete(task, messages, on_text, cancelled)
+
+
+async def test_teach_and_calibration_open_on_the_task_the_app_was_started_with() -> None:
+    for task, expected in (("guard", "guard"), (None, "route-ticket"), ("no-such-task", "route-ticket")):
+        app = SlmDeskApp(initial_task=task)
+        async with app.run_test(size=SIZE) as pilot:
+            for key in ("f5", "f6"):
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.screen.query_one("#task", Select).value == expected, (task, key)
+            assert expected in str(app.screen.query_one("#summary", Static).render())  # and shows that task
 
 
 async def test_calibration_from_the_app_takes_the_first_200_items() -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 class HasDesk(Protocol):
     desk: Desk
+    initial_task: str | None
 
 
 # what Esc (or quitting) stopped, said by the worker's name
@@ -94,6 +95,13 @@ class DeskScreen(Screen[None]):
     def desk(self) -> Desk:
         """The app's headless desk (config, store, models), typed."""
         return cast(HasDesk, self.app).desk
+
+    def first_task(self, names: list[str], default: str) -> str:
+        """The task a screen opens on: the one the app was started with (`slm-desk ui --task`), else `default`."""
+        wanted = cast(HasDesk, self.app).initial_task
+        if wanted in names:
+            return str(wanted)
+        return default if default in names else names[0]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker of this screen failed or was cancelled: say why, in the app's words, and put the screen back."""

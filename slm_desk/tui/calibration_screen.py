@@ -31,7 +31,9 @@ class CalibrationScreen(DeskScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.top()
-        yield Select([(name, name) for name in task_names()], value="route-ticket", allow_blank=False, id="task")
+        names = list(task_names())
+        first = self.first_task(names, "route-ticket")
+        yield Select([(name, name) for name in names], value=first, allow_blank=False, id="task")
         yield ProgressBar(id="calibrate-progress", show_eta=True)
         with VerticalScroll():
             yield Static("", id="teaching")

@@ -54,8 +54,8 @@ class TeachScreen(DeskScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.top()
-        names = task_names()
-        first = "route-ticket" if "route-ticket" in names else next(iter(names))
+        names = list(task_names())
+        first = self.first_task(names, "route-ticket")
         yield Select([(name, name) for name in names], value=first, allow_blank=False, id="task")
         yield ProgressBar(id="train-progress", show_eta=False)
         yield Static("", id="teach-summary")
