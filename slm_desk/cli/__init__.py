@@ -32,10 +32,10 @@ def _add_ui(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     ui = commands.add_parser(
         "ui",
         help="open the terminal app (what a bare `slm-desk` does)",
-        description="The Textual app: Run (F1), History (F2), Review (F3), Models (F4), "
+        description="The Textual app: Run (F1), History (F2), Review (F3), Models (F4), Teach (F5), "
         "Calibration (F6), Settings (F7); ctrl+p opens the command palette, ctrl+q quits.",
     )
-    ui.add_argument("--task", help="task to select on the Run screen")
+    ui.add_argument("--task", help="the task the Run, Teach and Calibration screens open on")
     ui.set_defaults(handler=_cmd_ui)
 
 
