@@ -34,7 +34,7 @@ class TaskError(UsageError):
 
 
 class ConfigError(UsageError):
-    """config.toml is malformed."""
+    """config.toml is malformed, or a folder slm-desk keeps things in cannot be created."""
 
 
 class ModelNotFound(UsageError):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import platformdirs
 
+from slm_desk.errors import ConfigError
+
 APP_NAME = "slm-desk"
 
 
@@ -20,7 +22,17 @@ def _home() -> Path | None:
 
 def _ensure(path: Path) -> Path:
     """The folder, created private to the user (0700): it holds logged inputs and settings."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        home = os.environ.get("SLM_DESK_HOME")
+        raise ConfigError(
+            f"cannot create the folder {path}: {exc.strerror or exc}",
+            f"SLM_DESK_HOME={home} must be a folder you can write: point it at one, or unset it for the default folders"
+            if home
+            else "slm-desk keeps its settings and history there: make it writable, or set SLM_DESK_HOME to a "
+            "folder you can write",
+        ) from exc
     return path
 
 

@@ -13,6 +13,17 @@ def test_slm_desk_home_relocates_everything(cli, slm_home: Path) -> None:
     assert cli("paths", "--get", "tasks").stdout.strip() == paths["tasks"]
 
 
+def test_a_home_that_cannot_be_created_is_a_usage_error_naming_the_fix(cli, tmp_path: Path, monkeypatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SLM_DESK_HOME", str(blocker / "home"))  # under a file: no folder can be made there
+    for args in (("tasks",), ("run", "route-ticket", "--input", "where is my card")):
+        result = cli(*args)
+        assert result.returncode == 2 and "internal error" not in result.stderr, result.stderr
+        assert f"cannot create the folder {blocker / 'home'}" in result.stderr
+        assert f"hint: SLM_DESK_HOME={blocker / 'home'} must be a folder you can write" in result.stderr
+
+
 def test_help_teaches_exit_codes_and_examples(cli) -> None:
     result = cli("run", "--help")
     assert result.returncode == 0

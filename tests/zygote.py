@@ -58,7 +58,7 @@ def _receive(sock: socket.socket) -> Any:
 
 
 def _run_child(request: dict[str, Any], control: socket.socket) -> None:
-    """In the forked child: become `python -m slm_desk ARGS` and never return."""
+    """In the forked child: become `python -m MODULE ARGS` and never return."""
     control.close()
     code = 1
     try:
@@ -73,7 +73,7 @@ def _run_child(request: dict[str, Any], control: socket.socket) -> None:
             os.close(opened)
         sys.argv = ["-m", *request["args"]]
         try:
-            runpy.run_module("slm_desk", run_name="__main__", alter_sys=True)
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
             code = 0
         except SystemExit as exc:
             if exc.code is None or isinstance(exc.code, int):
@@ -147,14 +147,16 @@ class Zygote:
             raise RuntimeError(f"the zygote did not start: {self.log.read_text(errors='replace')[-2000:]}")
         self.count = 0
 
-    def run(self, args: list[str], stdin: bytes, env: dict[str, str], timeout: float) -> Done:
+    def run(self, args: list[str], stdin: bytes, env: dict[str, str], timeout: float, module: str = "slm_desk") -> Done:
+        """`python -m MODULE ARGS` in a forked child: its exit status, stdout and stderr."""
         with self.lock:
             self.count += 1
             paths = {name: self.folder / f"{self.count}.{name}" for name in ("stdin", "stdout", "stderr")}
             paths["stdin"].write_bytes(stdin)
             for name in ("stdout", "stderr"):
                 paths[name].write_bytes(b"")
-            request = {"args": args, "env": env, "cwd": os.getcwd(), **{k: str(p) for k, p in paths.items()}}
+            request = {"module": module, "args": args, "env": env, "cwd": os.getcwd()}
+            request |= {name: str(path) for name, path in paths.items()}
             _send(self.control, request)
             pid = _receive(self.control)
             self.control.settimeout(timeout)
