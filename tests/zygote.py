@@ -3,10 +3,11 @@ imported the CLI and scikit-learn, instead of a cold interpreter that imports th
 ninety times in the fast tier).
 
 What the child runs is what a cold `python -m slm_desk` runs: the `slm_desk` package's `__main__` through runpy,
-with the test's argv, environment and working folder, its stdin, stdout and stderr on file descriptors 0-2, and
-the interpreter's ending (non-daemon threads joined, atexit handlers, streams flushed, the exit status a shell
-would see; a signal's death is a negative code, as in subprocess). What differs is only what import time would do:
-the modules below are already loaded, which they load without reading the environment. Tests about imports,
+with the test's argv, environment and working folder, its stdin, stdout and stderr on file descriptors 0-2 (regular
+files, not pipes: a test that streams to a child or signals it uses `spawn`), and the interpreter's ending
+(non-daemon threads joined, atexit handlers, streams flushed, the exit status a shell would see; a signal's death
+is a negative code, as in subprocess). What differs is only what import time would do: the modules below are
+already loaded, which they load without reading the environment. Tests about imports,
 signals and terminals start cold interpreters (`tests.conftest.spawn`, tests/test_import_hygiene.py).
 """
 
