@@ -10,7 +10,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from slm_desk.judge.pipeline import Pipeline
 from slm_desk.learn import head
 from tests.conftest import first_items, spawn
 from tests.scripted import ScriptedBackend
+from tests.zygote import Zygote
 
 DATA = Path(__file__).parent / "data"
 ROUTE_POOL = DATA / "route-ticket.pool.jsonl"
@@ -180,13 +180,13 @@ def test_an_uncalibrated_tier_of_a_taught_task_never_accepts() -> None:
 
 
 @pytest.fixture(scope="module")
-def taught_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def taught_home(tmp_path_factory: pytest.TempPathFactory, zygote: Zygote) -> Path:
     """A home where route-ticket was taught through the CLI (`examples add`, `train`), once for the module."""
     folder = tmp_path_factory.mktemp("taught")
     home, pool = folder / "slm-home", first_items(ROUTE_POOL, 200, folder / "route.jsonl")
     env = {**os.environ, "SLM_DESK_HOME": str(home)}
-    for args in (("examples", "add", "route-ticket", str(pool)), ("train", "route-ticket", "--compare", "0")):
-        done = subprocess.run([sys.executable, "-m", "slm_desk", *args], env=env, capture_output=True, timeout=300)
+    for args in (["examples", "add", "route-ticket", str(pool)], ["train", "route-ticket", "--compare", "0"]):
+        done = zygote.run(args, b"", env, timeout=300)
         assert done.returncode == 0, done.stderr.decode()
     return home
 

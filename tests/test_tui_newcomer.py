@@ -78,8 +78,6 @@ async def test_calibrating_a_task_without_labelled_data_speaks_in_app_keys() -> 
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f6")
         await pilot.pause()
-        from textual.widgets import Select
-
         app.screen.query_one("#task", Select).value = "my-replies"
         await pilot.pause()
         await pilot.press("k")

@@ -18,6 +18,7 @@ import contextlib
 import os
 import pickle
 import runpy
+import signal
 import socket
 import struct
 import subprocess
@@ -164,7 +165,7 @@ class Zygote:
             try:
                 code = _receive(self.control)
             except TimeoutError:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
                 self.control.settimeout(None)
                 _receive(self.control)
                 raise subprocess.TimeoutExpired(["slm-desk", *args], timeout) from None

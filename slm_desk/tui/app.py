@@ -37,8 +37,8 @@ class SlmDeskApp(App[None]):
         super().__init__()
         self.desk = desk or Desk()
         self.initial_task = initial_task
-        self.add_mode("run", lambda: RunScreen(self.initial_task))
         for mode, screen in [
+            ("run", RunScreen),
             ("history", HistoryScreen),
             ("review", ReviewScreen),
             ("models", ModelsScreen),

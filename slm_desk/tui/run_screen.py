@@ -52,9 +52,8 @@ class RunScreen(DeskScreen):
             super().__init__()
             self.result = result
 
-    def __init__(self, initial_task: str | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.initial_task = initial_task
         self.result: RunResult | None = None
         self.running = False
         # generations still on the model: a cancelled one runs on until the model notices (one token at most)
@@ -83,8 +82,7 @@ class RunScreen(DeskScreen):
     def on_mount(self) -> None:
         tasks = self.query_one("#tasks", OptionList)
         names = list(task_names())
-        start = self.initial_task if self.initial_task in names else "extract-ticket"
-        tasks.highlighted = names.index(start) if start in names else 0
+        tasks.highlighted = names.index(self.first_task(names, "extract-ticket"))
         self.query_one("#input", InputBox).focus()
 
     @property
