@@ -4,17 +4,19 @@ that score it: pure functions and the real task file, and one answer of the bund
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from slm_desk.contract.calibration import is_correct
-from slm_desk.contract.followup import candidates, split
-from slm_desk.contract.tasks import load_task
+from slm_desk.contract.followup import PRONOUNS, RECENT_PHRASE, candidates, phrases, priors, split
+from slm_desk.contract.tasks import load_task, parse_task, task_text
 from slm_desk.contract.validators import Grounded, KeepsLastLine
 from slm_desk.contract.words import content_words, token_f1
 from slm_desk.data.config import CostsConfig
+from slm_desk.errors import TaskError
 from slm_desk.learn.metrics import compute, regressions
 
 TASK = load_task("rewrite-followup")
@@ -49,9 +51,25 @@ def test_the_input_is_the_history_then_the_follow_up() -> None:
     assert split("Is it treatable?") == ([], "Is it treatable?")
     assert candidates("Is it treatable?") == ["Is it treatable?"]  # nothing to resolve: the one answer
     offered = candidates(TALK)
-    assert offered[0] == "Is it treatable?" and "Is throat cancer treatable?" in offered
-    assert "Is cancer treatable?" in offered and "Is it treatable of throat cancer?" in offered
+    assert "Is throat cancer treatable?" in offered and "Is cancer treatable?" in offered
+    assert "Is it treatable?" not in offered and not any(" of " in o for o in offered)  # the pronoun must go
     assert "Are electric cars' batteries safe?" in candidates("Tell me about electric cars.\nAre their batteries safe?")
+    plain = candidates("What is throat cancer?\nHow much does the treatment cost?")
+    assert plain[0] == "How much does the treatment cost?"  # no pronoun: unchanged first, the safe answer
+    assert "How much does the treatment cost of throat cancer?" in plain
+
+
+def test_a_phrase_of_the_question_just_before_is_favoured() -> None:
+    text = "What is the keto diet?\nWhat is intermittent fasting?\nHow is it related to keto?"
+    prior = priors(text)
+    assert list(prior) == candidates(text)
+    assert prior["How is intermittent fasting related to keto?"] == RECENT_PHRASE
+    assert prior["How is keto diet related to keto?"] == 0.0  # the first question's topic: no bonus
+    assert prior["How is fasting related to keto?"] == RECENT_PHRASE
+    assert priors("What is the capital of Peru?") == {"What is the capital of Peru?": 0.0}
+    assert (
+        priors("What is throat cancer?\nHow much does it cost?")["How much does throat cancer cost?"] == RECENT_PHRASE
+    )
 
 
 @given(
@@ -60,10 +78,15 @@ def test_the_input_is_the_history_then_the_follow_up() -> None:
 )
 def test_every_candidate_keeps_the_follow_up_and_invents_nothing(history: list[str], followup: str) -> None:
     text = "\n".join([*history, followup.replace("\n", " ")])
-    for query in candidates(text):
+    offered = candidates(text)
+    for query in offered:
         output = {"query": query}
         assert Grounded(kind="grounded", fields=["query"]).check(output, text, None) == []
         assert KeepsLastLine(kind="keeps_last_line", fields=["query"]).check(output, text, None) == []
+    earlier, last = split(text)
+    has_pronoun = any(word.lower() in PRONOUNS for word in re.findall(r"[A-Za-z']+", last))
+    assert (last not in offered) == (has_pronoun and bool(earlier) and bool(phrases(earlier)))
+    assert list(priors(text)) == offered and set(priors(text).values()) <= {0.0, RECENT_PHRASE}
 
 
 def test_the_grammar_offers_exactly_the_candidates_and_the_examples_are_among_them() -> None:
@@ -72,6 +95,13 @@ def test_the_grammar_offers_exactly_the_candidates_and_the_examples_are_among_th
     assert TASK.for_input("Is it treatable?").forced_fields() == ["query"]  # no history: copying is certain
     for example in TASK.examples:
         assert json.loads(example.output)["query"] in candidates(example.input), example.input
+
+
+def test_a_task_file_cannot_set_the_per_input_prior() -> None:
+    text, source = task_text("rewrite-followup")
+    with pytest.raises(TaskError, match="choice_prior"):
+        parse_task(text.replace("max_tokens = 96", "max_tokens = 96\nchoice_prior = {a = 1.0}"), "x", source)
+    assert TASK.for_input(TALK).choice_prior == priors(TALK) and TASK.choice_prior == {}
 
 
 def _record(text: str, gold: str, answer: str | None) -> dict:
@@ -131,6 +161,33 @@ def test_the_bundled_model_answers_one_of_the_offered_rewrites_at_the_first_atte
     assert result.output["query"] in candidates(text)
     alone = pipeline.answer("What is the capital of Peru?")
     assert alone.output == {"query": "What is the capital of Peru?"} and alone.field_confidence == {"query": 1.0}
+
+
+@pytest.mark.model
+def test_the_local_model_chooses_the_likeliest_whole_rewrite_with_its_prior(backend, engine) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    from slm_desk.contract import prompt
+    from slm_desk.errors import Cancelled
+
+    narrowed, messages = TASK.for_input(TALK), prompt.task_messages(TASK, TALK)
+    options = candidates(TALK)
+    answers = [json.dumps({"query": option}) for option in options]
+    tokens = engine.tokenize(engine.render(messages))
+    continuations = [[*engine.tokenize_plain(answer), engine.eos] for answer in answers]
+    ranking = engine.rank(tokens, continuations)
+    for continuation, score in list(zip(continuations, ranking.scores, strict=True))[:3]:  # token by token, by hand
+        by_hand = sum(engine.next_logprobs(tokens + continuation[:i])[t] for i, t in enumerate(continuation))
+        # batched and one-token decoding of a quantized model round differently, most on unlikely tokens
+        assert abs(score - by_hand) <= 0.05 * abs(by_hand) + 0.01
+    totals = [s + narrowed.choice_prior[o] for s, o in zip(ranking.scores, options, strict=True)]
+    best = max(range(len(options)), key=totals.__getitem__)
+    completion = backend.complete(narrowed, messages)
+    assert completion.text == answers[best] and completion.tokens.prompt == len(tokens)
+    share = math.exp(ranking.scores[best]) / sum(math.exp(score) for score in ranking.scores)  # the model's own
+    assert completion.fields is not None and abs(completion.fields["query"] - share) < 1e-6
+    with pytest.raises(Cancelled):
+        backend.complete(narrowed, messages, cancelled=lambda: True)
 
 
 def test_null_kept_counts_the_items_whose_gold_is_null() -> None:

@@ -19,7 +19,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from slm_desk import locations
-from slm_desk.contract.followup import candidates
+from slm_desk.contract.followup import candidates, priors
 from slm_desk.contract.schema_guard import problems as schema_problems
 from slm_desk.contract.validators import Regex, Validator, Verbatim, fields_named, template_slots
 from slm_desk.errors import TaskError, UsageError
@@ -94,6 +94,12 @@ class Task(BaseModel):
         description="a field the grammar narrows to the input's last line, unchanged or with one edit whose words "
         "come from the earlier lines (a follow-up question rewritten: contract/followup.py)",
     )
+    choice_prior: dict[str, float] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="set by for_input, never in a task file: nats added to the model's log-likelihood of each "
+        "edits candidate (contract/followup.py: priors)",
+    )
     text_match: float = Field(
         0.8, gt=0.0, le=1.0, description="token F1 against the gold text at which a free-text field counts as right"
     )
@@ -144,7 +150,9 @@ class Task(BaseModel):
             properties[self.edits] = {"enum": candidates(text)}
         if properties == self.output_schema.get("properties", {}):
             return self
-        narrowed = self.model_copy(update={"schema_text": json.dumps({**self.output_schema, "properties": properties})})
+        schema_text = json.dumps({**self.output_schema, "properties": properties})
+        prior = priors(text) if self.edits in properties else {}
+        narrowed = self.model_copy(update={"schema_text": schema_text, "choice_prior": prior})
         # computed from the schema: anew for the copy
         for cached in ("output_schema", "output_validator", "fields", "text_fields"):
             narrowed.__dict__.pop(cached, None)
@@ -255,6 +263,8 @@ def parse_task(text: str, name: str, source: str) -> Task:
     except tomllib.TOMLDecodeError as exc:
         raise TaskError(f"task file {source} is not valid TOML: {exc}", "fix the file's syntax") from exc
     data.setdefault("name", name)
+    if "choice_prior" in data:
+        raise TaskError(f"task file {source} sets choice_prior, which each input sets", "remove the key")
     try:
         task = Task.model_validate({**data, "source": source})
     except ValidationError as exc:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
-    from slm_desk.models.runtime import Engine, Generation
+    from slm_desk.models.generation import Generation
+    from slm_desk.models.runtime import Engine
 
 _WS = re.compile(r"\s*")
 

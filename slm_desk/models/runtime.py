@@ -14,9 +14,8 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -26,9 +25,9 @@ from slm_desk.data.config import RuntimeConfig
 from slm_desk.data.hardware import physical_cores
 from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure
 from slm_desk.models import preload
+from slm_desk.models.generation import FinishReason, Generation, Ranking, Recorder
 from slm_desk.models.values import values_layout, values_only_supported
 
-FinishReason = Literal["stop", "length", "cancelled"]
 log = logging.getLogger("slm_desk.llama")
 _log_callback: Any = None
 
@@ -57,86 +56,12 @@ def quiet_llama_logs() -> None:
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    prompt_tokens: int
-    cached_tokens: int
-    completion_tokens: int
-    finish_reason: FinishReason
-    seconds: float
-    prompt: list[int] = field(default_factory=list, repr=False)
-    tokens: list[int] = field(default_factory=list, repr=False)
-    pieces: list[bytes] = field(default_factory=list, repr=False)
-    probs: list[float] = field(default_factory=list, repr=False, metadata={"doc": "raw (pre-grammar) probability"})
-    # token index -> log-probabilities it was sampled from, kept for enum values (label confidence reads them)
-    dists: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
-
-
 @contextlib.contextmanager
 def _llama_errors() -> Iterator[None]:
     try:
         yield
     except RuntimeError as exc:
         raise RuntimeFailure(f"llama.cpp failed while generating: {exc}", "run `slm-desk doctor`") from exc
-
-
-class _Recorder:
-    """Collects what a generation produced, token by token, and builds the Generation from it."""
-
-    def __init__(self, engine: Engine, prompt: list[int], on_text: Callable[[str], None] | None) -> None:
-        self.engine = engine
-        self.prompt = list(prompt)
-        self.on_text = on_text
-        self.started = time.perf_counter()
-        previous = engine._llm._input_ids.tolist()
-        self.cached = min(engine._llm.longest_token_prefix(previous, prompt), len(prompt) - 1)
-        self.tokens: list[int] = []
-        self.pieces: list[bytes] = []
-        self.probs: list[float] = []
-        self.dists: dict[int, np.ndarray] = {}
-        self.out = bytearray()
-        self.shown = 0
-        self.sampled_count = 0
-
-    def _append(self, token: int, prob: float) -> None:
-        piece = self.engine._llm.detokenize([token], prev_tokens=None)
-        self.tokens.append(token)
-        self.pieces.append(piece)
-        self.probs.append(prob)
-        self.out += piece
-        if self.on_text is not None:
-            text = self.out.decode("utf-8", "ignore")  # a character split across tokens shows when complete
-            if len(text) > self.shown:
-                self.on_text(text[self.shown :])
-                self.shown = len(text)
-
-    def forced(self, token: int) -> None:
-        """A token the schema fixes: evaluated, never sampled."""
-        self._append(token, 1.0)
-
-    def sampled(self, token: int, keep_distribution: bool) -> None:
-        """A sampled token; the context still holds the logits it came from (it is evaluated on resume)."""
-        logprobs = self.engine._log_softmax()
-        if keep_distribution:
-            self.dists[len(self.tokens)] = logprobs.astype(np.float32)
-        self._append(token, float(np.exp(logprobs[token])))
-        self.sampled_count += 1
-
-    def generation(self, finish: FinishReason) -> Generation:
-        return Generation(
-            text=self.out.decode("utf-8", "replace"),
-            prompt_tokens=len(self.prompt),
-            cached_tokens=self.cached,
-            completion_tokens=self.sampled_count,
-            finish_reason=finish,
-            seconds=time.perf_counter() - self.started,
-            prompt=self.prompt,
-            tokens=self.tokens,
-            pieces=self.pieces,
-            probs=self.probs,
-            dists=self.dists,
-        )
 
 
 GRAMMARS_KEPT = 256  # compiled grammars per loaded model, oldest dropped first
@@ -347,12 +272,55 @@ class Engine:
                     break
         return record.generation(finish)
 
+    def rank(
+        self, tokens: list[int], continuations: list[list[int]], cancelled: Callable[[], bool] | None = None
+    ) -> Ranking:
+        """The log-likelihood of each continuation after the prompt `tokens`, summed over its tokens.
+
+        Choosing among a few dozen fixed answers by greedy grammar decoding commits at the first token where they
+        differ; scoring each whole answer does not (measured on rewrite-followup: the pronoun's referent is
+        often decided late). The prompt is evaluated once (its prefix reused from the cache), then each
+        continuation as one batch whose every position returns logits. Cancelled: the scores so far.
+        """
+        self.check_fits(len(tokens), max(map(len, continuations), default=0))
+        llm = self._llm
+        cached = min(llm.longest_token_prefix(llm._input_ids.tolist(), tokens), len(tokens) - 1)
+        started = time.perf_counter()
+        self._check_prompt(tokens)
+        first = self._log_softmax()
+        scores: list[float] = []
+        with _llama_errors():
+            for continuation in continuations:
+                if cancelled is not None and cancelled():
+                    break
+                scores.append(float(first[continuation[0]]) + self._continuation_logprob(len(tokens), continuation))
+        llm.n_tokens = len(tokens)  # the prompt stays cached; what the continuations left is overwritten next
+        return Ranking(scores, len(tokens), cached, time.perf_counter() - started)
+
+    def _continuation_logprob(self, n_past: int, continuation: list[int]) -> float:
+        """Sum of log P(token | everything before it) over continuation[1:], the prompt being n_past tokens."""
+        llm = self._llm
+        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        total = 0.0
+        fed = continuation[:-1]  # the last token's own logits predict nothing we score
+        for start in range(0, len(fed), llm.n_batch):
+            chunk = fed[start : start + llm.n_batch]
+            llm._batch.set_batch(batch=chunk, n_past=n_past + start, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            for i in range(len(chunk)):
+                pointer = self._get_logits(llm._ctx.ctx, i)
+                logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+                top = logits.max()
+                log_z = top + np.log(np.exp(logits - top).sum())
+                total += float(logits[continuation[start + i + 1]] - log_z)
+        return total
+
     def _start(
         self, tokens: list[int], max_tokens: int, on_text: Callable[[str], None] | None, fixed: int = 0
-    ) -> _Recorder:
+    ) -> Recorder:
         """What every generation does first: refuse a prompt that does not fit, evaluate it, start recording."""
         self.check_fits(len(tokens), max_tokens, fixed=fixed)
-        record = _Recorder(self, tokens, on_text)
+        record = Recorder(self, tokens, on_text)
         self._check_prompt(tokens)
         return record
 
