@@ -388,6 +388,7 @@ def main() -> None:
     parser.add_argument("--tune-sizes", default="64,256,1024", help="section 5: training examples per run")
     parser.add_argument("--tune-epochs", type=int, default=1, help="section 5: epochs per run")
     parser.add_argument("--tune-tasks", default="extract-booking,route-ticket", help="section 5: tasks to tune")
+    parser.add_argument("--tasks", default="", help="section 8: built-in tasks, e.g. guard,rewrite-query")
     args = parser.parse_args()
     import llama_cpp
 
@@ -417,7 +418,8 @@ def main() -> None:
 
         from slm_desk.contract.tasks import task_names
 
-        task_table.report(_slm, _pools(), list(task_names()), args.items)
+        names = args.tasks.split(",") if args.tasks else list(task_names())
+        task_table.report(_slm, _pools(), names, args.items)
 
 
 def three_way_table(items: int) -> None:
