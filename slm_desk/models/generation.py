@@ -5,12 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from slm_desk.models.runtime import Engine
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -42,15 +39,23 @@ class Ranking:
 
 
 class Recorder:
-    """Collects what a generation produced, token by token, and builds the Generation from it (Engine's helper)."""
+    """Collects what a generation produced, token by token, and builds the Generation from it (Engine's helper).
 
-    def __init__(self, engine: Engine, prompt: list[int], on_text: Callable[[str], None] | None) -> None:
-        self.engine = engine
+    `llm` is the engine's llama_cpp.Llama; `log_softmax` gives the next token's log-probabilities from it."""
+
+    def __init__(
+        self,
+        llm: Any,
+        log_softmax: Callable[[], np.ndarray],
+        prompt: list[int],
+        on_text: Callable[[str], None] | None,
+    ) -> None:
+        self.llm = llm
+        self.log_softmax = log_softmax
         self.prompt = list(prompt)
         self.on_text = on_text
         self.started = time.perf_counter()
-        previous = engine._llm._input_ids.tolist()
-        self.cached = min(engine._llm.longest_token_prefix(previous, prompt), len(prompt) - 1)
+        self.cached = min(llm.longest_token_prefix(llm._input_ids.tolist(), prompt), len(prompt) - 1)
         self.tokens: list[int] = []
         self.pieces: list[bytes] = []
         self.probs: list[float] = []
@@ -60,7 +65,7 @@ class Recorder:
         self.sampled_count = 0
 
     def _append(self, token: int, prob: float) -> None:
-        piece = self.engine._llm.detokenize([token], prev_tokens=None)
+        piece = self.llm.detokenize([token], prev_tokens=None)
         self.tokens.append(token)
         self.pieces.append(piece)
         self.probs.append(prob)
@@ -77,7 +82,7 @@ class Recorder:
 
     def sampled(self, token: int, keep_distribution: bool) -> None:
         """A sampled token; the context still holds the logits it came from (it is evaluated on resume)."""
-        logprobs = self.engine._log_softmax()
+        logprobs = self.log_softmax()
         if keep_distribution:
             self.dists[len(self.tokens)] = logprobs.astype(np.float32)
         self._append(token, float(np.exp(logprobs[token])))

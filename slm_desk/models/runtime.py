@@ -320,7 +320,7 @@ class Engine:
     ) -> Recorder:
         """What every generation does first: refuse a prompt that does not fit, evaluate it, start recording."""
         self.check_fits(len(tokens), max_tokens, fixed=fixed)
-        record = Recorder(self, tokens, on_text)
+        record = Recorder(self._llm, self._log_softmax, tokens, on_text)
         self._check_prompt(tokens)
         return record
 
