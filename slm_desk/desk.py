@@ -29,9 +29,9 @@ from slm_desk.judge.pipeline import Pipeline, no_shots
 from slm_desk.judge.tiers import TierPolicy
 from slm_desk.learn import calibrate, distill, evaluate, head, teaching
 from slm_desk.learn.retrieval import Retriever
-from slm_desk.models import backends
-from slm_desk.models.backends import Backend
+from slm_desk.models import backends, served
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
+from slm_desk.models.protocol import Backend
 
 QUEUE_SHOWN = 100  # review items listed at once
 QUEUE_READ = 1000  # pending items ordered to choose those QUEUE_SHOWN from
@@ -150,7 +150,7 @@ class Desk:
         backend: Backend | None
         if teacher and teacher.startswith(("http://", "https://")):
             model = model_name or config.model or "teacher"
-            backend = backends.OpenAIBackend(
+            backend = served.OpenAIBackend(
                 [teacher], model, config.api_key_env, config.timeout_s, config.retries, max_tokens_factor=2
             )
         elif teacher:

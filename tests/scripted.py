@@ -12,7 +12,7 @@ from typing import Any
 
 from slm_desk.contract.results import Tokens
 from slm_desk.contract.tasks import Task
-from slm_desk.models.backends import AlwaysReady, Completion, IsCancelled, Messages, OnText
+from slm_desk.models.protocol import AlwaysReady, Completion, IsCancelled, Messages, OnText
 
 
 class ScriptedBackend(AlwaysReady):

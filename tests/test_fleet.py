@@ -78,7 +78,7 @@ def test_logprob_confidence_agrees_with_the_local_model(fleet, backend) -> None:
     """The same model and input: the server's label confidence (top-10 alternatives at each branch point) is
     close to the local one (every allowed label scored); the difference is the alternatives a server leaves out."""
     from slm_desk.judge.pipeline import Pipeline
-    from slm_desk.models.backends import OpenAIBackend
+    from slm_desk.models.served import OpenAIBackend
 
     task = load_task("route-ticket")
     remote = Pipeline(task, OpenAIBackend([fleet[0]], "small"))

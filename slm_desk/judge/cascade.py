@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from slm_desk.contract.results import RunResult
 from slm_desk.errors import SlmDeskError
-from slm_desk.models.backends import IsCancelled, OnText
+from slm_desk.models.protocol import IsCancelled, OnText
 
 if TYPE_CHECKING:
     from slm_desk.judge.pipeline import Pipeline

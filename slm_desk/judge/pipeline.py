@@ -17,8 +17,8 @@ from slm_desk.contract.results import RunResult, Tokens
 from slm_desk.contract.validation import validate_output
 from slm_desk.contract.validators import render_template
 from slm_desk.errors import SlmDeskError
-from slm_desk.models.backends import Backend, BatchBackend, Completion, IsCancelled, OnText
 from slm_desk.models.confidence import overall
+from slm_desk.models.protocol import Backend, BatchBackend, Completion, IsCancelled, OnText
 
 if TYPE_CHECKING:
     from slm_desk.contract.calibration import Profile

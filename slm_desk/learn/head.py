@@ -27,7 +27,7 @@ from slm_desk.errors import UsageError
 from slm_desk.judge.tiers import Scored, TierPolicy
 from slm_desk.learn.retrieval import FEATURES, featurizer
 from slm_desk.learn.spans import Featurize, SpanTagger, featurize
-from slm_desk.models.backends import AlwaysReady, Completion, IsCancelled, Messages, OnText
+from slm_desk.models.protocol import AlwaysReady, Completion, IsCancelled, Messages, OnText
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from slm_desk.errors import SlmDeskError
-from slm_desk.models.backends import (
+from slm_desk.models.protocol import (
     AlwaysReady,
     Backend,
     BackendFailed,
@@ -21,8 +21,8 @@ from slm_desk.models.backends import (
     IsCancelled,
     Messages,
     OnText,
-    OpenAIBackend,
 )
+from slm_desk.models.served import OpenAIBackend
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
