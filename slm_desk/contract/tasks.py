@@ -19,7 +19,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from slm_desk import locations
-from slm_desk.contract.followup import candidates, priors
+from slm_desk.contract.followup import priors
 from slm_desk.contract.schema_guard import problems as schema_problems
 from slm_desk.contract.validators import Regex, Validator, Verbatim, fields_named, template_slots
 from slm_desk.errors import TaskError, UsageError
@@ -146,12 +146,13 @@ class Task(BaseModel):
                 properties[rule.field] = {"enum": found + ([None] if nullable else [])}
             elif nullable:
                 properties[rule.field] = {"type": "null"}
+        prior: dict[str, float] = {}
         if self.edits in properties:
-            properties[self.edits] = {"enum": candidates(text)}
+            prior = priors(text)  # every candidate, in order, with its prior
+            properties[self.edits] = {"enum": list(prior)}
         if properties == self.output_schema.get("properties", {}):
             return self
         schema_text = json.dumps({**self.output_schema, "properties": properties})
-        prior = priors(text) if self.edits in properties else {}
         narrowed = self.model_copy(update={"schema_text": schema_text, "choice_prior": prior})
         # computed from the schema: anew for the copy
         for cached in ("output_schema", "output_validator", "fields", "text_fields"):

@@ -41,13 +41,14 @@ class Ranking:
 class Recorder:
     """Collects what a generation produced, token by token, and builds the Generation from it (Engine's helper).
 
-    `llm` is the engine's llama_cpp.Llama; `log_softmax` gives the next token's log-probabilities from it."""
+    `llm` is the engine's llama_cpp.Llama (it detokenizes); `log_softmax` gives the next token's log-probabilities."""
 
     def __init__(
         self,
         llm: Any,
         log_softmax: Callable[[], np.ndarray],
         prompt: list[int],
+        cached: int,
         on_text: Callable[[str], None] | None,
     ) -> None:
         self.llm = llm
@@ -55,7 +56,7 @@ class Recorder:
         self.prompt = list(prompt)
         self.on_text = on_text
         self.started = time.perf_counter()
-        self.cached = min(llm.longest_token_prefix(llm._input_ids.tolist(), prompt), len(prompt) - 1)
+        self.cached = cached  # prompt tokens the KV cache already held
         self.tokens: list[int] = []
         self.pieces: list[bytes] = []
         self.probs: list[float] = []

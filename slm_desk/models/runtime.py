@@ -284,7 +284,7 @@ class Engine:
         """
         self.check_fits(len(tokens), max(map(len, continuations), default=0))
         llm = self._llm
-        cached = min(llm.longest_token_prefix(llm._input_ids.tolist(), tokens), len(tokens) - 1)
+        cached = self._reusable(tokens)
         started = time.perf_counter()
         self._check_prompt(tokens)
         first = self._log_softmax()
@@ -308,11 +308,7 @@ class Engine:
             llm._batch.set_batch(batch=chunk, n_past=n_past + start, logits_all=True)
             llm._ctx.decode(llm._batch)
             for i in range(len(chunk)):
-                pointer = self._get_logits(llm._ctx.ctx, i)
-                logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
-                top = logits.max()
-                log_z = top + np.log(np.exp(logits - top).sum())
-                total += float(logits[continuation[start + i + 1]] - log_z)
+                total += float(self._log_softmax(i)[continuation[start + i + 1]])
         return total
 
     def _start(
@@ -320,7 +316,7 @@ class Engine:
     ) -> Recorder:
         """What every generation does first: refuse a prompt that does not fit, evaluate it, start recording."""
         self.check_fits(len(tokens), max_tokens, fixed=fixed)
-        record = Recorder(self._llm, self._log_softmax, tokens, on_text)
+        record = Recorder(self._llm, self._log_softmax, tokens, self._reusable(tokens), on_text)
         self._check_prompt(tokens)
         return record
 
@@ -329,8 +325,7 @@ class Engine:
         allowed token and aborts the whole process (a GGUF whose header is fine but whose weights are not)."""
         llm = self._llm
         with _llama_errors():
-            common = llm.longest_token_prefix(llm._input_ids.tolist(), tokens)
-            llm.n_tokens = min(common, len(tokens) - 1)
+            llm.n_tokens = self._reusable(tokens)
             llm.eval(tokens[llm.n_tokens :])
         pointer = self._get_logits(llm._ctx.ctx, -1)
         if not np.isfinite(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))).all():
@@ -345,9 +340,15 @@ class Engine:
                 "pull the model again (`slm-desk models rm ID` then `slm-desk pull ID`), or check it with `doctor`",
             )
 
-    def _log_softmax(self) -> np.ndarray:
-        """Log-probabilities of the next token from the last evaluated position (before any grammar)."""
-        pointer = self._get_logits(self._llm._ctx.ctx, -1)
+    def _reusable(self, tokens: list[int]) -> int:
+        """How many of `tokens` the KV cache already holds and a new evaluation may keep: at most all but the last,
+        which is evaluated again so that its logits are the current ones."""
+        return min(int(self._llm.longest_token_prefix(self._llm._input_ids.tolist(), tokens)), len(tokens) - 1)
+
+    def _log_softmax(self, index: int = -1) -> np.ndarray:
+        """Log-probabilities of the next token after a position of the last batch (default: its last; before any
+        grammar)."""
+        pointer = self._get_logits(self._llm._ctx.ctx, index)
         logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
         shifted = logits - logits.max()
         log_probs: np.ndarray = shifted - np.log(np.exp(shifted).sum())
@@ -356,8 +357,7 @@ class Engine:
     def next_logprobs(self, tokens: list[int]) -> np.ndarray:
         """Log-probabilities of the token after `tokens` (before any grammar); reuses the KV cache's prefix."""
         llm = self._llm
-        common = llm.longest_token_prefix(llm._input_ids.tolist(), tokens)
-        llm.n_tokens = min(common, len(tokens) - 1)
+        llm.n_tokens = self._reusable(tokens)
         llm.eval(tokens[llm.n_tokens :])
         return self._log_softmax()
 
