@@ -17,7 +17,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-LLAMA_CPP_VERSION="${LLAMA_CPP_VERSION:-0.3.16}"
+LLAMA_CPP_VERSION="${LLAMA_CPP_VERSION:-0.3.36}"
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"

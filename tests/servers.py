@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -29,43 +30,44 @@ def llama_server(model: Path, alias: str = "larger", keep: bool = False) -> Iter
     (with `keep`, the URL and the process, so a test can kill it)."""
     refuse_if_no_model_allowed(model)
     port = free_port()
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            alias,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
-                    if json.loads(r.read())["data"]:
-                        break
-            except OSError as exc:
-                if child.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"llama_cpp.server did not start: {child.stderr.read().decode()[-2000:]}"
-                    ) from exc  # type: ignore[union-attr]
-                time.sleep(0.3)
-        yield (base, child) if keep else base
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
+    # its log goes to a file: a pipe nobody reads fills up (64 KB) and the server stops in the middle of a request
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+                "--model_alias",
+                alias,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        base = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                        if json.loads(r.read())["data"]:
+                            break
+                except OSError as exc:
+                    if child.poll() is not None or time.monotonic() > deadline:
+                        log.seek(0)
+                        raise RuntimeError(f"llama_cpp.server did not start: {log.read().decode()[-2000:]}") from exc
+                    time.sleep(0.3)
+            yield (base, child) if keep else base
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
 
 
 @contextlib.contextmanager

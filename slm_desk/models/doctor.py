@@ -14,7 +14,7 @@ from typing import Any
 
 REBUILD = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF" '
-    "pip install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.16"
+    "pip install --no-cache-dir --force-reinstall --no-deps llama-cpp-python==0.3.36"
 )
 PROBE_TIMEOUT_S = 120
 
@@ -26,8 +26,8 @@ class ProbeResult:
     hint: str = ""
 
 
-def probe_command(model_path: str) -> list[str]:
-    return [sys.executable, "-m", "slm_desk.models.doctor", model_path]
+def probe_command(model_path: str, embedding: bool = False) -> list[str]:
+    return [sys.executable, "-m", "slm_desk.models.doctor", model_path, *(["--embedding"] if embedding else [])]
 
 
 def probe_inference(command: list[str]) -> ProbeResult:
@@ -56,17 +56,24 @@ def probe_inference(command: list[str]) -> ProbeResult:
     return ProbeResult(True, done.stdout.strip())
 
 
-def _probe(model_path: str) -> None:
-    """The child side: load the model, generate a few tokens, print them."""
+def _probe(model_path: str, embedding: bool = False) -> None:
+    """The child side: load the model, generate a few tokens (or embed two sentences), print them."""
     import llama_cpp
 
     from slm_desk.models.preload import refuse_if_no_model_allowed
 
     refuse_if_no_model_allowed(model_path)
+    if embedding:
+        import numpy as np
+
+        encoder = llama_cpp.Llama(model_path=model_path, embedding=True, n_ctx=512, verbose=False)
+        a, b = np.array(encoder.embed(["my card was stolen", "someone took my card"], normalize=True))
+        print(f"ok: {a.size} dimensions; 'my card was stolen' vs 'someone took my card': cosine {float(a @ b):.2f}")
+        return
     llm = llama_cpp.Llama(model_path=model_path, n_ctx=256, verbose=False)
     out: Any = llm.create_completion("The capital of France is", max_tokens=4, temperature=0.0)
     print(f"ok: generated {out['usage']['completion_tokens']} tokens: {out['choices'][0]['text'].strip()!r}")
 
 
 if __name__ == "__main__":
-    _probe(sys.argv[1])
+    _probe(sys.argv[1], "--embedding" in sys.argv[2:])
