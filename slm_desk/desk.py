@@ -27,9 +27,10 @@ from slm_desk.judge import tiers
 from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline, no_shots
 from slm_desk.judge.tiers import TierPolicy
-from slm_desk.learn import calibrate, distill, evaluate, head, teaching
+from slm_desk.learn import calibrate, distill, evaluate, head, teaching, training
+from slm_desk.learn.features import Embed
 from slm_desk.learn.retrieval import Retriever
-from slm_desk.models import backends, served
+from slm_desk.models import backends, embedder, preload, served
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
 from slm_desk.models.protocol import Backend
 
@@ -41,7 +42,7 @@ QUEUE_READ = 1000  # pending items ordered to choose those QUEUE_SHOWN from
 class Training:
     """What `Desk.train` did: the head it saved, where it hands on, and what the comparison measured."""
 
-    trained: head.Trained
+    trained: training.Trained
     policy: TierPolicy
     model_profile: Profile | None  # the next tier's calibration, from the items it was asked; None unmeasured
     interrupted: bool  # the comparison was stopped: the head answers alone
@@ -53,7 +54,7 @@ class Desk:
         self.store = Store(locations.history_db())
         self._retrievers: dict[tuple[str, int], tuple[tuple[int, ...], Retriever]] = {}
         self._building = threading.Lock()
-        self._heads: dict[tuple[str, int], tuple[str, Pipeline, TierPolicy | None]] = {}
+        self._heads: dict[tuple[str, int, bool], tuple[str, Pipeline, TierPolicy | None]] = {}
 
     def reload_config(self) -> None:
         self.config = load_config()
@@ -105,6 +106,51 @@ class Desk:
         self.store.save_calibration(profile)
         return profile
 
+    def embedding(self) -> tuple[training.Embedding | None, str]:
+        """The sentence encoder a head may read ([models] embedding), and why there is none when there is none.
+        Its `vectors` keep what they embed in the store, so retraining never embeds a pool item twice."""
+        from slm_desk.data.catalog import load_catalog, resolve_model
+        from slm_desk.errors import ModelNotFound
+
+        model_id = self.config.models.embedding
+        if not model_id:
+            return None, 'embeddings are off ([models] embedding = "")'
+        if not preload.models_allowed():
+            return None, "this process may not load models"
+        try:
+            ref = resolve_model(model_id)
+        except ModelNotFound as exc:
+            return None, f"{exc.message} ({exc.hint})"
+        entry = load_catalog().get(ref.id)
+        encoder = embedder.local(ref, self.config.runtime, entry.prefix if entry is not None else "")
+        stat = ref.path.stat()
+        key = f"{ref.id}:{stat.st_size}:{stat.st_mtime_ns}:{encoder.prefix}"
+
+        def cached(texts: list[str]) -> Any:
+            import numpy as np
+
+            found = self.store.vectors(key, texts)
+            missing = [i for i, v in enumerate(found) if v is None]
+            if missing:
+                fresh = encoder.embed([texts[i] for i in missing])
+                self.store.keep_vectors(key, [texts[i] for i in missing], fresh)
+                for i, vector in zip(missing, fresh, strict=True):
+                    found[i] = vector
+            return np.vstack([v for v in found if v is not None]) if found else np.zeros((0, 384), dtype=np.float32)
+
+        return training.Embedding(ref.id, cached, encoder.embed), ""
+
+    def _embed_for(self, cached: bool) -> Callable[[str], Embed | None]:
+        """For a head that reads embeddings from a model id: its embed function, when that model is available."""
+
+        def embed_for(model_id: str) -> Embed | None:
+            source, _ = self.embedding()
+            if source is None or source.model != model_id:
+                return None
+            return source.vectors if cached else source.fresh
+
+        return embed_for
+
     def train(
         self,
         task: Task,
@@ -114,15 +160,20 @@ class Desk:
         said: Callable[[str], None] | None = None,
         answered: Callable[[int, int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        features: training.Choice = "auto",
     ) -> Training:
         """Fit `task`'s head on its pool and save it. With `compare` N, the next tier (the small model) answers N
         of the pool's items the head was unsure or sure of, and the head hands on only where it was measured
-        better. A Ctrl-C or `cancelled` during the comparison stops it: the head is saved and answers alone."""
+        better. A Ctrl-C or `cancelled` during the comparison stops it: the head is saved and answers alone.
+        `features` fixes the label features ("tfidf", "embeddings"); "auto" measures both and keeps the better."""
         say = said or (lambda line: None)
-        items = self.store.pool(task.name, task.version)
+        items, signature = self.store.pool_and_signature(task.name, task.version)  # what is fitted is what is signed
         say(f"training {task.name} v{task.version}'s head on {len(items)} pool items")
-        trained = head.train(task, items, progress=lambda line: say(f"  {line}"))
-        trained.report.pool_signature = list(self.store.pool_signature(task.name, task.version))
+        source, note = self.embedding() if features != "tfidf" else (None, "--features tfidf")
+        trained = training.train(
+            task, items, progress=lambda line: say(f"  {line}"), embedding=source, choice=features, embeddings_note=note
+        )
+        trained.report.pool_signature = list(signature)
         policy, model_profile = tiers.no_comparison(trained.scored, trained.ms_per_item), None
         interrupted = False
         if compare:
@@ -135,7 +186,7 @@ class Desk:
                 )
             except (KeyboardInterrupt, Cancelled):
                 interrupted = True
-        head.save(self.store, trained, policy)
+        head.save(self.store, trained.head, trained.profile, trained.report, policy)
         if model_profile is not None:
             self.store.save_calibration(model_profile)
         return Training(trained, policy, model_profile, interrupted)
@@ -224,7 +275,7 @@ class Desk:
             candidates = [json.loads(item["candidate"]) if item["candidate"] else None for item in mine]
             for item, candidate in zip(mine, candidates, strict=True):
                 item["high_risk"] = isinstance(candidate, dict) and bool(spec.always_reviewed(candidate))
-            first = self.head(spec) if mine else None
+            first = self.head(spec, cached=True) if mine else None
             if first is None:
                 continue
             answers = first[0].answer_batch([item["input"] for item in mine])
@@ -255,20 +306,29 @@ class Desk:
             return None
         cached = self._retrievers.get(key)
         if cached is None or cached[0] != signature:
-            cached = (signature, Retriever(self.store.pool(task.name, task.version), task.retrieval.k))
+            items = self.store.pool(task.name, task.version)
+            report = self.head_report(task)
+            source = self.embedding()[0] if report is not None and report.embedding_model else None
+            if source is not None and source.model == report.embedding_model:  # type: ignore[union-attr]
+                index = Retriever(items, task.retrieval.k, source.vectors([i["input"] for i in items]), source.fresh)
+            else:
+                index = Retriever(items, task.retrieval.k)
+            cached = (signature, index)
             self._retrievers[key] = cached
         return cached[1]
 
-    def head(self, task: Task) -> tuple[Pipeline, TierPolicy | None] | None:
+    def head(self, task: Task, cached: bool = False) -> tuple[Pipeline, TierPolicy | None] | None:
         """The trained head of this task version as the first tier, with the policy `train` measured for handing
-        its answers on; None when no head was trained or its example pool is empty now."""
+        its answers on; None when no head was trained or its example pool is empty now. With `cached`, a head that
+        reads embeddings keeps its inputs' embeddings in the store (the review queue's inputs are already there;
+        `run`'s are not, so `--no-log` leaves nothing behind)."""
         trained_at = self.store.head_trained_at(task.name, task.version)  # cheap: the model is read only when new
         if trained_at is None or self.store.pool_signature(task.name, task.version)[0] == 0:
             return None  # never trained, or its pool was emptied since: it would answer from what was taken away
-        key = (task.name, task.version)
-        cached = self._heads.get(key)
-        if cached is None or cached[0] != trained_at:
-            loaded = head.load(self.store, task)
+        key = (task.name, task.version, cached)
+        held = self._heads.get(key)
+        if held is None or held[0] != trained_at:
+            loaded = head.load(self.store, task, self._embed_for(cached))
             assert loaded is not None
             tier = Pipeline(
                 task,
@@ -278,9 +338,9 @@ class Desk:
                 tier="head",
                 max_attempts=1,
             )
-            cached = (trained_at, tier, loaded.policy)
-            self._heads[key] = cached
-        return cached[1], cached[2]
+            held = (trained_at, tier, loaded.policy)
+            self._heads[key] = held
+        return held[1], held[2]
 
     def pipeline(
         self,

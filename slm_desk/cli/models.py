@@ -40,7 +40,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="List the catalog and installed models, or:\n"
         "  slm-desk models info ID                  GGUF metadata from the file header (no weights loaded)\n"
         "  slm-desk models rm ID                    remove an installed model\n"
-        "  slm-desk models default small|escalation ID   set a default in config.toml",
+        "  slm-desk models default small|escalation|embedding ID   set a default in config.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     models.add_argument(
@@ -111,7 +111,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         _need(args, 1, "slm-desk models rm ID")
         print(f"removed {download.remove(args.args[0])}")
         return 0
-    _need(args, 2, "slm-desk models default small|escalation ID")
+    _need(args, 2, "slm-desk models default small|escalation|embedding ID")
     return _set_default(*args.args)
 
 
@@ -175,9 +175,18 @@ def _set_default(role: str, model_id: str) -> int:
     from slm_desk.data.config import set_value
     from slm_desk.errors import UsageError
 
-    if role not in ("small", "escalation"):
-        raise UsageError(f"unknown role {role!r}", "use small or escalation")
+    if role not in ("small", "escalation", "embedding"):
+        raise UsageError(f"unknown role {role!r}", "use small, escalation or embedding")
     resolve_model(model_id)  # must be installed
+    if role == "embedding":
+        from slm_desk.data.catalog import load_catalog
+
+        entry = load_catalog().get(model_id)
+        if entry is not None and entry.role != "embedding":
+            raise UsageError(
+                f"{model_id} is a {entry.role} model, not a sentence encoder",
+                "`slm-desk models` lists the embedding models by role",
+            )
     set_value("models", role, model_id)
     print(f"default {role} model: {model_id}")
     return 0

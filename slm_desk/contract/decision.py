@@ -3,8 +3,9 @@
 The reasons, in the order they are checked:
 1. validation failed after the retry;
 2. a label whose risk level always needs a second check (high risk by default);
-3. confidence below the threshold for the answer's labels (from calibration, or --accept-at);
-4. otherwise accept. A task that was never calibrated and has no --accept-at is accepted on validity alone,
+3. an input unlike everything the answering tier learned from (the head's novelty rule): a person labels it;
+4. confidence below the threshold for the answer's labels (from calibration, or --accept-at);
+5. otherwise accept. A task that was never calibrated and has no --accept-at is accepted on validity alone,
    and the reason says so, unless the tier must be calibrated to accept (`needs_calibration` says why: a taught
    task promises its precision targets whichever tier answers).
 A label with no threshold is never accepted, and a threshold t accepts exactly the confidences >= t, t = 0 included.
@@ -38,6 +39,7 @@ def decide(
     accept_at: float | None = None,
     can_escalate: bool = False,
     needs_calibration: str | None = None,
+    unfamiliar: str | None = None,
 ) -> Verdict:
     not_sure: Decision = "escalate" if can_escalate else "review"
     if errors or output is None:
@@ -46,6 +48,8 @@ def decide(
     always = task.always_reviewed(output)
     if always:
         return Verdict("review", f"high-risk answer {', '.join(always)} always needs a second check")
+    if unfamiliar:
+        return Verdict("review", f"the input is {unfamiliar}")
     if accept_at is not None:
         threshold, source = accept_at, "--accept-at"
     elif profile is not None:

@@ -37,6 +37,9 @@ class RunResult(BaseModel):
     field_confidence: dict[str, float] | None = None
     decision: Decision
     reason: str
+    unfamiliar: str | None = Field(
+        None, description="why the input is unlike every example the answering head learned from (it goes to review)"
+    )
     rendered: str | None = Field(None, description="the task template filled with the output")
     answered_by: Literal["head", "model", "escalation"] = Field(
         "model", description="the tier whose answer this is: trained head, small model, or larger model"

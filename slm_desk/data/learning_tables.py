@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import sqlite3
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np  # read only where embeddings are, not on every start
 
 
 class LearningTables:
@@ -36,6 +40,16 @@ class LearningTables:
             (task, version),
         )
         return [{**dict(r), "output": json.loads(r["output"])} for r in rows]
+
+    def pool_and_signature(self, task: str, version: int) -> tuple[list[dict[str, Any]], tuple[int, ...]]:
+        """The pool and its signature read in one transaction: a label added meanwhile is in neither, so a head
+        fitted on these items is stale as soon as the pool has more."""
+        with self.writing:
+            self.db.execute("BEGIN")
+            try:
+                return self.pool(task, version), self.pool_signature(task, version)
+            finally:
+                self.db.execute("COMMIT")
 
     def pool_signature(self, task: str, version: int) -> tuple[int, ...]:
         """Changes whenever the pool of a task version does (count, newest id, total output size)."""
@@ -74,6 +88,35 @@ class LearningTables:
         with self.writing, self.db:
             cursor = self.db.executemany("DELETE FROM pool WHERE task = ? AND input = ?", [(task, i) for i in inputs])
             return cursor.rowcount
+
+    # -- sentence embeddings of what a task learns from (never of `run --no-log` inputs) ---------------------------
+
+    def vectors(self, model: str, texts: list[str]) -> list[np.ndarray | None]:
+        """The stored embedding of each text under `model` (its id and file), or None where there is none."""
+        import numpy as np
+
+        digests = [_digest(text) for text in texts]
+        found: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(digests), 500):  # SQLite's limit on bound parameters
+            chunk = digests[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT digest, vector FROM embeddings WHERE model = ? AND digest IN ({','.join('?' * len(chunk))})",
+                [model, *chunk],
+            )
+            found.update((bytes(d), np.frombuffer(v, dtype=np.float32)) for d, v in rows)
+        return [found.get(d) for d in digests]
+
+    def keep_vectors(self, model: str, texts: list[str], vectors: np.ndarray) -> None:
+        import numpy as np
+
+        with self.writing, self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO embeddings (model, digest, vector) VALUES (?, ?, ?)",
+                [
+                    (model, _digest(t), np.asarray(v, dtype=np.float32).tobytes())
+                    for t, v in zip(texts, vectors, strict=True)
+                ],
+            )
 
     def save_head(self, task: str, version: int, report_json: str, saved: dict[str, Any]) -> None:
         """A trained head: its report, and `saved` (the model and what it was measured with) pickled."""
@@ -115,3 +158,7 @@ class LearningTables:
             (task, version),
         ).fetchone()
         return (row[0], pickle.loads(bytes(row[1])), row[2]) if row else None  # noqa: S301
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()

@@ -84,6 +84,13 @@ MIGRATIONS = [
         task TEXT NOT NULL, task_version INTEGER NOT NULL, report TEXT NOT NULL, model BLOB NOT NULL
     );
     """,
+    # sentence embeddings of pool and review inputs, so that retraining never embeds an input twice
+    """
+    CREATE TABLE embeddings (
+        model TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB NOT NULL,
+        PRIMARY KEY (model, digest)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -59,6 +59,8 @@ class Cascade:
             return False, "accepted"
         if quick.output is not None and self.task.always_reviewed(quick.output):
             return False, "its label goes to a person whatever a model says"
+        if quick.unfamiliar:
+            return False, "what the head never saw goes to a person, who can teach it"
         if not quick.valid:
             return True, "the head's answer failed validation"
         model = self.small.backend.model

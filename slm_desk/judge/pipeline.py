@@ -135,6 +135,7 @@ class Pipeline:
             self.accept_at,
             self.can_escalate,
             self.needs_calibration,
+            completion.unfamiliar if valid and completion is not None else None,
         )
         note = completion.note if valid and completion is not None and fields is None else None
         return RunResult(
@@ -152,6 +153,7 @@ class Pipeline:
             field_confidence=fields,
             decision=verdict.decision,
             reason=verdict.reason,
+            unfamiliar=completion.unfamiliar if completion is not None else None,
             rendered=render_template(task.template, output) if valid and task.template and output else None,
             answered_by=self.tier,
             attempts=attempts,

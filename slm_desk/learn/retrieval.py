@@ -3,12 +3,15 @@
 A 135M model cannot learn a task from its instructions, but it copies well from examples that look like the
 input. For each input the k most similar pool items become its few-shot turns (the most similar last, nearest
 the input). The index is built once per pool and kept; a query is one sparse vector and one sparse product.
+Where the task's head reads sentence embeddings, the index is those embeddings instead (a query is one
+embedding and one dense product): "someone took my card" finds "my card was stolen", which shares no word.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,25 +41,38 @@ def featurizer(texts: list[str]) -> Any:
 
 
 class Retriever:
-    """The k nearest pool items of an input, as (input, output JSON) few-shot pairs. Deterministic."""
+    """The k nearest pool items of an input, as (input, output JSON) few-shot pairs. Deterministic. With `vectors`
+    (the pool's unit-length embeddings, in order) and `embed`, nearness is the embeddings' cosine."""
 
-    def __init__(self, items: list[dict[str, Any]], k: int) -> None:
+    def __init__(
+        self,
+        items: list[dict[str, Any]],
+        k: int,
+        vectors: np.ndarray | None = None,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> None:
         from sklearn.preprocessing import normalize
 
         self.items = items
         self.k = k
         texts = [item["input"] for item in items]
-        self.features = featurizer(texts)
-        self.matrix: spmatrix = normalize(self.features.transform(texts)).T.tocsr()  # features x items
+        self.embed = embed if vectors is not None else None
+        self.vectors = vectors
+        if self.embed is None:
+            self.features = featurizer(texts)
+            self.matrix: spmatrix = normalize(self.features.transform(texts)).T.tocsr()  # features x items
         self._lock = threading.Lock()  # sklearn's transform is not documented as thread-safe
 
     def nearest(self, text: str, k: int | None = None) -> list[int]:
         from sklearn.preprocessing import normalize
 
         k = self.k if k is None else k
-        with self._lock:
-            query = normalize(self.features.transform([text]))
-        scores = np.asarray((query @ self.matrix).todense()).ravel()
+        if self.embed is not None and self.vectors is not None:
+            scores = self.vectors @ self.embed([text])[0]
+        else:
+            with self._lock:
+                query = normalize(self.features.transform([text]))
+            scores = np.asarray((query @ self.matrix).todense()).ravel()
         k = min(k, len(scores))
         if k == 0:
             return []

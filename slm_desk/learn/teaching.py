@@ -7,7 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from slm_desk.learn.head import HeadReport, folds_for
+from slm_desk.learn.head import HeadReport
+from slm_desk.learn.training import folds_for
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task

@@ -41,6 +41,11 @@ GRAMMARS_KEPT = 256  # compiled grammars per loaded model, oldest dropped first
 NO_MODEL_ENV = "SLM_DESK_TEST_NO_MODEL"
 
 
+def models_allowed() -> bool:
+    """False in the test suite's fast tier: a head trains on TF-IDF alone there instead of loading an encoder."""
+    return not os.environ.get(NO_MODEL_ENV)
+
+
 def refuse_if_no_model_allowed(path: str | Path) -> None:
     if os.environ.get(NO_MODEL_ENV):
         raise RuntimeError(f"{NO_MODEL_ENV} is set, yet {path} was about to load: mark the test `model`")

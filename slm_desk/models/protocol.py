@@ -35,6 +35,7 @@ class Completion:
     tokens: Tokens
     fields: dict[str, float] | None = None
     note: str | None = None  # why there is no confidence, when there is none
+    unfamiliar: str | None = None  # why the input is unlike what this tier learned from (then it is not accepted)
 
 
 class Backend(Protocol):
