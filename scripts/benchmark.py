@@ -412,7 +412,8 @@ def main() -> None:
     if "7" in args.sections:
         import learning_curve
 
-        learning_curve.report(_pools() / "route-ticket.pool.jsonl", learning_curve.CHECKPOINTS, 4000, 3)
+        pool = _pools() / "route-ticket.pool.jsonl"
+        learning_curve.report(pool, learning_curve.CHECKPOINTS, 4000, 3, ["tfidf", "embeddings"])
     if "8" in args.sections:
         import task_table
 

@@ -99,9 +99,19 @@ class Desk:
         adapter: bool = True,
         progress: Callable[[int, int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        escalation: bool = False,
     ) -> Profile:
-        """Measure the small model on `items`, fit its calibration profile and store it: `run` applies it."""
-        backend = self.backend(model_id, tuned_for=task if adapter else None)
+        """Measure the small model (or the [escalation] target) on `items`, fit its calibration profile and store it:
+        `run` applies it."""
+        if escalation:
+            from slm_desk.errors import UsageError
+
+            target = escalation_backend(self.config.escalation, self.config.runtime)
+            if target is None:
+                raise UsageError("no escalation target is configured", "set [escalation] in config.toml first")
+            backend: Backend = target
+        else:
+            backend = self.backend(model_id, tuned_for=task if adapter else None)
         profile = calibrate.run(self.pipeline(task, backend, calibrated=False), items, progress, cancelled)
         self.store.save_calibration(profile)
         return profile
@@ -154,38 +164,67 @@ class Desk:
     def train(
         self,
         task: Task,
-        compare: int = 0,
+        compare: int | None = 0,
         model_id: str | None = None,
         adapter: bool = True,
         said: Callable[[str], None] | None = None,
         answered: Callable[[int, int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         features: training.Choice = "auto",
+        budget_s: float | None = None,
+        keep_policy: bool = False,
     ) -> Training:
-        """Fit `task`'s head on its pool and save it. With `compare` N, the next tier (the small model) answers N
-        of the pool's items the head was unsure or sure of, and the head hands on only where it was measured
-        better. A Ctrl-C or `cancelled` during the comparison stops it: the head is saved and answers alone.
-        `features` fixes the label features ("tfidf", "embeddings"); "auto" measures both and keeps the better."""
+        """Fit `task`'s head on its pool and save it, then measure the next tier (the small model) where its answer
+        could change what is shown: on up to `compare` of the items the head would hand on, within `budget_s`
+        seconds (default: the head's own fit time, at least a minute). `compare=None` decides: a head that accepts
+        95 % of its pool out of fold is not compared, others on 100 items. The head hands on only where the model
+        was measured better. A Ctrl-C or `cancelled` during the comparison stops it: the head is saved with the
+        policy measured before, if any, else it answers alone. `keep_policy` (a retrain that does not measure) keeps
+        the policy measured before. `features` fixes the label features ("tfidf", "embeddings"); "auto" measures
+        both and keeps the better."""
         say = said or (lambda line: None)
-        items, signature = self.store.pool_and_signature(task.name, task.version)  # what is fitted is what is signed
+        items, signature, read_at = self.store.pool_and_signature(task.name, task.version)  # fitted = signed
+        before = head.load_policy(self.store, task)
         say(f"training {task.name} v{task.version}'s head on {len(items)} pool items")
         source, note = self.embedding() if features != "tfidf" else (None, "--features tfidf")
         trained = training.train(
             task, items, progress=lambda line: say(f"  {line}"), embedding=source, choice=features, embeddings_note=note
         )
         trained.report.pool_signature = list(signature)
+        trained.report.pool_read_at = read_at  # labels given from here on count toward the next retrain
         policy, model_profile = tiers.no_comparison(trained.scored, trained.ms_per_item), None
+        kept = before if before is not None and before.model else None
+        sure = trained.report.heldout_accept_rate
+        if compare is None and sure >= tiers.SURE:
+            compare = 0
+            policy.note = (
+                f"the head accepts {sure:.1%} of its pool out of fold, so the small model was not asked: its answers "
+                f"could change little (`slm-desk train {task.name} --compare N` asks it anyway)"
+            )
+            say(f"  {policy.note}")
+        elif compare is None:
+            compare = tiers.COMPARE
         interrupted = False
         if compare:
             backend = self.backend(model_id, tuned_for=task if adapter else None)
             next_tier = self.pipeline(task, backend, calibrated=False)
-            say(f"measuring the next tier, {backend.model}, on the items the head is unsure of")
+            budget = budget_s or max(tiers.MIN_BUDGET_S, trained.report.train_seconds)
+            pending = len(tiers.deferrable(trained.scored, task))
+            say(
+                f"asking {backend.model} about up to {min(compare, pending)} of the {pending} items the head would "
+                f"hand on (only there can its answer change what is shown), for at most {budget:.0f} s"
+            )
             try:
                 policy, model_profile = tiers.measure(
-                    task, trained.scored, trained.ms_per_item, next_tier, compare, answered, cancelled
+                    task, trained.scored, trained.ms_per_item, next_tier, compare, answered, cancelled, budget
                 )
+                policy.measured_at = read_at
+                kept = None
             except (KeyboardInterrupt, Cancelled):
                 interrupted = True
+        if kept is not None and (keep_policy or interrupted):
+            policy = kept  # a measured policy is never dropped by a retrain that did not measure again
+            say(f"  kept the policy measured on {kept.model} ({kept.measured} items) before this retrain")
         head.save(self.store, trained.head, trained.profile, trained.report, policy)
         if model_profile is not None:
             self.store.save_calibration(model_profile)
@@ -233,13 +272,15 @@ class Desk:
         return teaching.head_report(self.store, task)
 
     def due_for_retraining(self, task: Task) -> int | None:
-        """The labels given in review since the task's head was trained, when they reach [teach] retrain_after (the
-        app then retrains it); None otherwise (no head, retraining off, or not enough new labels yet)."""
+        """The labels given in review since the task's head read its pool (labels given while it trained count), when
+        they reach [teach] retrain_after (the app then retrains it); None otherwise (no head, retraining off, or not
+        enough new labels yet)."""
         after = self.config.teach.retrain_after
-        trained_at = self.store.head_trained_at(task.name, task.version)
-        if not after or trained_at is None:
+        report = self.head_report(task) if after else None
+        if report is None:
             return None
-        new = self.store.labels_since(task.name, task.version, trained_at)
+        since = report.pool_read_at or self.store.head_trained_at(task.name, task.version) or ""
+        new = self.store.labels_since(task.name, task.version, since)
         return new if new >= after else None
 
     def teaching(self, task: Task) -> teaching.Teaching:
@@ -264,7 +305,8 @@ class Desk:
     def review_queue(self, task: str | None = None, teaching_order: bool = True) -> list[dict[str, Any]]:
         """The pending review items, in the order a label teaches most (`review.teaching_order`) or as they came.
         Each item says whether its answer is high-risk and, where the task has a head, what the head answers
-        (`head_answer`) and whether that disagrees with the queued answer."""
+        (`head_answer`), whether that disagrees with the queued answer, how unsure the head is (`margin`) and, for
+        a head that reads embeddings, the input's embedding (`vector`: the order skips near-duplicates)."""
         items = review.pending(self.store, task, limit=QUEUE_READ if teaching_order else QUEUE_SHOWN)
         for name in {item["task"] for item in items}:
             try:
@@ -278,10 +320,17 @@ class Desk:
             first = self.head(spec, cached=True) if mine else None
             if first is None:
                 continue
-            answers = first[0].answer_batch([item["input"] for item in mine])
-            for item, candidate, answer in zip(mine, candidates, answers, strict=True):
+            texts = [item["input"] for item in mine]
+            answers = first[0].answer_batch(texts)
+            backend = first[0].backend
+            assert isinstance(backend, head.HeadBackend)
+            vectors = backend.vectors(texts)  # the store has them now: answer_batch kept them
+            margins = backend.head.margins(texts, vectors)
+            for n, (item, candidate, answer) in enumerate(zip(mine, candidates, answers, strict=True)):
                 item["head_answer"] = answer.output if isinstance(answer, RunResult) else None
                 item["disagrees"] = item["head_answer"] is not None and item["head_answer"] != candidate
+                item["margin"] = margins[n]
+                item["vector"] = vectors[n] if vectors is not None else None
         return review.teaching_order(items)[:QUEUE_SHOWN] if teaching_order else items
 
     def record(self, results: list[RunResult], log: bool = True) -> list[int | None]:
@@ -349,12 +398,12 @@ class Desk:
         accept_at: float | None = None,
         calibrated: bool = True,
         learned: bool = True,
-        needs_calibration: str | None = None,
+        unmeasured: str | None = None,
     ) -> Pipeline:
         """The small-model tier for `task` on `backend`: its calibration profile unless `calibrated` is off, and
         few-shot turns retrieved from the example pool unless `learned` is off (then the task's static ones).
-        A tuned backend gets no few-shot turns: it is prompted as it was trained. With `needs_calibration`, the
-        tier never accepts without a profile, and the reason says why."""
+        A tuned backend gets no few-shot turns: it is prompted as it was trained. Without a profile the tier never
+        accepts (unless the task opts in); `unmeasured` says why, when the default reason is not the right one."""
         task = load_task(task) if isinstance(task, str) else task
         tuned = backend.tuned
         taught = learned and not tuned and task.retrieval.k > 0
@@ -368,7 +417,7 @@ class Desk:
             accept_at,
             can_escalate=escalation.enabled,
             shots=no_shots if tuned else functools.partial(self._shots, task) if has_pool else None,
-            needs_calibration=needs_calibration,
+            unmeasured=unmeasured,
         )
 
     def profile(self, task: Task, model: str) -> Profile | None:
@@ -408,13 +457,11 @@ class Desk:
             f"{backend.model} was not measured on this task; `slm-desk train {task.name}` measures it as the "
             f"head's next tier (or `slm-desk calibrate {task.name}`)"
         )
-        small = self.pipeline(
-            task, backend, accept_at, learned=learned, needs_calibration=unmeasured if first else None
-        )
+        small = self.pipeline(task, backend, accept_at, learned=learned, unmeasured=unmeasured if first else None)
         larger = escalation_backend(self.config.escalation, runtime)
         return Cascade(
             small,
-            escalation=Pipeline(task, larger, tier="escalation") if larger is not None else None,
+            escalation=self._escalation_tier(task, larger) if larger is not None else None,
             budget=Budget(self.config.escalation, self.store),
             consent=consent,
             head=first[0] if first else None,
@@ -444,6 +491,15 @@ class Desk:
             self.cascade(task, model_id, runtime, accept_at, consent, replica=i, learned=learned, adapter=adapter)
             for i in range(workers)
         ]
+
+    def _escalation_tier(self, task: Task, larger: Backend) -> Pipeline:
+        """The larger model's tier: accepted where `calibrate --escalation` measured it, else reviewed."""
+        unmeasured = (
+            f"{larger.model} (the escalation target) was never measured on {task.name} v{task.version}: "
+            f"`slm-desk calibrate {task.name} --escalation` measures it; to accept its valid answers unmeasured, set "
+            "accept_unmeasured = true in the task file"
+        )
+        return Pipeline(task, larger, self.profile(task, larger.model), tier="escalation", unmeasured=unmeasured)
 
     def evaluate(
         self,

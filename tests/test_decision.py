@@ -60,9 +60,11 @@ def test_accept_at_overrides_calibration() -> None:
     assert decide(ROUTE, {"route": "card_issue"}, [], 0.95, p, accept_at=0.9).decision == "accept"
 
 
-def test_uncalibrated_task_accepts_on_validity_and_says_so() -> None:
-    verdict = decide(ROUTE, {"route": "card_issue"}, [], 0.2)
-    assert verdict.decision == "accept" and "not calibrated" in verdict.reason
+def test_an_uncalibrated_answer_goes_to_review_and_names_what_measures_it() -> None:
+    verdict = decide(ROUTE, {"route": "card_issue"}, [], 0.99, unmeasured="run `slm-desk calibrate route-ticket`")
+    assert verdict.decision == "review" and verdict.reason == "not calibrated: run `slm-desk calibrate route-ticket`"
+    opted = decide(ROUTE.model_copy(update={"accept_unmeasured": True}), {"route": "card_issue"}, [], 0.2)
+    assert opted.decision == "accept" and "accept_unmeasured in the task file" in opted.reason
 
 
 # -- the laws of the rule, for every threshold including 0.0 (the bug that sent the surest answers onwards) -------
@@ -80,7 +82,7 @@ RULE_WORDS = (
     "no calibration data",
     "cannot support",
     "not calibrated:",
-    "task not calibrated, so no confidence threshold applied",
+    "accepted on validity alone (accept_unmeasured in the task file)",
     "below the threshold",
     ">= threshold",
 )
@@ -119,23 +121,38 @@ def test_high_risk_is_always_reviewed(confidence, accept_at, escalate) -> None:
     st.booleans(),
     st.booleans(),
     st.one_of(st.none(), st.just("a taught task's tiers must be calibrated")),
+    st.booleans(),
 )
 def test_the_reason_always_names_the_rule_that_decided(
-    route, confidence, t, accept_at, valid, with_profile, needs
+    route, confidence, t, accept_at, valid, with_profile, unmeasured, opted_in
 ) -> None:
     output = {"route": route} if valid else None
     chosen = profile({f"route={route}": t}) if with_profile else None
-    verdict = decide(ROUTE, output, [] if valid else ["bad"], confidence, chosen, accept_at, needs_calibration=needs)
+    task = ROUTE.model_copy(update={"accept_unmeasured": opted_in})
+    verdict = decide(task, output, [] if valid else ["bad"], confidence, chosen, accept_at, unmeasured=unmeasured)
     named = [w for w in RULE_WORDS if w in verdict.reason]
     assert len(named) == 1, verdict.reason
-    accepting = (">= threshold", "task not calibrated, so no confidence threshold applied")
+    accepting = (">= threshold", "accepted on validity alone (accept_unmeasured in the task file)")
     assert (verdict.decision == "accept") == (named[0] in accepting)
 
 
-@given(st.sampled_from(LOW_ROUTES), unit)
-def test_an_uncalibrated_tier_that_must_be_calibrated_never_accepts(route, confidence) -> None:
-    verdict = decide(ROUTE, {"route": route}, [], confidence, needs_calibration="no measurement of this tier")
-    assert verdict.decision == "review" and verdict.reason == "not calibrated: no measurement of this tier"
+@given(
+    st.sampled_from([*LOW_ROUTES, "fraud_or_security", "account_access"]),
+    st.one_of(st.none(), unit),
+    st.one_of(st.none(), st.text(max_size=20)),
+    st.booleans(),
+    st.booleans(),
+)
+def test_nothing_is_accepted_without_a_profile_unless_the_user_opted_in(
+    route, confidence, unmeasured, escalate, opted_in
+) -> None:
+    """The law the seed promises: an answer nobody measured is never accepted automatically. Without a profile and
+    without --accept-at, only a task file that says accept_unmeasured = true accepts (high risk still reviewed)."""
+    task = ROUTE.model_copy(update={"accept_unmeasured": opted_in})
+    verdict = decide(task, {"route": route}, [], confidence, None, None, escalate, unmeasured=unmeasured)
+    assert (verdict.decision == "accept") == (opted_in and route != "fraud_or_security")
+    if not opted_in and route != "fraud_or_security":
+        assert verdict.decision == ("escalate" if escalate else "review") and "not calibrated" in verdict.reason
 
 
 @given(

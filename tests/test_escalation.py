@@ -36,17 +36,28 @@ def queue(home: Path) -> list[tuple]:
     return db.execute("SELECT task, input, status FROM review ORDER BY id").fetchall()
 
 
-def test_below_threshold_is_escalated_and_accepted(cli, slm_home: Path, larger: str) -> None:
+def test_below_threshold_is_escalated_and_accepted_only_where_measured(cli, slm_home: Path, larger: str) -> None:
     configure(slm_home, base_url=larger)
     result = cli("run", "extract-ticket", "--accept-at", "0.9999", "--escalate", "--input", INVOICE_TICKET)
     [envelope] = result.envelopes
     assert envelope["escalated"] is True and envelope["model"] == "larger" and envelope["answered_by"] == "escalation"
-    assert envelope["decision"] == "accept" and result.returncode == 0, envelope["reason"]
     assert envelope["output"]["invoice_id"] == "INV-8821"
     assert "below the threshold 0.9999" in envelope["reason"] and "passed validation" in envelope["reason"]
+    # the larger model was never measured on this task: its valid answer goes to a person, who is told why
+    assert envelope["decision"] == "review" and result.returncode == 4, envelope["reason"]
+    assert "`slm-desk calibrate extract-ticket --escalation` measures it" in envelope["reason"]
     assert envelope["escalation"]["small_model"] == "smollm2-135m" and envelope["escalation"]["valid"]
     db = sqlite3.connect(slm_home / "data" / "history.sqlite3")
     assert db.execute("SELECT label, source FROM evalset").fetchall() == [("teacher", "escalation")]
+
+    # a task file that opts in accepts the larger model's valid answers unmeasured, and says so
+    builtin_text = cli("tasks", "show", "extract-ticket").stdout
+    (slm_home / "config" / "tasks").mkdir(parents=True, exist_ok=True)
+    (slm_home / "config" / "tasks" / "extract-ticket.toml").write_text("accept_unmeasured = true\n" + builtin_text)
+    opted = cli("run", "extract-ticket", "--accept-at", "0.9999", "--escalate", "--input", INVOICE_TICKET)
+    [envelope] = opted.envelopes
+    assert envelope["decision"] == "accept" and opted.returncode == 0, envelope["reason"]
+    assert "accept_unmeasured in the task file" in envelope["reason"]
 
 
 def test_without_consent_the_decision_says_escalate(cli, slm_home: Path, larger: str) -> None:
@@ -102,7 +113,9 @@ def test_daily_budget(cli, slm_home: Path, larger: str) -> None:
     ).envelopes
     assert first["escalated"] and not second["escalated"]
     assert second["decision"] == "review" and "daily escalation budget of 1 calls is used up" in second["reason"]
-    assert [row[1] for row in queue(slm_home)] == ["Refund INV-77 please, charged twice"]
+    # both wait for a person: the first answered by the larger model, never measured here; the second unescalated
+    assert first["decision"] == "review" and "never measured on extract-ticket" in first["reason"]
+    assert [row[1] for row in queue(slm_home)] == [INVOICE_TICKET, "Refund INV-77 please, charged twice"]
 
 
 def test_api_key_is_sent_but_never_stored(cli, slm_home: Path, larger: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,9 +161,10 @@ def test_requests_in_flight_step_down_once_and_keep_constrained_decoding(cli, re
     lines = "".join(f"where is my card number {i}\n" for i in range(16))
     with picky_server(REJECTIONS[rejection]) as (url, asked):
         result = cli("run", "route-ticket", "--jsonl", "--concurrency", "4", "--backend", url, stdin=lines)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 4, result.stderr  # valid, and never measured on route-ticket: review
     envelopes = result.envelopes
     assert len(envelopes) == 16 and all(e["valid"] and e["output"] == {"route": "card_issue"} for e in envelopes)
+    assert all(e["decision"] == "review" and "not calibrated" in e["reason"] for e in envelopes)
     assert "none" not in asked  # never fell through to unconstrained prompting
     assert asked.count("json_schema") <= 4  # only the requests already in flight when the first refusal came back
     assert asked.count("json_object") == 16
@@ -185,6 +186,6 @@ def test_a_refused_logprobs_in_flight_never_steps_the_schema_form(cli) -> None:
     lines = "".join(f"where is my card number {i}\n" for i in range(12))
     with picky_server(b"", answer='{"route": "card_issue"}', refuse_logprobs=True) as (url, asked):
         result = cli("run", "route-ticket", "--jsonl", "--concurrency", "4", "--backend", url, stdin=lines)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 4, result.stderr  # valid, and never measured on route-ticket: review
     assert all(e["valid"] and e["confidence_note"] == "the server returned no logprobs" for e in result.envelopes)
     assert "none" not in asked and asked.count("json_schema+logprobs") <= 4  # each refusal turned logprobs off only

@@ -168,13 +168,16 @@ def test_without_a_measurement_the_head_alone_answers(route_trained: training.Tr
     assert backend.asked == []
 
 
-def test_an_uncalibrated_tier_of_a_taught_task_never_accepts() -> None:
+def test_an_uncalibrated_tier_never_accepts_and_says_what_measures_it() -> None:
     task = load_task("route-ticket")
     backend = ScriptedBackend(lambda text: {"route": "card_issue"}, confidence=0.999)
     plain = Pipeline(task, backend).answer("where is my card")
-    assert plain.decision == "accept"  # an untaught task is accepted on validity alone, and says so
-    taught = Pipeline(task, backend, needs_calibration="scripted was not measured on this task").answer("x y z")
+    assert plain.decision == "review" and "`slm-desk calibrate route-ticket` measures it" in plain.reason
+    assert "--accept-at P or set accept_unmeasured = true" in plain.reason
+    taught = Pipeline(task, backend, unmeasured="scripted was not measured on this task").answer("x y z")
     assert taught.decision == "review" and taught.reason == "not calibrated: scripted was not measured on this task"
+    opted = Pipeline(task.model_copy(update={"accept_unmeasured": True}), backend).answer("where is my card")
+    assert opted.decision == "accept" and "accept_unmeasured" in opted.reason
 
 
 # -- the batch path ---------------------------------------------------------------------------------------------------

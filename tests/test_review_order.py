@@ -50,14 +50,52 @@ def queue(desk: Desk, text: str, route: str | None, confidence: float | None) ->
         max_size=30,
     )
 )
-def test_teaching_order_puts_disagreement_then_risk_then_the_least_confident_first(rows) -> None:  # type: ignore[no-untyped-def]
+def test_teaching_order_puts_disagreement_then_the_least_sure_first(rows) -> None:  # type: ignore[no-untyped-def]
     items = [{"id": i, "disagrees": d, "high_risk": h, "confidence": c} for i, (d, h, c) in enumerate(rows)]
     ordered = review.teaching_order(items)
     assert sorted(item["id"] for item in ordered) == list(range(len(items)))  # nothing lost, nothing twice
     for a, b in zip(ordered, ordered[1:], strict=False):
-        ka = (not a["disagrees"], not a["high_risk"], 0.0 if a["confidence"] is None else a["confidence"])
-        kb = (not b["disagrees"], not b["high_risk"], 0.0 if b["confidence"] is None else b["confidence"])
-        assert ka <= kb  # 0.0 is a confidence like any other, and the lowest
+        ka = (not a["disagrees"], 0.0 if a["confidence"] is None else a["confidence"])
+        kb = (not b["disagrees"], 0.0 if b["confidence"] is None else b["confidence"])
+        assert ka <= kb  # 0.0 is a confidence like any other, and the lowest; high risk is marked, not moved
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.none() | st.floats(0.0, 1.0, allow_nan=False),
+            st.none() | st.floats(0.0, 1.0, allow_nan=False),
+            st.integers(0, 5),
+        ),
+        max_size=30,
+    )
+)
+def test_the_head_s_margin_orders_and_near_duplicates_wait(rows) -> None:  # type: ignore[no-untyped-def]
+    """The head's margin, where there is one, ranks before the answer's confidence; with embeddings, an item as
+    near as NEAR to one above it moves after every item that is not, each group in its own order."""
+    import numpy as np
+
+    basis = np.eye(6)
+    items = [
+        {"id": i, "disagrees": d, "margin": m, "confidence": c, "vector": basis[v]}
+        for i, (d, m, c, v) in enumerate(rows)
+    ]
+    ordered = review.teaching_order(items)
+    assert sorted(item["id"] for item in ordered) == list(range(len(items)))
+
+    def sure(item: dict) -> float:  # type: ignore[type-arg]
+        value = item["margin"] if item["margin"] is not None else item["confidence"]
+        return 0.0 if value is None else value
+
+    seen: set[int] = set()
+    firsts = []
+    for item in sorted(items, key=lambda it: (not it["disagrees"], sure(it), it["id"])):
+        axis = int(np.argmax(item["vector"]))
+        if axis not in seen:
+            seen.add(axis)
+            firsts.append(item["id"])
+    assert [item["id"] for item in ordered[: len(firsts)]] == firsts  # one of each kind, least sure first
 
 
 def test_the_queue_marks_where_the_head_disagrees_and_puts_it_first(tmp_path: Path) -> None:

@@ -34,6 +34,11 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     cal.add_argument("--model", "-m", metavar="ID", help="model id (default: config [models] small)")
     cal.add_argument("--limit", type=int, metavar="N", help="use the first N examples only")
     cal.add_argument("--no-adapter", action="store_true", help="calibrate the model without the task's adapter")
+    cal.add_argument(
+        "--escalation",
+        action="store_true",
+        help="calibrate the [escalation] target (its valid answers are accepted only once measured)",
+    )
     cal.add_argument("--json", action="store_true", help="print the profile as JSON")
     cal.set_defaults(handler=cmd_calibrate)
 
@@ -103,7 +108,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if done % max(1, total // 20) == 0 or done == total:
             print(f"  {done}/{total}", file=sys.stderr, flush=True)
 
-    profile = desk.calibrate(task, items, args.model, adapter=not args.no_adapter, progress=progress)
+    profile = desk.calibrate(
+        task, items, args.model, adapter=not args.no_adapter, progress=progress, escalation=args.escalation
+    )
     desk.close()
     if args.json:
         print(profile.model_dump_json(indent=2))

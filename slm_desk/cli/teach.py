@@ -29,10 +29,13 @@ accepted without any LLM only when its calibrated confidence clears the label's 
 label is never accepted automatically).
 
 Then the next tier (the LLM with retrieved examples, or the task's tuned adapter) answers a sample of the
-held-out items the head would not accept (--compare N, default 100; 0 skips it). Per band of the head's
-confidence, the head hands its answer on only where the LLM was measured more accurate; elsewhere the head's
-answer stands and goes to review (or escalation). What the LLM got right is also its calibration for this task.
-train prints the frontier it measured: the head alone, head then LLM, the LLM alone.
+held-out items the head would hand on (not accepted, not high-risk): only there can its answer change what is
+shown. It runs within a time budget train states before it starts (--budget, default the head's own fit time,
+at least a minute), on up to --compare N items (default 100; 0 skips it). A head that accepts 95 % of its pool
+out of fold is not compared unless --compare N is given. Per band of the head's confidence, the head hands its
+answer on only where the LLM was measured more accurate; elsewhere the head's answer stands and goes to review
+(or escalation). What the LLM got right is also its calibration for this task. train prints the frontier it
+measured: the head alone, head then LLM, the LLM alone (on how many LLM answers each stands).
 
 Label features (--features): with an embedding model ([models] embedding, all-MiniLM-L6-v2 by default) the
 label models are fitted on TF-IDF alone and on TF-IDF beside the sentence embedding, both measured out of fold,
@@ -71,9 +74,13 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     train.add_argument(
         "--compare",
         type=int,
-        default=100,
+        default=None,
         metavar="N",
-        help="held-out items the head is unsure of that the next tier answers, to order the tiers (0 skips it)",
+        help="held-out items the head would hand on that the next tier answers (default 100, none when the head "
+        "accepts 95%% of its pool; 0 skips it)",
+    )
+    train.add_argument(
+        "--budget", type=float, metavar="SECONDS", help="time for the comparison (default: the head's fit time, >= 60)"
     )
     train.add_argument("--model", "-m", metavar="ID", help="the next tier's model (default: config [models] small)")
     train.add_argument("--no-adapter", action="store_true", help="measure the model without the task's adapter")
@@ -172,8 +179,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from slm_desk.desk import Desk
     from slm_desk.errors import UsageError
 
-    if args.compare < 0:
+    if args.compare is not None and args.compare < 0:
         raise UsageError(f"--compare {args.compare} is not a count", "pass --compare 0 or more")
+    if args.budget is not None and args.budget <= 0:
+        raise UsageError(f"--budget {args.budget} is not a time", "pass a number of seconds above 0")
     task = load_task(args.task)
     desk = Desk()
     bars: list[ItemProgress] = []
@@ -192,6 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             said=lambda line: print(line, file=sys.stderr, flush=True),
             answered=answered,
             features=args.features,
+            budget_s=args.budget,
         )
     finally:
         for bar in bars:
@@ -298,6 +308,8 @@ def render_training(task: Any, trained: Any, policy: Any, model_profile: Any, un
                 )
         if model_profile is None:
             lines.append("    (too few valid answers to calibrate the LLM tier: it never auto-accepts here)")
+    elif policy.note:
+        lines.append(f"  {policy.note}; the head's unsure answers go to review, never to the LLM")
     else:
         lines.append(
             f"  the next tier was not measured ({unmeasured}): the head's unsure answers go to review, never to the LLM"
@@ -310,6 +322,8 @@ def render_training(task: Any, trained: Any, policy: Any, model_profile: Any, un
     for row in policy.frontier:
         ms = "-" if row.ms_per_item is None else f"{row.ms_per_item:.2f}"
         cover = "" if row.coverage >= 0.999 else f"  (on {row.coverage:.0%} of items)"
+        if row.answers is not None:
+            cover += f"  ({row.answers} LLM answers)"
         lines.append(
             f"  {row.setup:<44} {pct(row.accuracy):>8} {pct(row.accepted_precision):>19} {pct(row.accept_rate):>9}"
             f" {ms:>9}{cover}"

@@ -199,7 +199,9 @@ def build_profile(
                 "; answers with this label are escalated or reviewed"
             )
         else:
-            note = f"accept at confidence >= {value:.3f}: {stats['accepted']} of {n} would be accepted"
+            # 0.0 is a threshold like any other: every answer of the label, however unsure, met the target
+            gate = "at any confidence (the target held at every one)" if value <= 0 else f"at confidence >= {value:.3f}"
+            note = f"accept {gate}: {stats['accepted']} of {n} would be accepted"
         thresholds[group] = Threshold(
             risk=risk, target=rule.target, always_review=rule.always_review, n=n, threshold=value, note=note, **stats
         )

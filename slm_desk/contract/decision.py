@@ -4,10 +4,11 @@ The reasons, in the order they are checked:
 1. validation failed after the retry;
 2. a label whose risk level always needs a second check (high risk by default);
 3. an input unlike everything the answering tier learned from (the head's novelty rule): a person labels it;
-4. confidence below the threshold for the answer's labels (from calibration, or --accept-at);
-5. otherwise accept. A task that was never calibrated and has no --accept-at is accepted on validity alone,
-   and the reason says so, unless the tier must be calibrated to accept (`needs_calibration` says why: a taught
-   task promises its precision targets whichever tier answers).
+4. no calibration profile for this task, version and model, and no --accept-at: never measured, so never
+   accepted (`unmeasured` names the command that measures it), unless the task file opts in to accepting valid
+   answers unmeasured (`accept_unmeasured = true`), and the reason says that it did;
+5. confidence below the threshold for the answer's labels (from calibration, or --accept-at);
+6. otherwise accept.
 A label with no threshold is never accepted, and a threshold t accepts exactly the confidences >= t, t = 0 included.
 """
 
@@ -38,7 +39,7 @@ def decide(
     profile: Profile | None = None,
     accept_at: float | None = None,
     can_escalate: bool = False,
-    needs_calibration: str | None = None,
+    unmeasured: str | None = None,
     unfamiliar: str | None = None,
 ) -> Verdict:
     not_sure: Decision = "escalate" if can_escalate else "review"
@@ -66,10 +67,12 @@ def decide(
         # a threshold of 0.0 is a real threshold (every answer of the label met its target), never "missing"
         threshold, group = max((t, g) for g, t in supported.items() if t is not None)
         source = f"{group} at {profile.thresholds[group].target:.0%} precision" + (f", {shipped}" if shipped else "")
-    elif needs_calibration:
-        return Verdict(not_sure, f"not calibrated: {needs_calibration}")
+    elif task.accept_unmeasured:
+        return Verdict(
+            "accept", "valid; not calibrated, accepted on validity alone (accept_unmeasured in the task file)"
+        )
     else:
-        return Verdict("accept", "valid; task not calibrated, so no confidence threshold applied")
+        return Verdict(not_sure, f"not calibrated: {unmeasured or 'no profile measures this model on this task'}")
     assert threshold is not None
     if confidence is None or confidence < threshold:
         shown = "unknown" if confidence is None else f"{confidence:.3f}"

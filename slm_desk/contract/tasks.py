@@ -87,6 +87,11 @@ class Task(BaseModel):
     template: str | None = Field(None, description="text with {slot} placeholders filled from the output")
     risk: dict[Risk, RiskRule] = Field(default_factory=dict, description="per risk level; defaults in DEFAULT_RISK")
     default_risk: Risk = Field("low", description="risk of an answer that has no label field")
+    accept_unmeasured: bool = Field(
+        False,
+        description="accept a valid answer of a model no calibration profile measured on this task (validity "
+        "alone); by default such an answer goes to review",
+    )
     max_tokens: int = Field(128, gt=0, le=4096, description="generation budget for one answer")
     retrieval: Retrieval = Field(default_factory=Retrieval, description="few-shot turns from the example pool")
     edits: str | None = Field(

@@ -41,13 +41,15 @@ class LearningTables:
         )
         return [{**dict(r), "output": json.loads(r["output"])} for r in rows]
 
-    def pool_and_signature(self, task: str, version: int) -> tuple[list[dict[str, Any]], tuple[int, ...]]:
-        """The pool and its signature read in one transaction: a label added meanwhile is in neither, so a head
-        fitted on these items is stale as soon as the pool has more."""
+    def pool_and_signature(self, task: str, version: int) -> tuple[list[dict[str, Any]], tuple[int, ...], str]:
+        """The pool, its signature and the store's clock, read in one transaction: a label added after is in
+        neither, so a head fitted on these items is stale as soon as the pool has more, and the label counts
+        toward the next retrain (it was resolved after the returned time)."""
         with self.writing:
             self.db.execute("BEGIN")
             try:
-                return self.pool(task, version), self.pool_signature(task, version)
+                now = self.db.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')").fetchone()[0]
+                return self.pool(task, version), self.pool_signature(task, version), str(now)
             finally:
                 self.db.execute("COMMIT")
 

@@ -65,6 +65,8 @@ class Cascade:
             return True, "the head's answer failed validation"
         model = self.small.backend.model
         if self.policy is None or not self.policy.model:
+            if self.policy is not None and self.policy.note:
+                return False, self.policy.note
             return False, f"{model} was never measured against the head (slm-desk train --compare N measures it)"
         if self.policy.model != model:
             return False, f"train measured {self.policy.model} as the next tier, not {model}"
@@ -139,8 +141,7 @@ class Cascade:
             )
         return big.model_copy(
             update={
-                "reason": f"escalated to {big.model} ({small.reason}); its answer passed validation"
-                + (f"; {big.reason}" if big.decision == "review" else ""),
+                "reason": f"escalated to {big.model} ({small.reason}); its answer passed validation; {big.reason}",
                 "escalated": True,
                 "escalation": info,
                 "latency_ms": small.latency_ms + big.latency_ms,

@@ -47,7 +47,7 @@ class Pipeline:
         shots: Shots | None = None,
         tier: Literal["head", "model", "escalation"] = "model",
         max_attempts: int = MAX_ATTEMPTS,
-        needs_calibration: str | None = None,
+        unmeasured: str | None = None,
     ) -> None:
         self.task = task
         self.backend = backend
@@ -57,7 +57,12 @@ class Pipeline:
         self.shots = shots
         self.tier = tier
         self.max_attempts = max_attempts  # 1 for a deterministic tier (the head): a retry would answer the same
-        self.needs_calibration = needs_calibration  # set: without a profile this tier never accepts, and this says why
+        # without a profile this tier never accepts (unless the task opts in); this says why and what measures it
+        self.unmeasured = unmeasured or (
+            f"{backend.model} was never measured on {task.name} v{task.version}: `slm-desk calibrate {task.name}` "
+            f"measures it on labelled data; to accept its valid answers unmeasured, pass --accept-at P or set "
+            "accept_unmeasured = true in the task file"
+        )
 
     def answer(self, text: str, on_text: OnText | None = None, cancelled: IsCancelled | None = None) -> RunResult:
         prompt.check_input(text)
@@ -134,7 +139,7 @@ class Pipeline:
             self.profile,
             self.accept_at,
             self.can_escalate,
-            self.needs_calibration,
+            self.unmeasured,
             completion.unfamiliar if valid and completion is not None else None,
         )
         note = completion.note if valid and completion is not None and fields is None else None

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # the head's calibrated confidence
 MIN_BAND = 5  # fewer measured items than this in a band is no evidence that the LLM is better there
 COMPARE = 100
+SURE = 0.95  # a head that accepts this share of its pool out of fold is not compared unless asked (--compare N)
+MIN_BUDGET_S = 60.0  # the comparison's time budget is the head's own fit time, but at least this
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class FrontierRow(BaseModel):
     accept_rate: float | None
     ms_per_item: float | None
     coverage: float = 1.0  # the share of held-out items the estimate stands on (the rest was not measured)
+    answers: int | None = None  # for a row the LLM is in: how many of its answers the estimate rests on
 
 
 class TierPolicy(BaseModel):
@@ -82,6 +85,8 @@ class TierPolicy(BaseModel):
     measured: int
     bands: list[Band]
     frontier: list[FrontierRow]
+    note: str = ""  # why no next tier was measured, when none was
+    measured_at: str = ""  # when (a retrain that does not measure again keeps this policy and says from when)
 
     def band(self, confidence: float | None) -> Band:
         return self.bands[band_index(0.0 if confidence is None else confidence)]
@@ -92,16 +97,18 @@ def band_index(confidence: float) -> int:
     return min(max(bisect.bisect_right(EDGES, confidence) - 1, 0), len(EDGES) - 2)
 
 
-def sample_for_comparison(scored: list[Scored], task: Task, n: int, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Indices of the items to ask the next tier: `n` of those the head would not accept and could hand on
-    (a high-risk answer goes to a person whatever the LLM says), and n/4 of those it accepts (for "LLM only")."""
+def deferrable(scored: list[Scored], task: Task) -> list[int]:
+    """The items the head would hand on if the LLM were better there: not accepted, not high-risk (a person sees a
+    high-risk answer whatever the LLM says), not unlike the pool (a person labels what the head never saw)."""
+    return [i for i, s in enumerate(scored) if not s.accepted and not task.always_reviewed(s.output)]
+
+
+def sample_for_comparison(scored: list[Scored], task: Task, n: int, seed: int = 0) -> list[int]:
+    """Indices of the items to ask the next tier: `n` of those the head could hand on, in a random order (a budget
+    that runs out stops at an unbiased sample). Only there can its answer change what is shown."""
     rng = random.Random(seed)
-    deferrable = [i for i, s in enumerate(scored) if not s.accepted and not task.always_reviewed(s.output)]
-    accepted = [i for i, s in enumerate(scored) if s.accepted]
-    return (
-        sorted(rng.sample(deferrable, min(n, len(deferrable)))),
-        sorted(rng.sample(accepted, min(n // 4, len(accepted)))),
-    )
+    pending = deferrable(scored, task)
+    return rng.sample(pending, min(n, len(pending)))
 
 
 def measure(
@@ -112,15 +119,20 @@ def measure(
     n: int = COMPARE,
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    budget_s: float | None = None,
 ) -> tuple[TierPolicy, Profile | None]:
-    """Ask the next tier the sampled items; return the policy and the tier's calibration from what it got right."""
-    deferred, accepted = sample_for_comparison(scored, task, n)
-    asked = deferred + accepted
+    """Ask the next tier the sampled items, within `budget_s` seconds when given (the next item is not started when
+    the items so far say it would not end in time); return the policy and the tier's calibration from what it got
+    right."""
+    planned = sample_for_comparison(scored, task, n)
     answers: dict[int, dict[str, Any]] = {}
     started = time.perf_counter()
-    for done, index in enumerate(asked, 1):
+    for done, index in enumerate(planned, 1):
         if cancelled is not None and cancelled():
             raise KeyboardInterrupt
+        spent = time.perf_counter() - started
+        if budget_s is not None and done > 1 and spent + spent / (done - 1) > budget_s:
+            break
         item = scored[index]
         try:
             result = next_tier.answer(item.input, cancelled=cancelled)
@@ -130,8 +142,9 @@ def measure(
         right = output is not None and all(output.get(f) == item.gold.get(f) for f in task.fields)
         answers[index] = {"output": output, "raw": raw, "correct": right}
         if progress:
-            progress(done, len(asked))
-    model_ms = (time.perf_counter() - started) * 1000 / max(1, len(asked))
+            progress(done, len(planned))
+    deferred = sorted(answers)
+    model_ms = (time.perf_counter() - started) * 1000 / max(1, len(deferred))
     samples = [
         Sample(a["raw"], a["correct"], [g for g, _ in task.groups(a["output"])])
         for i, a in answers.items()
@@ -141,25 +154,28 @@ def measure(
         build_profile(task, next_tier.backend.model, samples, len(deferred), {}) if len(samples) >= MIN_BAND else None
     )
     bands = _bands(task, scored, deferred, answers)
-    frontier = _frontier(task, scored, bands, deferred, accepted, answers, profile, head_ms, model_ms)
+    frontier = _frontier(task, scored, bands, deferred, answers, profile, head_ms, model_ms)
     policy = TierPolicy(
-        model=next_tier.backend.model, n_heldout=len(scored), measured=len(asked), bands=bands, frontier=frontier
+        model=next_tier.backend.model, n_heldout=len(scored), measured=len(deferred), bands=bands, frontier=frontier
     )
     return policy, profile
 
 
-def no_comparison(scored: list[Scored], head_ms: float) -> TierPolicy:
-    """`--compare 0`: nothing measured, so the head's answer always stands (the LLM never answers for it)."""
+def no_comparison(scored: list[Scored], head_ms: float, note: str = "") -> TierPolicy:
+    """Nothing measured (`--compare 0`, or a head sure of its pool), so the head's answer always stands (the LLM
+    never answers for it); `note` says why."""
     bands = [
         Band(lower=lo, upper=hi, items=0, measured=0, head_accuracy=None, model_accuracy=None, defer=False)
         for lo, hi in zip(EDGES, EDGES[1:], strict=False)
     ]
-    return TierPolicy(model="", n_heldout=len(scored), measured=0, bands=bands, frontier=[_head_row(scored, head_ms)])
+    return TierPolicy(
+        model="", n_heldout=len(scored), measured=0, bands=bands, frontier=[_head_row(scored, head_ms)], note=note
+    )
 
 
 def _bands(task: Task, scored: list[Scored], deferred: list[int], answers: dict[int, dict[str, Any]]) -> list[Band]:
     bands = []
-    pending = [i for i, s in enumerate(scored) if not s.accepted and not task.always_reviewed(s.output)]
+    pending = deferrable(scored, task)
     for b, (lo, hi) in enumerate(zip(EDGES, EDGES[1:], strict=False)):
         mine = [i for i in deferred if band_index(scored[i].confidence) == b]
         head = _mean([scored[i].correct for i in mine])
@@ -184,13 +200,13 @@ def _frontier(
     scored: list[Scored],
     bands: list[Band],
     deferred: list[int],
-    accepted: list[int],
     answers: dict[int, dict[str, Any]],
     profile: Profile | None,
     head_ms: float,
     model_ms: float,
 ) -> list[FrontierRow]:
-    """Head only, head then LLM (as the policy defers), LLM only: each estimated per stratum and weighted."""
+    """Head only, head then LLM (as the policy defers), LLM only: each estimated per stratum and weighted. The LLM
+    answered only items the head could hand on: "LLM only" stands on those strata, and its coverage says so."""
     n = len(scored)
 
     def model_accepts(i: int) -> bool:
@@ -202,8 +218,8 @@ def _frontier(
 
     # strata: the items the head accepts, each band of the items it could hand on, and those no tier may take over
     # (high risk); per stratum every item's head answer is known, and the LLM's on the measured sample
-    strata = [([i for i, s in enumerate(scored) if s.accepted], accepted, False)]
-    pending = [i for i, s in enumerate(scored) if not s.accepted and not task.always_reviewed(s.output)]
+    strata: list[tuple[list[int], list[int], bool]] = [([i for i, s in enumerate(scored) if s.accepted], [], False)]
+    pending = deferrable(scored, task)
     for b, band in enumerate(bands):
         members = [i for i in pending if band_index(scored[i].confidence) == b]
         strata.append((members, [i for i in deferred if band_index(scored[i].confidence) == b], band.defer))
@@ -236,6 +252,7 @@ def _frontier(
             accept_rate=accepts_n / total,
             ms_per_item=ms(by_model_n / total),
             coverage=total / n,
+            answers=len(answers),
         )
 
     return [

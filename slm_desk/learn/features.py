@@ -63,6 +63,17 @@ class LabelHead:
             answers.append((output, probs))
         return answers
 
+    def margins(self, texts: list[str], vectors: np.ndarray | None = None) -> np.ndarray:
+        """For each text, the smallest gap over its label fields between the two likeliest labels: how unsure the
+        head is of it (the review queue's teaching order)."""
+        x = design(self.features, texts, vectors if self.reads_embeddings else None, self.embedding_weight)
+        gaps = np.ones(len(texts))
+        for model in self.models.values():
+            probs = np.sort(model.predict_proba(x), axis=1)
+            gap = probs[:, -1] - probs[:, -2] if probs.shape[1] > 1 else np.ones(len(texts))
+            gaps = np.minimum(gaps, gap)
+        return gaps
+
 
 def fit_labels(
     fields: list[str], texts: list[str], outputs: list[dict[str, Any]], vectors: np.ndarray | None

@@ -59,6 +59,7 @@ class HeadReport(BaseModel):
     field_kinds: dict[str, str] = {}
     skipped: int = 0  # pool items whose span values are not in their input: nothing to tag
     pool_signature: list[int] = []  # the pool as it was trained on (Store.pool_signature): stale when it changes
+    pool_read_at: str = ""  # the store's clock when the pool was read: labels resolved after it are new
     embedding_model: str | None = None  # the sentence encoder the head reads (None: TF-IDF alone)
     label_features: str = "tfidf"  # what the label models read: "tfidf" or "tfidf+embeddings"
     compared: list[FeatureRow] = []  # both feature sets measured out of fold, when both could be
@@ -104,6 +105,13 @@ class Head:
             merged, probs = {**lo, **so}, {**lp, **sp}
             answers.append(({f: merged[f] for f in self.fields}, {f: probs[f] for f in self.fields}))
         return answers
+
+    def margins(self, texts: list[str], vectors: np.ndarray | None = None) -> list[float | None]:
+        """How unsure the label models are of each text (the gap between their two likeliest labels); None for a
+        head without label fields."""
+        if self.labels is None:
+            return [None] * len(texts)
+        return [float(m) for m in self.labels.margins(texts, vectors)]
 
     def unfamiliar(self, texts: list[str], vectors: np.ndarray | None = None) -> list[str | None]:
         """Why each input is unlike the pool (None when it is like it, or the head has no novelty rule)."""
@@ -174,6 +182,13 @@ class Loaded:
     profile: Profile
     report: HeadReport
     policy: TierPolicy | None
+
+
+def load_policy(store: Store, task: Task) -> TierPolicy | None:
+    """The tier policy the newest head of this task version was saved with, or None."""
+    row = store.head(task.name, task.version)
+    policy = row[1].get("policy") if row is not None else None
+    return TierPolicy.model_validate_json(policy) if policy else None
 
 
 def load(store: Store, task: Task, embedder: Callable[[str], Embed | None] | None = None) -> Loaded | None:
