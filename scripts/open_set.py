@@ -44,7 +44,7 @@ def intent_task(name: str, intents: list[str]) -> str:
         "required": ["intent"],
         "additionalProperties": False,
     }
-    labels = "\n".join(f'{intent} = "low"' for intent in intents)
+    labels = "\n".join(f'{json.dumps(intent)} = "low"' for intent in intents)
     text = (
         f'description = "banking77 intent ({len(intents)} intents; open-set benchmark)"\n'
         'instructions = "Name the intent of the banking customer\'s message."\n'

@@ -21,9 +21,13 @@ def _home() -> Path | None:
 
 
 def _ensure(path: Path) -> Path:
-    """The folder, created private to the user (0700): it holds logged inputs and settings."""
+    """The folder, created private to the user (0700): it holds logged inputs and settings. Every folder it has
+    to create is made 0700, SLM_DESK_HOME itself included (`mkdir(parents=True)` makes the parents with the
+    umask's mode: 0777 under umask 000)."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
     except OSError as exc:
         home = os.environ.get("SLM_DESK_HOME")
         raise ConfigError(

@@ -33,8 +33,9 @@ def test_bad_pool_lines_are_named_and_skipped_and_the_rest_added(cli, tmp_path: 
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(lines) + "\n")
     result = cli("examples", "add", "route-ticket", str(path))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr  # the rest went in, and the exit code says not everything did
     assert "3 added, 0 relabelled, 0 unchanged, 4 skipped" in result.stderr
+    assert "4 lines skipped (named above): fix them and add the file again" in result.stderr
     for number in (2, 3, 4, 6):
         assert f"{path}:{number}:" in result.stderr
     assert "no_such_queue" in result.stderr and "not JSON" in result.stderr
@@ -153,7 +154,7 @@ def test_a_bad_byte_skips_its_line_and_a_relabel_is_a_conflict(cli, tmp_path: Pa
         + b"\n"
     )
     result = cli("examples", "add", "route-ticket", str(path))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr
     assert f"{path}:2: not UTF-8 text" in result.stderr
     assert f"conflict {path}:4: relabels the input of line 1" in result.stderr
     assert "2 added, 0 relabelled, 0 unchanged, 1 skipped, 1 conflicting" in result.stderr

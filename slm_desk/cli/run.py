@@ -107,9 +107,33 @@ def _read_text(data: bytes) -> str:
         ) from exc
 
 
+def _fd_lines(fd: int) -> Iterator[bytes]:
+    """The lines of a file descriptor, read with os.read: no Python buffer lock is held while it waits, so an
+    interpreter that exits (Ctrl-C, SIGTERM) while a producer keeps the pipe open never waits on this thread."""
+    pending = b""
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            if pending:
+                yield pending
+            return
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line + b"\n"
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's BytesIO): its own lines
+        return iter(stream)
+    return _fd_lines(fd)
+
+
 def _jsonl_inputs(stream: IO[bytes]) -> Iterator[tuple[int, Any, str | SlmDeskError]]:
     """(line number, id, text or the error for that line), read lazily so a batch streams."""
-    for number, raw in enumerate(stream, 1):
+    for number, raw in enumerate(_lines(stream), 1):
         try:
             line = _read_text(raw).strip()
         except UsageError as exc:
@@ -246,9 +270,13 @@ def _runtime(base: Any, overrides: dict[str, Any]) -> Any:
 BATCH = 512  # lines the head answers at once; fewer when fewer have arrived (a slow producer still streams)
 
 
+IDLE_S = 0.1  # while no line arrives, answers already done are printed this often (stdin held open)
+
+
 def _arrived(stream: IO[bytes], most: int) -> Iterator[list[tuple[int, Any, str | SlmDeskError]]]:
     """The parsed lines in batches of what has arrived so far, read by a thread so a batch never waits for a line
-    that has not been written yet."""
+    that has not been written yet. While nothing arrives it yields an empty batch every IDLE_S, so answers that
+    finished meanwhile are printed without waiting for the next line."""
     import queue
     import threading
 
@@ -265,7 +293,11 @@ def _arrived(stream: IO[bytes], most: int) -> Iterator[list[tuple[int, Any, str 
 
     threading.Thread(target=read, name="stdin-reader", daemon=True).start()
     while True:
-        batch = [lines.get()]
+        try:
+            batch = [lines.get(timeout=IDLE_S)]
+        except queue.Empty:
+            yield []
+            continue
         while len(batch) < most:
             try:
                 batch.append(lines.get_nowait())
@@ -310,6 +342,9 @@ def _run_batch(session: _Session, stream: IO[bytes]) -> None:
     try:
         for batch in _arrived(stream, BATCH if batches else 1):
             interrupts.check()
+            if not batch:  # nothing new arrived: print what finished meanwhile, in order
+                flush(len(pending))
+                continue
             texts = [line for _, _, line in batch if isinstance(line, str)]
             answers = session.cascades[0].first_answers(texts)
             quick = iter(answers) if answers is not None else None
@@ -386,6 +421,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if sys.stdin is None or sys.stdin.isatty():
                 print("slm-desk: reading the input from the terminal; end it with Ctrl-D", file=sys.stderr)
             text = _read_text(sys.stdin.buffer.read() if sys.stdin else b"")
+            text = text.removesuffix("\n").removesuffix("\r")  # `echo` ends its one line with a newline: not input
         from slm_desk.contract.prompt import check_input
 
         check_input(text)

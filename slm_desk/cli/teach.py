@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from slm_desk import exit_codes
+
 EXAMPLES_HELP = """\
 A task's example pool: labelled {"input", "output"} items that teach it. For each input the most similar pool
 items become the model's few-shot turns, and `slm-desk train` fits a head on them. People's accepted or
@@ -128,6 +130,14 @@ def cmd_examples(args: argparse.Namespace) -> int:
                     f"no line fitted {task.name}'s contract: nothing was added",
                     f"each line needs an input and an output that passes the task; `slm-desk tasks show {task.name}`",
                 )
+            if rejected:  # the rest went in; the exit code says that not everything did
+                print(
+                    f"slm-desk: {rejected} line{'s' if rejected != 1 else ''} skipped (named above): fix "
+                    f"{'them' if rejected != 1 else 'it'} and add the file again (lines already in the pool are "
+                    "counted as unchanged)",
+                    file=sys.stderr,
+                )
+                return exit_codes.USAGE
             return 0
         items = store.pool(task.name, task.version)
         if args.action == "list":

@@ -41,11 +41,27 @@ def retry_messages(messages: list[dict[str, str]], rejected: str, errors: list[s
 
 
 def check_input(text: str) -> str:
-    """Refuse input a task cannot meaningfully run on; return it unchanged otherwise."""
-    if not text.strip():
-        raise UsageError("the input is empty", "pass text on stdin or with --input TEXT")
-    if "\x00" not in text and text.isprintable():  # the common case, at C speed: one line of plain text
+    """Refuse input a task cannot meaningfully run on; return it unchanged otherwise.
+
+    Invisible formatting characters (zero-width joiners inside an emoji, right-to-left marks, bidi overrides) are
+    text; control characters and unassigned code points in number are binary; a lone surrogate (a JSON "\\ud800",
+    or a byte that is not UTF-8 in a command-line argument) cannot be text at all."""
+    if "\x00" not in text and text.isprintable() and text.strip():  # the common case, at C speed: plain text
         return text
-    if "\x00" in text or sum(not (c.isprintable() or c.isspace()) for c in text) > max(2, len(text) // 100):
+    import unicodedata
+
+    for offset, char in enumerate(text):
+        if "\ud800" <= char <= "\udfff":
+            if "\udc80" <= char <= "\udcff":  # how Python carries a byte that is not UTF-8 (surrogateescape)
+                problem = f"is not UTF-8 text (bad byte 0x{ord(char) - 0xDC00:02x} at offset {offset})"
+            else:
+                problem = f"holds a lone surrogate (U+{ord(char):04X}) at offset {offset}, which is not text"
+            raise UsageError(f"the input {problem}", "pass plain UTF-8 text")
+    kinds = [unicodedata.category(c) for c in text]
+    if all(c.isspace() or kind == "Cf" for c, kind in zip(text, kinds, strict=True)):
+        shown = " (only invisible formatting characters)" if text.strip() else ""
+        raise UsageError(f"the input is empty{shown}", "pass text on stdin or with --input TEXT")
+    binary = sum(kind in ("Cc", "Cn") and not c.isspace() for c, kind in zip(text, kinds, strict=True))
+    if "\x00" in text or binary > max(2, len(text) // 100):
         raise UsageError("the input looks like binary data, not text", "pass plain UTF-8 text")
     return text

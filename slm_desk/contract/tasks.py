@@ -117,6 +117,8 @@ class Task(BaseModel):
             parsed = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"schema is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ValueError("schema nests too deeply to read (thousands of levels); flatten it") from exc
         if not isinstance(parsed, dict) or parsed.get("type") != "object":
             raise ValueError('schema must be a JSON object schema with "type": "object"')
         return value
@@ -128,8 +130,16 @@ class Task(BaseModel):
 
     @cached_property
     def output_validator(self) -> jsonschema.Draft202012Validator:
-        """The schema's validator, built once per task (a batch validates thousands of answers)."""
-        return jsonschema.Draft202012Validator(self.output_schema)
+        """The schema's validator, built once per task (a batch validates thousands of answers). It resolves only
+        the schema's own references: jsonschema would fetch an http `$ref` from anywhere, and a run stays offline."""
+        from referencing import Registry
+        from referencing.exceptions import NoSuchResource
+
+        def offline(uri: str) -> Any:
+            raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs classes: mypy sees no __init__ args
+
+        registry: Registry[Any] = Registry(retrieve=offline)  # type: ignore[call-arg]
+        return jsonschema.Draft202012Validator(self.output_schema, registry=registry)
 
     @cached_property
     def fields(self) -> list[str]:
@@ -276,9 +286,14 @@ def parse_task(text: str, name: str, source: str) -> Task:
     except ValidationError as exc:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise TaskError(f"task file {source} is invalid: {reasons}", "see 'Task files' in the README") from exc
-    problems = _consistency_errors(task)
-    if not any(p.startswith("schema is not valid JSON Schema") for p in problems):  # examples need a schema to check
-        problems += _example_errors(task)
+    try:
+        problems = _consistency_errors(task)
+        # every reason at once, the examples' too, unless the schema cannot check them: invalid, or a $ref that
+        # is not the schema's own (checking would need the network, and a run never touches it)
+        if not any(p.startswith("schema is not valid JSON Schema") or "'$ref'" in p for p in problems):
+            problems += _example_errors(task)
+    except RecursionError:
+        problems = ["schema nests too deeply to check (thousands of levels); flatten it"]
     if problems:
         raise TaskError(
             f"task {task.name!r} ({source}) is refused:\n  - " + "\n  - ".join(problems),
@@ -311,6 +326,11 @@ def task_text(name: str) -> tuple[str, str]:
             return user[name].read_text(encoding="utf-8-sig"), str(user[name])  # -sig: a BOM some editors write
         except UnicodeDecodeError as exc:
             raise TaskError(f"{user[name]} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
+        except PermissionError as exc:
+            raise TaskError(
+                f"cannot read the task file {user[name]}: permission denied",
+                f"make it readable (chmod u+r {user[name]}), or remove it to use the built-in {name!r} if there is one",
+            ) from exc
         except OSError as exc:  # a folder, or a link to nothing, where the task file should be
             raise TaskError(
                 f"cannot read the task file {user[name]}: {exc.strerror or exc}",

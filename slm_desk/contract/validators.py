@@ -11,7 +11,7 @@ import re
 import string
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slm_desk.contract.followup import split
 from slm_desk.contract.words import content_words, words
@@ -53,6 +53,15 @@ class Regex(_Validator):
     kind: Literal["regex"]
     field: str
     pattern: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:  # refused when the task loads, never an internal error at run time
+            raise ValueError(f"pattern {value!r} is not a regular expression: {exc}") from exc
+        return value
 
     def check(self, output: dict[str, Any], source: str, template: str | None) -> list[str]:
         value = output.get(self.field)

@@ -18,7 +18,7 @@ from slm_desk import locations
 from slm_desk.contract.tasks import Task
 from slm_desk.data.catalog import ModelRef, installed_record
 from slm_desk.data.download import sha256_of
-from slm_desk.data.gguf_header import NotGGUF, read_file_layout
+from slm_desk.data.gguf_header import NotGGUF, read_file_layout, read_tensors
 from slm_desk.errors import UsageError
 
 KEY = "slm_desk."
@@ -148,4 +148,33 @@ def for_task(task: Task, model: ModelRef) -> Adapter | None:
             f"the task is now version {task.version}",
             fixes,
         )
+    misfit = _misfit(path, model.path)
+    if misfit:  # llama.cpp would crash on it (a segfault, no message): refused here, with the tensor named
+        raise AdapterMismatch(f"the adapter for {task.name} does not fit {model.path.name}: {misfit}", fixes)
     return adapter
+
+
+def _misfit(adapter: Path, base: Path) -> str:
+    """Why the adapter's tensors do not fit the base model's, or "": every tensor a lora_a/lora_b pair of a tensor
+    the base has, lora_a as long as its rows, lora_b as many rows as it has, both of one rank."""
+    try:
+        mine, theirs = read_tensors(adapter), read_tensors(base)
+    except (OSError, NotGGUF, ValueError) as exc:
+        return f"its tensors cannot be read ({exc})"
+    pairs: dict[str, dict[str, list[int]]] = {}
+    for name, dims in mine.items():
+        stem, _, part = name.rpartition(".")
+        if part not in ("lora_a", "lora_b") or not stem:
+            return f"{name} is not a LoRA tensor (NAME.lora_a or NAME.lora_b)"
+        pairs.setdefault(stem, {})[part] = dims
+    for stem, pair in pairs.items():
+        if stem not in theirs:
+            return f"it changes {stem}, which the base model does not have"
+        if set(pair) != {"lora_a", "lora_b"}:
+            return f"{stem} has only {next(iter(pair))}"
+        a, b, w = pair["lora_a"], pair["lora_b"], theirs[stem]
+        if len(a) != 2 or len(b) != 2 or len(w) < 2:
+            return f"{stem}'s LoRA tensors are not matrices ({a}, {b})"
+        if a[0] != w[0] or b[1] != w[1] or a[1] != b[0]:
+            return f"{stem} is {w[0]}x{w[1]}, its lora_a {a[0]}x{a[1]} and lora_b {b[0]}x{b[1]} do not multiply to it"
+    return ""

@@ -125,6 +125,8 @@ def load_config() -> Config:
         raise ConfigError(f"{path} is not a valid slm-desk config: {what}", f"fix or remove {path}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text (bad byte at {exc.start})", "save it as UTF-8") from exc
+    except PermissionError as exc:
+        raise ConfigError(f"cannot read {path}: permission denied", f"make it readable: chmod u+r {path}") from exc
     except OSError as exc:  # a folder, or a link to nothing, where the file should be
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", "make it a TOML file or remove it") from exc
 

@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 
 MAGIC = b"GGUF"
 HEADER_PROBE_BYTES = 8 * 2**20
+MAX_FIELD = 64 * 2**20  # no string in a real header comes near this (a chat template is a few KB)
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 # llama.cpp's `general.file_type` (enum llama_ftype) for the quantisations people actually download.
@@ -59,6 +60,8 @@ class _Reader:
         self.stream = stream
 
     def take(self, n: int) -> bytes:
+        if n > MAX_FIELD:  # a corrupt or hostile length: never ask for it (2**62 bytes is a MemoryError, not a file)
+            raise NotGGUF(f"the header declares a field of {n:,} bytes at offset {self.stream.tell()}: it is damaged")
         data = self.stream.read(n)
         if len(data) < n:
             raise Truncated(f"header needs more than the {self.stream.tell()} bytes available")
@@ -76,6 +79,8 @@ class _Reader:
             return self.string()
         if kind == _ARRAY:
             item_kind, count = self.scalar(4), self.scalar(10)
+            if count > MAX_FIELD:
+                raise NotGGUF(f"the header declares an array of {count:,} items: it is damaged")
             items = [self.value(item_kind) for _ in range(count)]
             # vocabularies are huge and useless here: keep their length only
             return items if count <= 64 else f"<array of {count}>"
@@ -128,6 +133,26 @@ class Layout:
         return self.file_bytes < self.needed_bytes
 
 
+def read_tensors(path: Path) -> dict[str, list[int]]:
+    """Each tensor's name and dimensions (ggml's order: the row length first), from the header alone."""
+    with path.open("rb") as f:
+        meta = read_metadata(f)
+        return {name: dims for name, dims, _, _ in _tensor_infos(_Reader(f), meta)}
+
+
+def _tensor_infos(reader: _Reader, meta: dict[str, Any]) -> Any:
+    count = int(meta["gguf.tensor_count"])
+    if count > MAX_FIELD:
+        raise NotGGUF(f"the header declares {count:,} tensors: it is damaged")
+    for _ in range(count):
+        name = reader.string()
+        n_dims = reader.scalar(4)
+        if n_dims > 8:
+            raise NotGGUF(f"tensor {name!r} declares {n_dims} dimensions: the header is damaged")
+        dims = [reader.scalar(10) for _ in range(n_dims)]
+        yield name, dims, reader.scalar(4), reader.scalar(10)
+
+
 def read_file_layout(path: Path) -> tuple[dict[str, Any], Layout | None]:
     """The header's metadata and its tensors' layout, in one pass over the header (reading the vocabulary takes
     most of the time); the layout is None when a tensor type is unknown here. A file shorter than its tensors
@@ -136,10 +161,7 @@ def read_file_layout(path: Path) -> tuple[dict[str, Any], Layout | None]:
         meta = read_metadata(f)
         reader = _Reader(f)
         end = 0
-        for _ in range(int(meta["gguf.tensor_count"])):
-            reader.string()
-            dims = [reader.scalar(10) for _ in range(reader.scalar(4))]
-            kind, offset = reader.scalar(4), reader.scalar(10)
+        for _, dims, kind, offset in _tensor_infos(reader, meta):
             if kind not in _BLOCKS:
                 return meta, None
             per_block, block_bytes = _BLOCKS[kind]

@@ -23,14 +23,18 @@ class LearningTables:
     # -- the example pool (what a task learns from; never what judges it) ----------------------------------------
 
     def add_to_pool(self, task: str, version: int, items: list[tuple[str, Any, str]]) -> int:
-        """Add (input, output, source) items; an input already in the pool keeps its newest output. Returns added."""
+        """Add (input, output, source) items; an input already in the pool keeps its newest output. Returns added.
+        An input is the same input whatever whitespace ends it (`echo` adds a newline, a file line may not)."""
         with self.writing, self.db:
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT INTO pool (task, task_version, input, output, source) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (task, task_version, input) DO UPDATE SET output = excluded.output,"
                 " source = excluded.source",
-                [(task, version, text, json.dumps(output, ensure_ascii=False), src) for text, output, src in items],
+                [
+                    (task, version, text.rstrip(), json.dumps(output, ensure_ascii=False), src)
+                    for text, output, src in items
+                ],
             )
             return self.db.total_changes - before
 
@@ -88,7 +92,9 @@ class LearningTables:
     def remove_pool_inputs(self, task: str, inputs: list[str]) -> int:
         """Take these inputs out of every version's pool (they are now held out to judge the task)."""
         with self.writing, self.db:
-            cursor = self.db.executemany("DELETE FROM pool WHERE task = ? AND input = ?", [(task, i) for i in inputs])
+            cursor = self.db.executemany(
+                "DELETE FROM pool WHERE task = ? AND input = ?", [(task, i.rstrip()) for i in inputs]
+            )
             return cursor.rowcount
 
     # -- sentence embeddings of what a task learns from (never of `run --no-log` inputs) ---------------------------

@@ -25,12 +25,15 @@ class Added:
     added: int = 0
     updated: int = 0  # relabelled: the pool had the input with another output
     unchanged: int = 0  # the pool had the input with this very output
+    repeated: int = 0  # lines that repeat an earlier line of the file (the same input and output)
     skipped: list[str] = field(default_factory=list)  # "FILE:LINE: why", one per bad line
     conflicts: list[str] = field(default_factory=list)  # "FILE:LINE: ...", a later line relabelling an earlier one
 
     @property
     def summary(self) -> str:
         parts = [f"{self.added} added", f"{self.updated} relabelled", f"{self.unchanged} unchanged"]
+        if self.repeated:
+            parts.append(f"{self.repeated} repeated an earlier line")
         parts.append(f"{len(self.skipped)} skipped")
         if self.conflicts:
             parts.append(f"{len(self.conflicts)} conflicting")
@@ -51,7 +54,7 @@ def check_item(task: Task, item: Any) -> tuple[str, dict[str, Any]]:
     parsed, errors = validate_output(task, text, item["input"])
     if errors or parsed is None:
         raise UsageError("; ".join(errors))
-    return item["input"], parsed
+    return item["input"].rstrip(), parsed  # the pool's identity of an input ignores the whitespace that ends it
 
 
 def read_file(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
@@ -62,6 +65,8 @@ def read_file(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]],
 
 
 def _read(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str], list[str]]:
+    """Lines are numbered as editors and `wc -l` number them: split at \\n only (a stray \\r inside a line does
+    not start a new one)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -70,9 +75,9 @@ def _read(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], lis
     good: list[tuple[str, dict[str, Any]]] = []
     skipped: list[str] = []
     conflicts: list[str] = []
-    for number, data in enumerate(raw.removeprefix(b"\xef\xbb\xbf").splitlines(), 1):
+    for number, data in enumerate(raw.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
         try:
-            line = data.decode("utf-8")
+            line = data.removesuffix(b"\r").decode("utf-8")
         except UnicodeDecodeError as exc:
             skipped.append(f"{path}:{number}: not UTF-8 text (bad byte at column {exc.start + 1})")
             continue
@@ -93,7 +98,8 @@ def _read(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], lis
                 f"({json.dumps(before, ensure_ascii=False)} -> {json.dumps(output, ensure_ascii=False)});"
                 " the later label is kept"
             )
-        first[text] = (number, output)
+        if text not in first or first[text][1] != output:  # a repeat keeps the line that gave the label first
+            first[text] = (number, output)
         good.append((text, output))
     return good, skipped, conflicts
 
@@ -102,7 +108,7 @@ def add_file(store: Store, task: Task, path: Path, source: str = "file") -> Adde
     """Add every valid line of a JSONL file; each bad line is named and skipped, the rest still go in."""
     items, skipped, conflicts = _read(task, path)
     final = dict(items)  # a later line of the same input wins (and was reported as a conflict)
-    report = Added(skipped=skipped, conflicts=conflicts)
+    report = Added(skipped=skipped, conflicts=conflicts, repeated=len(items) - len(final) - len(conflicts))
     known = {item["input"]: item["output"] for item in store.pool(task.name, task.version)}
     for text, output in final.items():
         if text not in known:
@@ -118,5 +124,5 @@ def add_file(store: Store, task: Task, path: Path, source: str = "file") -> Adde
 def without_pool(store: Store, task: Task, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """Gold items minus those the task learned from; and how many were dropped."""
     taught = store.pool_inputs(task.name)
-    kept = [item for item in items if item["input"] not in taught]
+    kept = [item for item in items if item["input"].rstrip() not in taught]
     return kept, len(items) - len(kept)

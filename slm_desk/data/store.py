@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from slm_desk.contract.results import RunResult
 from slm_desk.data.learning_tables import LearningTables
+from slm_desk.errors import ConfigError
 
 if TYPE_CHECKING:
     from slm_desk.contract.calibration import Profile  # numpy: read only where a profile is, not on every start
@@ -94,6 +95,23 @@ MIGRATIONS = [
 ]
 
 
+def _unusable(path: Path, exc: BaseException) -> ConfigError:
+    """A history database slm-desk cannot open or write, as a message that names the fix."""
+    if path.is_dir():
+        problem = "it is a folder, not a file"
+    elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        problem = "you cannot read and write it (its permissions)"
+    elif isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        problem = "it is not a SQLite database (damaged, or another file in its place)"
+    else:
+        problem = str(exc)
+    return ConfigError(
+        f"cannot use the history database {path}: {problem}",
+        "it keeps the history, the review queue, example pools and trained heads: make it a file you can read and "
+        f"write (chmod u+rw), or move it aside to start a new one (mv {path} {path}.bad)",
+    )
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
@@ -104,14 +122,17 @@ class Store(LearningTables):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        if not path.exists():  # every logged input is in here: readable by its owner only
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        # the TUI records from worker threads, one at a time; Python's sqlite3 here is built serialized
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self._wal()
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            if not path.exists():  # every logged input is in here: readable by its owner only
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            # the TUI records from worker threads, one at a time; Python's sqlite3 here is built serialized
+            self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self._wal()
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise _unusable(path, exc) from exc
         self.db.isolation_level = "DEFERRED"  # back to Python's default: `with self.db` is one transaction
         # one connection, several threads (a --concurrency batch records while workers log escalations):
         # a transaction must not take in another thread's statements
@@ -294,7 +315,7 @@ class Store(LearningTables):
     def pool_output(self, task: str, version: int, text: str) -> Any:
         """The pool's answer for this input, or None when the pool does not have it."""
         row = self.db.execute(
-            "SELECT output FROM pool WHERE task = ? AND task_version = ? AND input = ?", (task, version, text)
+            "SELECT output FROM pool WHERE task = ? AND task_version = ? AND input = ?", (task, version, text.rstrip())
         ).fetchone()
         return json.loads(row[0]) if row else None
 
@@ -317,7 +338,7 @@ class Store(LearningTables):
                     "unlabelled",
                     item["run_id"],
                 )
-            key = (item["task"], item["task_version"], item["input"])
+            key = (item["task"], item["task_version"], item["input"].rstrip())
             if pool_before is None:
                 self.db.execute("DELETE FROM pool WHERE task = ? AND task_version = ? AND input = ?", key)
             else:

@@ -8,9 +8,11 @@ is `served.OpenAIBackend`; what every backend promises is `protocol.Backend`.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import math
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,7 +73,8 @@ class LlamaCppBackend:
         with self.lock:
             engine = self.engine
             tokens = engine.tokenize(engine.render(messages))
-            generation = engine.generate(tokens, task.output_schema, task.max_tokens, on_text, cancelled)
+            with _blame_the_task(engine, task, messages):
+                generation = engine.generate(tokens, task.output_schema, task.max_tokens, on_text, cancelled)
             if generation.finish_reason == "cancelled":
                 raise Cancelled()
             fields = None
@@ -110,7 +113,8 @@ class LlamaCppBackend:
             engine = self.engine
             tokens = engine.tokenize(engine.render(messages))
             continuations = [[*engine.tokenize_plain(answer), engine.eos] for answer in answers]
-            ranking = engine.rank(tokens, continuations, cancelled)
+            with _blame_the_task(engine, task, messages):
+                ranking = engine.rank(tokens, continuations, cancelled)
         if len(ranking.scores) < len(options):
             raise Cancelled()
         totals = [
@@ -130,6 +134,26 @@ class LlamaCppBackend:
             ),
             fields={field: share},
         )
+
+
+@contextlib.contextmanager
+def _blame_the_task(engine: Engine, task: Task, messages: Messages) -> Iterator[None]:
+    """A prompt too long for the context is the input's fault, unless the task's own instructions and examples
+    leave no room for any input: then the message names the task file, not the input."""
+    from slm_desk.errors import InputTooLong, TaskError
+
+    try:
+        yield
+    except InputTooLong:
+        fixed = len(engine.tokenize(engine.render([*messages[:-1], {"role": "user", "content": ""}])))
+        if fixed + task.max_tokens < engine.n_ctx:
+            raise
+        raise TaskError(
+            f"{task.name}'s instructions and examples alone are {fixed:,} tokens; with {task.max_tokens} kept for the "
+            f"answer they do not fit the context window of {engine.n_ctx:,} tokens, whatever the input; nothing ran",
+            f"shorten the instructions or examples in {task.source or 'the task file'}, or raise [runtime] n_ctx "
+            "(or pass --ctx N)",
+        ) from None
 
 
 def _choices(task: Task) -> list[str] | None:

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from slm_desk import exit_codes
 from slm_desk.contract.results import Tokens
 from slm_desk.errors import Cancelled
 from slm_desk.models.protocol import AlwaysReady, BackendFailed, Completion, IsCancelled, Messages, OnText
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
 SCHEMA_MODES = ("json_schema", "json_object", "none")
 RETRYABLE = (408, 409, 429, 500, 502, 503, 504)
 TOP_LOGPROBS = 10
+
+
+class MissingKey(BackendFailed):
+    """The config names an environment variable for the server's key, and it is not set: the user's to fix."""
+
+    exit_code = exit_codes.USAGE
 
 
 class OpenAIBackend(AlwaysReady):
@@ -44,7 +51,7 @@ class OpenAIBackend(AlwaysReady):
         if api_key_env:
             key = os.environ.get(api_key_env) or ""
             if not key:
-                raise BackendFailed(
+                raise MissingKey(
                     f"the server needs an API key but {api_key_env} is not set",
                     f"export {api_key_env}=... (the key is read from the environment, never stored)",
                 )
