@@ -20,12 +20,17 @@
 5. Fine-tuning (needs ../shared/data and the [tune] extra): `slm-desk tune` on growing shares of each task's
    pool (held apart from the eval sets), the training time, and exact match / validity on the built-in eval set
    before (static prompt, no adapter) and after (the adapter, no head, no retrieval).
-6. The batch path: items/s of `run --jsonl` as a whole process with a trained head on 10,000 and 100,000
-   banking77 queries, against a bare script that loads the same head and predicts the same inputs.
-7. The learning curve (needs ../shared/data): route-ticket's head after 30..800 labels a scripted reviewer
-   gives from gold labels, in the review queue's teaching order against arrival order (scripts/learning_curve.py).
+6. The batch path: items/s of `run --jsonl` as a whole process with a trained head (TF-IDF alone, the default,
+   and the embedding head) on 10,000 (and for TF-IDF 100,000) banking77 queries, against a bare script that
+   loads the same head (and encoder) and predicts the same inputs.
+7. The learning curve (needs ../shared/data): route-ticket's TF-IDF and embedding heads after 30..800 labels a
+   scripted reviewer gives from gold labels, in the review queue's teaching order against arrival order
+   (scripts/learning_curve.py).
 8. Every built-in task on the bundled model, static and taught, with the metric that fits it, on its built-in
    eval set (scripts/task_table.py; the README's per-task table).
+9. What the head never saw (needs ../shared/data): banking77's 77 intents as one task with 12, 38 and 58
+   intents held out of the pool; how many of their queries, and of inputs from other data, are accepted
+   (scripts/open_set.py).
 Inputs are real: banking77 queries (route-ticket, extract-ticket) and restaurant8k utterances (extract-booking)
 from the built-in eval sets.
 """
@@ -252,37 +257,54 @@ from slm_desk import locations
 from slm_desk.learn import head
 from slm_desk.data.store import Store
 from slm_desk.contract.tasks import load_task
+from slm_desk.data.catalog import resolve_model
+from slm_desk.data.config import RuntimeConfig
+from slm_desk.models.embedder import Embedder
 loaded = head.load(Store(locations.history_db()), load_task("route-ticket"))
+fitted = loaded.backend.head
+encoder = Embedder(resolve_model(fitted.embedding), RuntimeConfig()) if fitted.reads_embeddings else None
 texts = [line.rstrip("\\n") for line in sys.stdin]
 out = sys.stdout
 for i in range(0, len(texts), 512):
-    out.write("".join(json.dumps(o) + "\\n" for o, _ in loaded.backend.head.predict(texts[i : i + 512])))
+    batch = texts[i : i + 512]
+    vectors = encoder.embed(batch) if encoder is not None else None
+    out.write("".join(json.dumps(o) + "\\n" for o, _ in fitted.predict(batch, vectors=vectors)))
 """
 
+HEADS = {
+    "tfidf": "TF-IDF head (--features tfidf: no encoder)",
+    "auto": "the default head (TF-IDF labels, the encoder for novelty)",
+    "embeddings": "embedding head (--features embeddings)",
+}
 
-def batch_speed(sizes: list[int]) -> None:
+
+def batch_speed(sizes: list[int], heads: list[str]) -> None:
     """Section 6: `run --jsonl` as a whole process with a trained head, against a bare script that loads the same
-    head and predicts the same inputs (both: process start, loading, reading stdin, writing a line per input)."""
+    head (and, where it reads embeddings, the same encoder with the same batching) and predicts the same inputs
+    (both: process start, loading, reading stdin, writing a line per input)."""
     pools = _pools()
     _slm("examples", "add", "route-ticket", str(pools / "route-ticket.pool.jsonl"))
-    _slm("train", "route-ticket", "--compare", "0")
     queries = [json.loads(line)["input"].replace("\n", " ") for line in (pools / "route-ticket.pool.jsonl").open()]
     print("\n6. run --jsonl with a trained head (route-ticket, banking77 queries), whole process, history on")
-    print(f"{'inputs':>8} {'slm-desk items/s':>17} {'bare script items/s':>20} {'ratio':>6}")
-    for n in sizes:
-        data = "".join(f"{queries[i % len(queries)]}\n" for i in range(n)).encode()
-        started = time.perf_counter()
-        done = _slm("run", "route-ticket", "--jsonl", stdin=data)
-        ours = time.perf_counter() - started
-        assert len(done.stdout.splitlines()) == n
-        started = time.perf_counter()
-        bare = subprocess.run([sys.executable, "-c", BARE], input=data, capture_output=True, check=True)
-        theirs = time.perf_counter() - started
-        assert len(bare.stdout.splitlines()) == n
-        print(f"{n:>8,} {n / ours:>17,.0f} {n / theirs:>20,.0f} {ours / theirs:>6.2f}")
+    print(f"{'head':<58} {'inputs':>8} {'slm-desk items/s':>17} {'bare script items/s':>20} {'ratio':>6}")
+    for kind in heads:
+        _slm("train", "route-ticket", "--compare", "0", "--features", kind)
+        for n in sizes if kind == "tfidf" else sizes[:1]:  # an encoder at a few hundred a second: 10,000 is enough
+            data = "".join(f"{queries[i % len(queries)]}\n" for i in range(n)).encode()
+            started = time.perf_counter()
+            done = _slm("run", "route-ticket", "--jsonl", stdin=data)
+            ours = time.perf_counter() - started
+            assert len(done.stdout.splitlines()) == n
+            started = time.perf_counter()
+            bare = subprocess.run([sys.executable, "-c", BARE], input=data, capture_output=True, check=True)
+            theirs = time.perf_counter() - started
+            assert len(bare.stdout.splitlines()) == n
+            print(
+                f"{HEADS[kind]:<58} {n:>8,} {n / ours:>17,.0f} {n / theirs:>20,.0f} {ours / theirs:>6.2f}", flush=True
+            )
     print(
-        "(slm-desk validates, decides, records each input in the history in batched transactions and prints the"
-        " full envelope; the bare script prints the label)"
+        "(slm-desk validates, decides, checks novelty, records each input in the history in batched transactions and"
+        " prints the full envelope; the bare script prints the label)"
     )
 
 
@@ -383,12 +405,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--no-cascade", action="store_true")
-    parser.add_argument("--sections", default="12345678", help="which sections to run, e.g. 34")
+    parser.add_argument("--sections", default="123456789", help="which sections to run, e.g. 34")
     parser.add_argument("--batch-sizes", default="10000,100000", help="section 6: inputs per run")
     parser.add_argument("--tune-sizes", default="64,256,1024", help="section 5: training examples per run")
     parser.add_argument("--tune-epochs", type=int, default=1, help="section 5: epochs per run")
     parser.add_argument("--tune-tasks", default="extract-booking,route-ticket", help="section 5: tasks to tune")
     parser.add_argument("--tasks", default="", help="section 8: built-in tasks, e.g. guard,rewrite-query")
+    parser.add_argument("--heads", default="tfidf,auto,embeddings", help="section 6: which heads to time")
+    parser.add_argument("--held-out", default="12,38,58", help="section 9: intents held out of the pool")
     args = parser.parse_args()
     import llama_cpp
 
@@ -408,7 +432,7 @@ def main() -> None:
         sizes = [int(n) for n in args.tune_sizes.split(",")]
         tuning(max(args.items, 100), sizes, args.tune_epochs, args.tune_tasks.split(","))
     if "6" in args.sections:
-        batch_speed([int(n) for n in args.batch_sizes.split(",")])
+        batch_speed([int(n) for n in args.batch_sizes.split(",")], args.heads.split(","))
     if "7" in args.sections:
         import learning_curve
 
@@ -421,6 +445,10 @@ def main() -> None:
 
         names = args.tasks.split(",") if args.tasks else list(task_names())
         task_table.report(_slm, _pools(), names, args.items)
+    if "9" in args.sections:
+        import open_set
+
+        open_set.report([int(n) for n in args.held_out.split(",")], 0)
 
 
 def three_way_table(items: int) -> None:

@@ -22,7 +22,7 @@ from slm_desk.data import pool, review, shipped
 from slm_desk.data.config import Config, RuntimeConfig, load_config
 from slm_desk.data.hardware import physical_cores
 from slm_desk.data.store import Store
-from slm_desk.errors import Cancelled, TaskError
+from slm_desk.errors import Cancelled, SlmDeskError, TaskError
 from slm_desk.judge import tiers
 from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline, no_shots
@@ -173,6 +173,7 @@ class Desk:
         features: training.Choice = "auto",
         budget_s: float | None = None,
         keep_policy: bool = False,
+        steps: Callable[[int, int], None] | None = None,
     ) -> Training:
         """Fit `task`'s head on its pool and save it, then measure the next tier (the small model) where its answer
         could change what is shown: on up to `compare` of the items the head would hand on, within `budget_s`
@@ -181,14 +182,20 @@ class Desk:
         was measured better. A Ctrl-C or `cancelled` during the comparison stops it: the head is saved with the
         policy measured before, if any, else it answers alone. `keep_policy` (a retrain that does not measure) keeps
         the policy measured before. `features` fixes the label features ("tfidf", "embeddings"); "auto" measures
-        both and keeps the better."""
+        both and keeps the better. `steps` hears the training's steps (done, in all) as each ends."""
         say = said or (lambda line: None)
         items, signature, read_at = self.store.pool_and_signature(task.name, task.version)  # fitted = signed
         before = head.load_policy(self.store, task)
         say(f"training {task.name} v{task.version}'s head on {len(items)} pool items")
         source, note = self.embedding() if features != "tfidf" else (None, "--features tfidf")
         trained = training.train(
-            task, items, progress=lambda line: say(f"  {line}"), embedding=source, choice=features, embeddings_note=note
+            task,
+            items,
+            progress=lambda line: say(f"  {line}"),
+            embedding=source,
+            choice=features,
+            embeddings_note=note,
+            steps=steps,
         )
         trained.report.pool_signature = list(signature)
         trained.report.pool_read_at = read_at  # labels given from here on count toward the next retrain
@@ -197,6 +204,7 @@ class Desk:
         sure = trained.report.heldout_accept_rate
         if compare is None and sure >= tiers.SURE:
             compare = 0
+            keep_policy = True  # what was measured before still stands where the head hands on
             policy.note = (
                 f"the head accepts {sure:.1%} of its pool out of fold, so the small model was not asked: its answers "
                 f"could change little (`slm-desk train {task.name} --compare N` asks it anyway)"
@@ -204,6 +212,9 @@ class Desk:
             say(f"  {policy.note}")
         elif compare is None:
             compare = tiers.COMPARE
+        if compare and not preload.models_allowed():  # the test suite's fast tier: no model may load here
+            compare, keep_policy = 0, True
+            policy.note = "the small model was not measured: this process may not load models"
         interrupted = False
         if compare:
             backend = self.backend(model_id, tuned_for=task if adapter else None)
@@ -222,6 +233,10 @@ class Desk:
                 kept = None
             except (KeyboardInterrupt, Cancelled):
                 interrupted = True
+            except SlmDeskError as exc:  # the model would not load or answer: the head is still worth saving
+                interrupted = True
+                policy.note = f"the small model could not be measured: {exc.message}"
+                say(f"  {policy.note}")
         if kept is not None and (keep_policy or interrupted):
             policy = kept  # a measured policy is never dropped by a retrain that did not measure again
             say(f"  kept the policy measured on {kept.model} ({kept.measured} items) before this retrain")
@@ -518,6 +533,11 @@ class Desk:
         `learned=False` is the static prompt (no pool, no head); `adapter=False` leaves a tuned adapter off."""
         cascades = self.cascades(task, concurrency, model_id, None, accept_at, escalate, learned, adapter)
         return {**evaluate.run_eval(cascades, task, items, self.config.costs, progress, llm_alone), "learned": learned}
+
+    def working(self) -> str:
+        """What a local model is doing now ("smollm2-135m was loading"), or "" when none is busy: quitting the app
+        does not wait for llama.cpp, which cannot be interrupted."""
+        return backends.working()
 
     def close(self) -> None:
         self.store.close()

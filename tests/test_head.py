@@ -70,7 +70,7 @@ def test_a_span_head_trained_from_the_cli_answers_verbatim_and_generalises(cli) 
 
 def test_a_task_with_free_text_cannot_have_a_head(cli) -> None:
     result = cli("train", "rewrite-query")
-    assert result.returncode == 2 and "neither labels nor copied verbatim" in result.stderr
+    assert result.returncode == 2 and "neither labels nor declared copied verbatim" in result.stderr
 
 
 def test_too_few_examples_of_a_label_are_counted(cli, tmp_path: Path) -> None:

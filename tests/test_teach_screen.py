@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from slm_desk.contract.tasks import load_task
 from slm_desk.desk import Desk
 from slm_desk.tui.app import SlmDeskApp
+from slm_desk.tui.modals import Confirm, Problems
 from slm_desk.tui.teach_screen import TeachScreen
 from tests.test_tui import SIZE
 from tests.test_tui_newcomer import messages
@@ -53,13 +54,16 @@ async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
 
         await pilot.press("i")
         await answer_path(pilot, bad)
-        await wait_until(pilot, lambda: f"pool: {len(lines)} items" in summary(app))
+        await wait_until(pilot, lambda: isinstance(app.screen, Problems))
         shown = messages(app)
         assert any(f"{len(lines)} added" in m and "2 skipped" in m for m in shown), shown
-        assert any(f"{bad}:{len(lines) + 1}" in m for m in shown), shown  # each bad line is named
+        listed = str(app.screen.query_one("#problems Static", Static).render())
+        assert f"{bad}:{len(lines) + 1}" in listed and f"{bad}:{len(lines) + 2}" in listed  # every bad line, named
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: f"pool: {len(lines)} items" in summary(app))
         assert f"{len(lines)} from file" in summary(app)
         values = app.screen.query_one("#values", DataTable)
-        assert values.row_count >= 5 and str(values.get_row_at(0)[0]) == "route"
+        assert values.row_count >= 5 and str(values.get_row_at(0)[0]) in load_task("route-ticket").labels["route"]
 
         pressed, train = threading.Event(), app.desk.train
 
@@ -80,7 +84,12 @@ async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
         table = app.screen.query_one("#pool", DataTable)
         table.focus()
         first = int(str(table.get_row_at(0)[0]))
-        await pilot.press("delete")
+        await pilot.press("delete")  # it asks first, naming the item
+        await pilot.pause()
+        assert isinstance(app.screen, Confirm) and f"Remove pool item {first}" in str(
+            app.screen.query_one(".question", Static).render()
+        )
+        await pilot.press("y")
         await pilot.pause()
         assert f"pool: {len(lines) - 1} items" in summary(app)
         assert "STALE: the pool has changed since training" in summary(app)

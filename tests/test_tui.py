@@ -178,13 +178,24 @@ async def test_models_screen_lists_and_sets_defaults(slm_home: Path) -> None:
         first = [str(c) for c in table.get_row_at(0)]
         assert first[0] == "smollm2-135m" and first[2] == "bundled" and first[4] == "yes"
         table.focus()
-        await pilot.press("e")  # the bundled model as escalation default
+        await pilot.press("e")  # the small model as its own escalation target: refused, and said why
         await pilot.pause()
-        assert app.desk.config.models.escalation == "smollm2-135m"
-        await pilot.press("down", "s")  # not installed: refused with a hint
+        assert app.desk.config.models.escalation is None
+        assert any("smollm2-135m is the small model" in str(n.title) for n in app._notifications)
+        encoder = next(i for i in range(table.row_count) if str(table.get_row_at(i)[0]) == "all-minilm-l6-v2")
+        table.move_cursor(row=encoder)
+        await pilot.press("s")  # a sentence encoder cannot answer a task
         await pilot.pause()
         assert app.desk.config.models.small == "smollm2-135m"
-    assert tomllib.loads((slm_home / "config" / "config.toml").read_text())["models"]["escalation"] == "smollm2-135m"
+        assert any("all-minilm-l6-v2 is a sentence encoder" in str(n.title) for n in app._notifications)
+        await pilot.press("m")  # ... but it can be the encoder heads read
+        await pilot.pause()
+        assert app.desk.config.models.embedding == "all-minilm-l6-v2"
+        table.move_cursor(row=1)
+        await pilot.press("s")  # not installed: refused with a hint
+        await pilot.pause()
+        assert app.desk.config.models.small == "smollm2-135m"
+    assert tomllib.loads((slm_home / "config" / "config.toml").read_text())["models"]["embedding"] == "all-minilm-l6-v2"
 
 
 async def test_models_screen_pulls_with_progress(slm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -110,9 +110,21 @@ def _fmt(value: Any, pct: bool = True, places: int = 1) -> str:
     return f"{value:.1%}" if pct else f"{value:,.{places}f}"
 
 
+def _answered_by(r: dict[str, Any]) -> str:
+    """Who answered the items: the head, the small model (named), the larger one; the model when nothing else."""
+    tiers = r.get("tiers") or {}
+    names = {"head": "the trained head", "model": r["model"], "escalation": "the larger model", "none": "nobody"}
+    counts = [(names[tier], stats["n"]) for tier, stats in tiers.items()]
+    if not counts:
+        return f"on {r['model']}"
+    if len(counts) == 1:
+        return f"answered by {counts[0][0]}"
+    return "answered by " + ", ".join(f"{name} ({n})" for name, n in counts)
+
+
 def render_eval(r: dict[str, Any]) -> str:
     lines = [
-        f"{r['task']} v{r['task_version']} on {r['model']}: {r['n']} items, concurrency {r['concurrency']}"
+        f"{r['task']} v{r['task_version']} {_answered_by(r)}: {r['n']} items, concurrency {r['concurrency']}"
         + (", with escalation" if r["escalate"] else "")
         + (", static prompt (no pool)" if r.get("learned") is False else "")
         + (", fine-tuned adapter" if r.get("adapter") else ""),

@@ -284,22 +284,36 @@ def parse_task(text: str, name: str, source: str) -> Task:
     try:
         task = Task.model_validate({**data, "source": source})
     except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise TaskError(f"task file {source} is invalid: {reasons}", "see 'Task files' in the README") from exc
+        reasons = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        # every reason in one round: the contract checks too, on the keys that did read, where they can run
+        broken = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        try:
+            draft = Task.model_validate({**{k: v for k, v in data.items() if k not in broken}, "source": source})
+        except ValidationError:
+            draft = None
+        raise TaskError(
+            f"task file {source} is refused:\n  - " + "\n  - ".join(reasons + (_problems(draft) if draft else [])),
+            TASK_FILE_HINT,
+        ) from exc
+    problems = _problems(task)
+    if problems:
+        raise TaskError(f"task {task.name!r} ({source}) is refused:\n  - " + "\n  - ".join(problems), TASK_FILE_HINT)
+    return task
+
+
+TASK_FILE_HINT = "see 'Task file format' in the README; `slm-desk tasks show extract-ticket` prints a working one"
+
+
+def _problems(task: Task) -> list[str]:
+    """Every reason a parsed task file is refused: its contract, and its examples where the schema can check them
+    (not when it is invalid, or has a $ref that is not its own: checking would need the network)."""
     try:
         problems = _consistency_errors(task)
-        # every reason at once, the examples' too, unless the schema cannot check them: invalid, or a $ref that
-        # is not the schema's own (checking would need the network, and a run never touches it)
         if not any(p.startswith("schema is not valid JSON Schema") or "'$ref'" in p for p in problems):
             problems += _example_errors(task)
     except RecursionError:
         problems = ["schema nests too deeply to check (thousands of levels); flatten it"]
-    if problems:
-        raise TaskError(
-            f"task {task.name!r} ({source}) is refused:\n  - " + "\n  - ".join(problems),
-            "fix the task file; `slm-desk tasks show NAME` prints a working built-in one",
-        )
-    return task
+    return problems
 
 
 def _builtin_files() -> dict[str, Any]:

@@ -167,11 +167,11 @@ def cost_per_1k(
     the same prompt and answer sizes the small model saw (the request the larger model gets is the same).
     """
     n = len(records)
-    if n == 0:
-        return {}
     price_in = costs.escalation_per_1k_input_tokens / 1000
     price_out = costs.escalation_per_1k_output_tokens / 1000
     per_second = costs.local_per_hour / 3600
+    if n == 0 or not (price_in or price_out or per_second):  # no [costs] configured: a cost of 0 would be a lie
+        return {}
 
     def token_cost(r: dict[str, Any]) -> float:
         return float(r["prompt_tokens"] * price_in + r["completion_tokens"] * price_out)

@@ -10,6 +10,7 @@ rule's threshold; the head that ships is then fitted on the whole pool.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -79,11 +80,15 @@ def folds_for(n: int) -> int:
 def _check(task: Task, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pool items a head can learn from, or why there is no head to train."""
     if not task.head_fields:
-        free = [f for f in task.fields if f not in task.labels]
+        copied = {f for v in task.validators if v.kind == "verbatim" for f in getattr(v, "fields", [])}
+        free = [f for f in task.fields if f not in task.labels and f not in copied]
+        fields = ", ".join(json.dumps(f) for f in free)
         raise UsageError(
-            f"{task.name} has fields a head cannot learn ({', '.join(free)}): they are neither labels nor copied "
-            "verbatim from the input",
-            "such tasks learn through retrieved examples (`slm-desk examples add`) or `slm-desk tune`",
+            f"{task.name} has fields a head cannot learn ({', '.join(free)}): they are neither labels nor declared "
+            "copied verbatim from the input",
+            f'if they are copied from the input, add to the task file: [[validators]] kind = "verbatim" '
+            f"fields = [{fields}] (then `slm-desk train` learns them as spans); free text learns through retrieved "
+            "examples (`slm-desk examples add`) or `slm-desk tune`",
         )
     spans = [f for f, kind in task.head_fields.items() if kind == "span"]
     usable = [i for i in items if not spans or bio_tags(i["input"], i["output"], spans, tokens(i["input"])) is not None]
@@ -125,10 +130,13 @@ def train(
     embedding: Embedding | None = None,
     choice: Choice = "auto",
     embeddings_note: str = "",
+    steps: Callable[[int, int], None] | None = None,
 ) -> Trained:
     """Calibrate on out-of-fold predictions of the pool, then fit the head that ships on all of it. With an
-    `embedding` source and label fields, both feature sets are measured (`choice` can fix one)."""
+    `embedding` source and label fields, both feature sets are measured (`choice` can fix one). `steps` hears
+    (steps done, steps in all) as each step ends: embedding the pool, each fold, the final fit."""
     say = progress or (lambda line: None)
+    step = steps or (lambda done, total: None)
     usable = _check(task, items)
     started = time.perf_counter()
     memo = cache(featurize)  # each input's span features once, not once per fold; gone when training ends
@@ -144,11 +152,15 @@ def train(
     # with an encoder, the novelty rule reads embeddings whatever the label models read: measured on route-ticket's
     # pool, they tell 99 % of off-topic inputs from banking queries, TF-IDF about half
     use_vectors = embedding is not None and choice != "tfidf"
+    total, done = int(use_vectors) + k + 1, 0
+    step(done, total)
     vectors = None
     if use_vectors:
         assert embedding is not None
         say(f"embedding {len(order)} pool items with {embedding.model}")
         vectors = embedding.vectors([i["input"] for i in order])
+        done += 1
+        step(done, total)
     sets: list[FeatureSet] = ["tfidf+embeddings"] if has_labels and choice == "embeddings" else ["tfidf"]
     if has_labels and use_vectors and choice == "auto":
         sets = ["tfidf", "tfidf+embeddings"]
@@ -170,6 +182,8 @@ def train(
             m.predict_seconds += time.perf_counter() - tick
         ordered += [order[i] for i in held]
         fold_of += [fold] * len(held)
+        done += 1
+        step(done, total)
     for m in measured.values():
         _calibrate(task, m, ordered)
     best = _choose(measured)
@@ -187,6 +201,7 @@ def train(
     own_vectors = vectors[in_order] if vectors is not None else None
     head.familiarity, own = novelty.fit([i["input"] for i in ordered], own_vectors, fold_of, accepted)
     familiar = [bool(s >= head.familiarity.threshold) for s in own]  # what the rule holds back, out of fold
+    step(total, total)
     scored = [
         Scored(item["input"], item["output"], output, best.profile.apply(s.confidence), s.correct, a and f)
         for item, (output, _), s, a, f in zip(ordered, best.predicted, best.samples, accepted, familiar, strict=True)

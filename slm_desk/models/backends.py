@@ -191,6 +191,17 @@ def local(model: ModelRef, runtime: RuntimeConfig, replica: int = 0, adapter: Pa
         return _local[key]
 
 
+def working() -> str:
+    """Which local model is loading or answering now, in words; "" when none is."""
+    with _local_lock:
+        for backend in _local.values():
+            if backend._loading.locked():
+                return f"{backend.ref.id} was loading"
+            if backend.lock.locked():
+                return f"{backend.ref.id} was answering"
+    return ""
+
+
 def _close_local() -> None:
     """Free the loaded models before the interpreter tears down the modules their destructors need (left to
     llama-cpp-python's __del__, that prints a TypeError at every exit). One still generating is left alone."""

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 
 def run_app(task: str | None = None) -> int:
+    import asyncio
+    import os
+    import sys
+
     from slm_desk.tui.app import SlmDeskApp
 
-    SlmDeskApp(initial_task=task).run()
+    app = SlmDeskApp(initial_task=task)
+    # our own loop: asyncio.run() would wait, after the screen is gone, for a thread still inside llama.cpp
+    loop = asyncio.new_event_loop()
+    app.run(loop=loop)
+    working = app.desk.working()
+    if working:  # ctrl+q during a model load: llama.cpp cannot be interrupted, and nothing is lost by not waiting
+        print(f"slm-desk: quit while {working}; not waiting for it to finish", file=sys.stderr)
+        app.desk.close()
+        sys.stderr.flush()
+        os._exit(0)
+    loop.close()
     return 0

@@ -21,6 +21,17 @@ from slm_desk.tui.run_screen import RunScreen
 from slm_desk.tui.settings_screen import SettingsScreen
 from slm_desk.tui.teach_screen import TeachScreen
 
+MODE_SCREENS: list[tuple[str, type[Screen[None]]]] = [
+    ("run", RunScreen),
+    ("history", HistoryScreen),
+    ("review", ReviewScreen),
+    ("models", ModelsScreen),
+    ("teach", TeachScreen),
+    ("calibration", CalibrationScreen),
+    ("settings", SettingsScreen),
+]
+PALETTE_SKIPS = {"cancel", "reload"}  # Esc and ctrl+l mean "this screen, now": not something to search for
+
 
 class SlmDeskApp(App[None]):
     TITLE = "slm-desk"
@@ -37,15 +48,7 @@ class SlmDeskApp(App[None]):
         super().__init__()
         self.desk = desk or Desk()
         self.initial_task = initial_task
-        for mode, screen in [
-            ("run", RunScreen),
-            ("history", HistoryScreen),
-            ("review", ReviewScreen),
-            ("models", ModelsScreen),
-            ("teach", TeachScreen),
-            ("calibration", CalibrationScreen),
-            ("settings", SettingsScreen),
-        ]:
+        for mode, screen in MODE_SCREENS:
             self.add_mode(mode, screen)
 
     def notify(self, message: str, **options: Any) -> None:
@@ -57,9 +60,26 @@ class SlmDeskApp(App[None]):
         self.switch_mode("run")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The screens, and what each screen can do ("train", "import", "pull" find the action, not only F5)."""
         yield from super().get_system_commands(screen)
         for mode, title, key, help_text in SCREENS:
             yield SystemCommand(f"Go to {title} ({key})", help_text, lambda m=mode: self.switch_mode(m))
+        titles = {mode: title for mode, title, _, _ in SCREENS}
+        for mode, cls in MODE_SCREENS:
+            for binding in cls.BINDINGS:
+                if not isinstance(binding, Binding) or binding.action in PALETTE_SKIPS or not binding.show:
+                    continue
+                key = binding.key_display or binding.key
+                yield SystemCommand(
+                    f"{titles[mode]}: {binding.description} ({key})",
+                    f"on the {titles[mode]} screen",
+                    lambda m=mode, a=binding.action: self.on_screen(m, a),
+                )
+
+    def on_screen(self, mode: str, action: str) -> None:
+        """Go to a screen and do one of its actions there, as its key would."""
+        self.switch_mode(mode)
+        self.call_after_refresh(lambda: self.screen.run_action(action))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # no footer entry for the screen you are on

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 from rich.text import Text
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Header, Static
+from textual.widgets import Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from slm_desk.errors import Cancelled, SlmDeskError
@@ -85,6 +85,12 @@ class DeskScreen(Screen[None]):
         """The header and the navigation bar, first in every screen's compose."""
         yield Header()
         yield NavBar(self.MODE)
+
+    def on_resize(self) -> None:
+        """Below 72 columns the footer keeps the screen's keys and drops its ctrl+p hint (the palette still opens):
+        otherwise the keys run past the edge and the last one is cut to a stray letter."""
+        for footer in self.query(Footer):
+            footer.show_command_palette = self.size.width >= 72
 
     def notify(self, message: str, **options: Any) -> None:
         """Notifications carry user text, paths and errors: plain text unless a caller asks for markup."""

