@@ -60,3 +60,27 @@ def test_values_only_generation_samples_fewer_tokens_for_the_same_json(engine) -
     assert values.text.startswith('{"issue_type": ') and values.finish_reason == "stop"
     assert values.completion_tokens < whole.completion_tokens
     assert parsed["invoice_id"] == json.loads(whole.text)["invoice_id"] == "INV-3"
+
+
+@pytest.mark.parametrize("task_name", ["route-ticket", "extract-ticket", "extract-booking", "guard", "draft-reply"])
+def test_the_fast_greedy_path_chooses_every_token_as_llama_cpps_grammar_sampler(engine, task_name: str) -> None:
+    """`Engine._greedy` checks the likeliest token against the grammar alone and filters every candidate only when
+    it is refused; llama-cpp-python's sampler filters every candidate each time. At temperature 0 they must choose
+    the same tokens, on every built-in task's grammar (enums, ids narrowed to the input, nullable spans, slots)."""
+    from slm_desk.data.evalset import builtin, read_jsonl
+
+    task = load_task(task_name)
+    for item in read_jsonl(builtin(task_name))[:4]:  # type: ignore[arg-type]
+        generated = task.for_input(item["input"])
+        tokens = engine.tokenize(engine.render(prompt.task_messages(task, item["input"])))
+        grammar = engine.grammar(generated.output_schema)
+        ours, theirs = [], []
+        for token in engine._greedy(tokens, grammar):
+            if engine._is_eog(engine._vocab, token) or len(ours) >= task.max_tokens:
+                break
+            ours.append(token)
+        for token in engine._llm.generate(tokens, temp=0.0, grammar=grammar, reset=True):
+            if engine._is_eog(engine._vocab, token) or len(theirs) >= task.max_tokens:
+                break
+            theirs.append(token)
+        assert ours == theirs, (task_name, item["input"])

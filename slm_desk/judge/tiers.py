@@ -44,6 +44,7 @@ class Scored:
     confidence: float  # calibrated, the minimum over fields
     correct: bool
     accepted: bool
+    familiar: bool = True  # like the pool by the novelty rule, out of fold (an unfamiliar input goes to a person)
 
 
 class Band(BaseModel):
@@ -100,7 +101,7 @@ def band_index(confidence: float) -> int:
 def deferrable(scored: list[Scored], task: Task) -> list[int]:
     """The items the head would hand on if the LLM were better there: not accepted, not high-risk (a person sees a
     high-risk answer whatever the LLM says), not unlike the pool (a person labels what the head never saw)."""
-    return [i for i, s in enumerate(scored) if not s.accepted and not task.always_reviewed(s.output)]
+    return [i for i, s in enumerate(scored) if not s.accepted and s.familiar and not task.always_reviewed(s.output)]
 
 
 def sample_for_comparison(scored: list[Scored], task: Task, n: int, seed: int = 0) -> list[int]:
@@ -217,13 +218,14 @@ def _frontier(
         return decide(task, a["output"], [], confidence, profile).decision == "accept"
 
     # strata: the items the head accepts, each band of the items it could hand on, and those no tier may take over
-    # (high risk); per stratum every item's head answer is known, and the LLM's on the measured sample
+    # (high risk, unfamiliar); per stratum every item's head answer is known, and the LLM's on the measured sample
     strata: list[tuple[list[int], list[int], bool]] = [([i for i, s in enumerate(scored) if s.accepted], [], False)]
     pending = deferrable(scored, task)
     for b, band in enumerate(bands):
         members = [i for i in pending if band_index(scored[i].confidence) == b]
         strata.append((members, [i for i in deferred if band_index(scored[i].confidence) == b], band.defer))
-    strata.append(([i for i, s in enumerate(scored) if not s.accepted and task.always_reviewed(s.output)], [], False))
+    handed = set(pending)  # those no tier may take over: high risk, or unlike the pool
+    strata.append(([i for i, s in enumerate(scored) if not s.accepted and i not in handed], [], False))
 
     def estimate(setup: str, use_model: Callable[[bool], bool], ms: Callable[[float], float]) -> FrontierRow:
         total = right = accepts_n = accepted_right = by_model_n = 0.0

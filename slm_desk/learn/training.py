@@ -203,7 +203,7 @@ def train(
     familiar = [bool(s >= head.familiarity.threshold) for s in own]  # what the rule holds back, out of fold
     step(total, total)
     scored = [
-        Scored(item["input"], item["output"], output, best.profile.apply(s.confidence), s.correct, a and f)
+        Scored(item["input"], item["output"], output, best.profile.apply(s.confidence), s.correct, a and f, f)
         for item, (output, _), s, a, f in zip(ordered, best.predicted, best.samples, accepted, familiar, strict=True)
     ]
     embed_ms = _embed_ms(embedding, order) if use_vectors and embedding is not None else 0.0

@@ -19,7 +19,7 @@ import numpy as np
 from slm_desk import interrupts
 from slm_desk.data.hardware import physical_cores
 from slm_desk.errors import ModelFileError, RuntimeFailure
-from slm_desk.models import preload
+from slm_desk.models import preload, threads
 
 if TYPE_CHECKING:
     from slm_desk.data.catalog import ModelRef
@@ -50,6 +50,7 @@ class Embedder:
     def _load(self) -> Any:
         if self._llm is not None:
             return self._llm
+        threads.prepare(self.runtime)
         import llama_cpp
 
         from slm_desk.models.runtime import quiet_llama_logs

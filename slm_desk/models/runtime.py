@@ -8,6 +8,7 @@ pays for that prefix once; `Generation.cached_tokens` reports how much was reuse
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from slm_desk.data.catalog import ModelRef
 from slm_desk.data.config import RuntimeConfig
 from slm_desk.data.hardware import physical_cores
 from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure
-from slm_desk.models import preload
+from slm_desk.models import preload, threads
 from slm_desk.models.generation import FinishReason, Generation, Ranking, Recorder
 from slm_desk.models.values import values_layout, values_only_supported
 
@@ -71,6 +72,7 @@ class Engine:
     """One loaded GGUF model. Not thread-safe: one generation at a time."""
 
     def __init__(self, model: ModelRef, config: RuntimeConfig, adapter: Path | None = None) -> None:
+        threads.prepare(config)
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -122,6 +124,9 @@ class Engine:
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._get_logits = llama_cpp.llama_get_logits_ith
         self._n_vocab = self._llm.n_vocab()
+        from llama_cpp._internals import LlamaTokenDataArray
+
+        self._candidates = LlamaTokenDataArray(n_vocab=self._n_vocab)  # reused: the grammar's full filter
         self._check_not_flat()
 
     def _check_not_flat(self) -> None:
@@ -219,7 +224,7 @@ class Engine:
         record = self._start(tokens, max_tokens, on_text)
         finish: FinishReason = "length"
         with _llama_errors():
-            for token in self._llm.generate(tokens, temp=0.0, grammar=self.grammar(schema), reset=True):
+            for token in self._greedy(tokens, self.grammar(schema)):
                 if self._is_eog(self._vocab, token):
                     finish = "stop"
                     break
@@ -256,7 +261,7 @@ class Engine:
                     context.append(token)
                 grammar = self.grammar(piece.schema, delimiter=piece.delimiter)
                 ended = False
-                for token in self._llm.generate(context, temp=0.0, grammar=grammar, reset=True):
+                for token in self._greedy(context, grammar):
                     if self._is_eog(self._vocab, token):
                         ended = True
                         break
@@ -271,6 +276,54 @@ class Engine:
                 if not ended:
                     break
         return record.generation(finish)
+
+    def _greedy(self, tokens: list[int], grammar: Any) -> Iterator[int]:
+        """Greedy decoding under a grammar, each token yielded before it is evaluated (its logits are then still
+        the ones it was chosen from). The same tokens as llama.cpp's grammar sampler at temperature 0, for a
+        fraction of its cost: the likeliest token is checked against the grammar alone, and only when the grammar
+        refuses it are all 49,152 candidates filtered (what llama.cpp's own `common_sampler` does). Filtering all of
+        them for every token was a fifth of each answer's time."""
+        import llama_cpp
+
+        llm = self._llm
+        llm.n_tokens = self._reusable(tokens)
+        llm.eval(tokens[llm.n_tokens :])
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not sampler:
+            raise RuntimeFailure("llama.cpp could not compile the answer's grammar", "run `slm-desk doctor`")
+        one = (llama_cpp.llama_token_data * 1)()
+        single = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+        try:
+            while True:
+                logits = np.ctypeslib.as_array(self._get_logits(llm._ctx.ctx, -1), shape=(self._n_vocab,))
+                token = int(logits.argmax())
+                one[0] = llama_cpp.llama_token_data(token, 0.0, 0.0)
+                single.size = 1
+                llama_cpp.llama_sampler_apply(sampler, ctypes.byref(single))
+                if not np.isfinite(one[0].logit):  # the grammar refuses the likeliest token: filter every candidate
+                    token = self._allowed_argmax(sampler, logits)
+                llama_cpp.llama_sampler_accept(sampler, token)
+                yield token
+                llm.eval([token])
+        finally:
+            llama_cpp.llama_sampler_free(sampler)
+
+    def _allowed_argmax(self, sampler: Any, logits: np.ndarray) -> int:
+        """The likeliest token the grammar allows, from every candidate."""
+        import llama_cpp
+
+        data = self._candidates
+        data.candidates_data.id[:] = np.arange(self._n_vocab, dtype=np.intc)
+        data.candidates_data.logit[:] = logits
+        data.candidates_data.p[:] = 0.0
+        data.candidates.size = self._n_vocab
+        data.candidates.selected = -1
+        data.candidates.sorted = False
+        llama_cpp.llama_sampler_apply(sampler, ctypes.byref(data.candidates))
+        allowed = data.candidates_data.logit[: data.candidates.size]
+        return int(data.candidates_data.id[int(np.argmax(allowed))])
 
     def rank(
         self, tokens: list[int], continuations: list[list[int]], cancelled: Callable[[], bool] | None = None
