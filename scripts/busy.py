@@ -154,15 +154,18 @@ def print_table(table: dict[str, dict[str, list[float]]]) -> None:
     for key in keys:
         print(f"{key:<44}" + "".join(f"{statistics.median(table[v][key]):>14.2f}" for v in variants))
     for v in variants:
-        ratio = statistics.median(table[v]["batch of 30, 0 busy: s"]) / statistics.median(
-            table[v]["minimal loop, quiet: s"]
+        quiet = statistics.median(table[v]["batch of 30, 0 busy: s"])
+        ratio = quiet / statistics.median(table[v]["minimal llama-cpp-python loop, quiet: s"])
+        alone = statistics.median(table[v]["single, 0 busy: latency ms"])
+        busy = statistics.median(table[v]["single, 2 busy: latency ms"])
+        print(
+            f"  {v}: quiet batch / minimal loop {ratio:.2f}; one input beside two busy loops {busy / alone:.1f}x quiet"
         )
-        print(f"  {v}: quiet batch / minimal loop = {ratio:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
     started = time.perf_counter()

@@ -84,3 +84,29 @@ def test_the_fast_greedy_path_chooses_every_token_as_llama_cpps_grammar_sampler(
                 break
             theirs.append(token)
         assert ours == theirs, (task_name, item["input"])
+
+
+@pytest.mark.parametrize("task_name", ["route-ticket", "extract-ticket", "guard", "draft-reply"])
+def test_writing_the_last_label_once_it_is_decided_changes_nothing(backend, task_name: str, monkeypatch) -> None:
+    """The last value, a label: once one label alone fits what was sampled, the rest is written, not sampled. The
+    answer, its per-field confidence and the decision are the same as sampling it to the end."""
+    from slm_desk.data.evalset import builtin, read_jsonl
+    from slm_desk.models import runtime
+
+    task = load_task(task_name)
+    runner = Pipeline(task, backend)
+    for item in read_jsonl(builtin(task_name))[:5]:  # type: ignore[arg-type]
+        # each from an empty KV cache: a prompt evaluated in other batches rounds its logits slightly differently
+        monkeypatch.setattr(runtime, "FORCE_LAST_LABEL", True)
+        backend.engine._llm.reset()
+        written = runner.answer(item["input"])
+        monkeypatch.setattr(runtime, "FORCE_LAST_LABEL", False)
+        backend.engine._llm.reset()
+        sampled = runner.answer(item["input"])
+        assert (written.output, written.rejected_output, written.valid) == (
+            sampled.output,
+            sampled.rejected_output,
+            sampled.valid,
+        ), item["input"]
+        assert written.field_confidence == pytest.approx(sampled.field_confidence, rel=1e-4, abs=1e-6)
+        assert written.tokens.completion <= sampled.tokens.completion

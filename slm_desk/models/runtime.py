@@ -66,6 +66,29 @@ def _llama_errors() -> Iterator[None]:
 
 
 GRAMMARS_KEPT = 256  # compiled grammars per loaded model, oldest dropped first
+FORCE_LAST_LABEL = True  # see generate_values; a model test compares the text and confidence with it off
+
+
+def _label_texts(piece: Any) -> list[str] | None:
+    """Every text the piece's grammar lets a label value be: with or without the space, the delimiter after."""
+    options = piece.schema.get("enum")
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        return None
+    texts = [json.dumps(o, ensure_ascii=False) + piece.delimiter for o in options]
+    return [*(" " + t for t in texts), *texts]
+
+
+def _only_label_left(sampled: bytes, texts: list[str]) -> str | None:
+    """When what was sampled so far fits one label alone: the rest of its text ("" when it is whole); else None."""
+    try:
+        so_far = sampled.decode("utf-8")
+    except UnicodeDecodeError:  # a character split across tokens: wait for the rest of it
+        return None
+    alive = {t.strip(" ") for t in texts if t.startswith(so_far)}
+    if len(alive) != 1:
+        return None
+    full = next(t for t in texts if t.startswith(so_far))
+    return full[len(so_far) :]
 
 
 class Engine:
@@ -255,11 +278,15 @@ class Engine:
         context = list(tokens)
         finish: FinishReason = "stop"
         with _llama_errors():
-            for piece in pieces:
+            for number, piece in enumerate(pieces):
                 for token in self.tokenize_plain(piece.key_text):
                     record.forced(token)
                     context.append(token)
                 grammar = self.grammar(piece.schema, delimiter=piece.delimiter)
+                # the last value, a label: once one label alone fits what was sampled, the rest of it is written,
+                # not sampled (nothing is generated after it, so no later choice is conditioned on how)
+                labels = _label_texts(piece) if FORCE_LAST_LABEL and number == len(pieces) - 1 else None
+                start = len(record.out)
                 ended = False
                 for token in self._greedy(context, grammar):
                     if self._is_eog(self._vocab, token):
@@ -267,6 +294,12 @@ class Engine:
                         break
                     record.sampled(token, keep_distribution="enum" in piece.schema)
                     context.append(token)
+                    rest = _only_label_left(bytes(record.out[start:]), labels) if labels else None
+                    if rest is not None:
+                        for forced in self.tokenize_plain(rest) if rest else []:
+                            record.forced(forced)
+                        ended = True
+                        break
                     if cancelled is not None and cancelled():
                         finish = "cancelled"
                         break
