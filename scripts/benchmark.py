@@ -31,6 +31,8 @@
 9. What the head never saw (needs ../shared/data): banking77's 77 intents as one task with 12, 38 and 58
    intents held out of the pool; how many of their queries, and of inputs from other data, are accepted
    (scripts/open_set.py).
+10. A busy machine (`--sections 0`): one input and a 30-query batch, quiet, beside one and two busy loops, and
+   two batches at once, for each [runtime] wait, against a minimal llama-cpp-python loop (scripts/busy.py).
 Inputs are real: banking77 queries (route-ticket, extract-ticket) and restaurant8k utterances (extract-booking)
 from the built-in eval sets.
 """
@@ -405,7 +407,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--no-cascade", action="store_true")
-    parser.add_argument("--sections", default="123456789", help="which sections to run, e.g. 34")
+    parser.add_argument("--sections", default="1234567890", help="which sections to run, e.g. 34 (0 is section 10)")
     parser.add_argument("--batch-sizes", default="10000,100000", help="section 6: inputs per run")
     parser.add_argument("--tune-sizes", default="64,256,1024", help="section 5: training examples per run")
     parser.add_argument("--tune-epochs", type=int, default=1, help="section 5: epochs per run")
@@ -449,6 +451,13 @@ def main() -> None:
         import open_set
 
         open_set.report([int(n) for n in args.held_out.split(",")], 0)
+    if "0" in args.sections:  # section 10: one digit per section, so it is "0"
+        import busy
+
+        started = time.perf_counter()
+        table = busy.report(list(busy.VARIANTS), 3)
+        print(f"\n10. a busy machine: medians of 3 alternated runs ({time.perf_counter() - started:.0f} s)")
+        busy.print_table(table)
 
 
 def three_way_table(items: int) -> None:

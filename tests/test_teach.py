@@ -131,7 +131,9 @@ def test_a_trained_head_answers_a_real_query_end_to_end(cli) -> None:
     report = json.loads(trained.stdout)
     assert report["pool_size"] == 600 and report["n_heldout"] == 600 and report["folds"] == 5  # out of fold
     assert report["heldout_accuracy"] > 0.8
-    assert report["policy"]["model"] == "smollm2-135m" and report["policy"]["measured"] >= 8  # the LLM was measured
+    policy = report["policy"]
+    # the LLM was measured, and only where the head would hand on: few of 600 items here
+    assert policy["model"] == "smollm2-135m" and 1 <= policy["measured"] <= 8
     run = cli("run", "route-ticket", "--input", "Why was I charged a fee for my transfer?")
     envelope = json.loads(run.stdout)
     assert envelope["answered_by"] == "head", envelope

@@ -146,7 +146,7 @@ def _blame_the_task(engine: Engine, task: Task, messages: Messages) -> Iterator[
         yield
     except InputTooLong:
         fixed = len(engine.tokenize(engine.render([*messages[:-1], {"role": "user", "content": ""}])))
-        if fixed + task.max_tokens < engine.n_ctx:
+        if fixed + task.max_tokens < engine.n_ctx or task.max_tokens >= fixed:  # the input's, or max_tokens' fault
             raise
         raise TaskError(
             f"{task.name}'s instructions and examples alone are {fixed:,} tokens; with {task.max_tokens} kept for the "
