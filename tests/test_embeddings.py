@@ -104,7 +104,8 @@ def test_train_measures_both_feature_sets_and_the_head_reads_embeddings(cli, tmp
     wins = rows["tfidf+embeddings"]["accuracy"] > rows["tfidf"]["accuracy"] + 0.005
     assert (report["embedding_model"] == EMBEDDING_ID) == wins
     assert report["heldout_accuracy"] == rows["tfidf+embeddings" if wins else "tfidf"]["accuracy"]
-    assert rows["tfidf+embeddings"]["ms_per_item"] > rows["tfidf"]["ms_per_item"]  # the encoder's price, shown
+    # the encoder's price, shown: it runs for the novelty rule whichever label features win
+    assert 0 < report["without_encoder_ms"] < rows["tfidf"]["ms_per_item"]
     assert wins, "on 200 banking labels the sentence embedding is worth several points"
     assert "embedding 200 pool items with all-minilm-l6-v2" in trained.stderr
 

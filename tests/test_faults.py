@@ -122,18 +122,15 @@ def test_a_signal_while_stdin_is_still_open_ends_cleanly(cli, slm_home: Path, tm
     out: list[tuple[float, bytes]] = []
     reader = _read_lines(child.stdout, out)
     assert child.stdin is not None
-    written = []
-    for n in range(3 if path == "model" else 20):
+    # each line is answered before the next is written: streaming, whatever else holds the cores (a timed bound
+    # would measure the machine; answered at EOF, or once a batch fills, would never come here)
+    for n in range(3 if path == "model" else 10):
         child.stdin.write(f"where is my card number {n}\n".encode())
         child.stdin.flush()
-        written.append(time.monotonic())
-        time.sleep(0.05)
-    deadline = time.monotonic() + 120
-    while len(out) < len(written) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(out) == len(written), "each line written is answered while stdin stays open"
-    if path == "head":  # the head answers what has arrived: within a second of each line, not at EOF
-        assert max(t for t, _ in out) - written[-1] < 1.0
+        deadline = time.monotonic() + 120
+        while len(out) <= n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(out) == n + 1, f"line {n + 1} was not answered while stdin stayed open"
     child.send_signal(sig)  # stdin still open: a person typing, or `tail -f ... |`
     _, err = child.communicate(timeout=60)
     reader.join(timeout=5)
