@@ -8,7 +8,6 @@ pays for that prefix once; `Generation.cached_tokens` reports how much was reuse
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from slm_desk.data.catalog import ModelRef
 from slm_desk.data.config import RuntimeConfig
 from slm_desk.data.hardware import physical_cores
 from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure
-from slm_desk.models import preload, threads
+from slm_desk.models import decoding, preload, threads
 from slm_desk.models.generation import FinishReason, Generation, Ranking, Recorder
 from slm_desk.models.values import values_layout, values_only_supported
 
@@ -67,28 +66,6 @@ def _llama_errors() -> Iterator[None]:
 
 GRAMMARS_KEPT = 256  # compiled grammars per loaded model, oldest dropped first
 FORCE_LAST_LABEL = True  # see generate_values; a model test compares the text and confidence with it off
-
-
-def _label_texts(piece: Any) -> list[str] | None:
-    """Every text the piece's grammar lets a label value be: with or without the space, the delimiter after."""
-    options = piece.schema.get("enum")
-    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-        return None
-    texts = [json.dumps(o, ensure_ascii=False) + piece.delimiter for o in options]
-    return [*(" " + t for t in texts), *texts]
-
-
-def _only_label_left(sampled: bytes, texts: list[str]) -> str | None:
-    """When what was sampled so far fits one label alone: the rest of its text ("" when it is whole); else None."""
-    try:
-        so_far = sampled.decode("utf-8")
-    except UnicodeDecodeError:  # a character split across tokens: wait for the rest of it
-        return None
-    alive = {t.strip(" ") for t in texts if t.startswith(so_far)}
-    if len(alive) != 1:
-        return None
-    full = next(t for t in texts if t.startswith(so_far))
-    return full[len(so_far) :]
 
 
 class Engine:
@@ -147,9 +124,7 @@ class Engine:
         self._is_eog = llama_cpp.llama_vocab_is_eog
         self._get_logits = llama_cpp.llama_get_logits_ith
         self._n_vocab = self._llm.n_vocab()
-        from llama_cpp._internals import LlamaTokenDataArray
-
-        self._candidates = LlamaTokenDataArray(n_vocab=self._n_vocab)  # reused: the grammar's full filter
+        self._decoder = decoding.Greedy(self._vocab, self._n_vocab)
         self._check_not_flat()
 
     def _check_not_flat(self) -> None:
@@ -285,7 +260,7 @@ class Engine:
                 grammar = self.grammar(piece.schema, delimiter=piece.delimiter)
                 # the last value, a label: once one label alone fits what was sampled, the rest of it is written,
                 # not sampled (nothing is generated after it, so no later choice is conditioned on how)
-                labels = _label_texts(piece) if FORCE_LAST_LABEL and number == len(pieces) - 1 else None
+                labels = decoding.label_texts(piece) if FORCE_LAST_LABEL and number == len(pieces) - 1 else None
                 start = len(record.out)
                 ended = False
                 for token in self._greedy(context, grammar):
@@ -294,7 +269,7 @@ class Engine:
                         break
                     record.sampled(token, keep_distribution="enum" in piece.schema)
                     context.append(token)
-                    rest = _only_label_left(bytes(record.out[start:]), labels) if labels else None
+                    rest = decoding.only_label_left(bytes(record.out[start:]), labels) if labels else None
                     if rest is not None:
                         for forced in self.tokenize_plain(rest) if rest else []:
                             record.forced(forced)
@@ -311,52 +286,11 @@ class Engine:
         return record.generation(finish)
 
     def _greedy(self, tokens: list[int], grammar: Any) -> Iterator[int]:
-        """Greedy decoding under a grammar, each token yielded before it is evaluated (its logits are then still
-        the ones it was chosen from). The same tokens as llama.cpp's grammar sampler at temperature 0, for a
-        fraction of its cost: the likeliest token is checked against the grammar alone, and only when the grammar
-        refuses it are all 49,152 candidates filtered (what llama.cpp's own `common_sampler` does). Filtering all of
-        them for every token was a fifth of each answer's time."""
-        import llama_cpp
-
+        """Greedy decoding under `grammar` after `tokens` (their cached prefix reused): see decoding.greedy."""
         llm = self._llm
         llm.n_tokens = self._reusable(tokens)
         llm.eval(tokens[llm.n_tokens :])
-        sampler = llama_cpp.llama_sampler_init_grammar(
-            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-        )
-        if not sampler:
-            raise RuntimeFailure("llama.cpp could not compile the answer's grammar", "run `slm-desk doctor`")
-        one = (llama_cpp.llama_token_data * 1)()
-        single = llama_cpp.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
-        try:
-            while True:
-                logits = np.ctypeslib.as_array(self._get_logits(llm._ctx.ctx, -1), shape=(self._n_vocab,))
-                token = int(logits.argmax())
-                one[0] = llama_cpp.llama_token_data(token, 0.0, 0.0)
-                single.size = 1
-                llama_cpp.llama_sampler_apply(sampler, ctypes.byref(single))
-                if not np.isfinite(one[0].logit):  # the grammar refuses the likeliest token: filter every candidate
-                    token = self._allowed_argmax(sampler, logits)
-                llama_cpp.llama_sampler_accept(sampler, token)
-                yield token
-                llm.eval([token])
-        finally:
-            llama_cpp.llama_sampler_free(sampler)
-
-    def _allowed_argmax(self, sampler: Any, logits: np.ndarray) -> int:
-        """The likeliest token the grammar allows, from every candidate."""
-        import llama_cpp
-
-        data = self._candidates
-        data.candidates_data.id[:] = np.arange(self._n_vocab, dtype=np.intc)
-        data.candidates_data.logit[:] = logits
-        data.candidates_data.p[:] = 0.0
-        data.candidates.size = self._n_vocab
-        data.candidates.selected = -1
-        data.candidates.sorted = False
-        llama_cpp.llama_sampler_apply(sampler, ctypes.byref(data.candidates))
-        allowed = data.candidates_data.logit[: data.candidates.size]
-        return int(data.candidates_data.id[int(np.argmax(allowed))])
+        yield from self._decoder.tokens(llm, grammar)
 
     def rank(
         self, tokens: list[int], continuations: list[list[int]], cancelled: Callable[[], bool] | None = None
