@@ -454,10 +454,7 @@ def main() -> None:
     if "0" in args.sections:  # section 10: one digit per section, so it is "0"
         import busy
 
-        started = time.perf_counter()
-        table = busy.report(list(busy.VARIANTS), 3)
-        print(f"\n10. a busy machine: medians of 3 alternated runs ({time.perf_counter() - started:.0f} s)")
-        busy.print_table(table)
+        busy.section(list(busy.VARIANTS), 3)
 
 
 def three_way_table(items: int) -> None:

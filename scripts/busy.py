@@ -163,15 +163,20 @@ def print_table(table: dict[str, dict[str, list[float]]]) -> None:
         )
 
 
+def section(variants: list[str], reps: int) -> None:
+    """Section 10 of scripts/benchmark.py: measure, then print the table."""
+    started = time.perf_counter()
+    table = report(variants, reps)
+    print(f"\n10. a busy machine: medians of {reps} alternated runs ({time.perf_counter() - started:.0f} s)")
+    print_table(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
-    started = time.perf_counter()
-    table = report(args.variants.split(","), args.reps)
-    print(f"\n10. a busy machine: medians of {args.reps} alternated runs ({time.perf_counter() - started:.0f} s)")
-    print_table(table)
+    section(args.variants.split(","), args.reps)
 
 
 if __name__ == "__main__":

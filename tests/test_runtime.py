@@ -64,9 +64,10 @@ def test_values_only_generation_samples_fewer_tokens_for_the_same_json(engine) -
 
 @pytest.mark.parametrize("task_name", ["route-ticket", "extract-ticket", "extract-booking", "guard", "draft-reply"])
 def test_the_fast_greedy_path_chooses_every_token_as_llama_cpps_grammar_sampler(engine, task_name: str) -> None:
-    """`Engine._greedy` checks the likeliest token against the grammar alone and filters every candidate only when
-    it is refused; llama-cpp-python's sampler filters every candidate each time. At temperature 0 they must choose
-    the same tokens, on every built-in task's grammar (enums, ids narrowed to the input, nullable spans, slots)."""
+    """`Engine._greedy` (decoding.Greedy) checks the likeliest token against the grammar alone and filters every
+    candidate only when it is refused; llama-cpp-python's sampler filters every candidate each time. At temperature
+    0 they must choose the same tokens, on every built-in task's grammar (enums, ids narrowed to the input,
+    nullable spans, slots)."""
     from slm_desk.data.evalset import builtin, read_jsonl
 
     task = load_task(task_name)
