@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,32 @@ def first_items(pool: Path, n: int, into: Path) -> Path:
 
 
 INVOICE_TICKET = "Customer reports duplicate charge on invoice INV-8821."
+
+
+# Every notification each app showed, in order, as "title message". Textual drops a notification from
+# app._notifications once its timeout passes, and on a loaded machine that can happen before a test reads it.
+_SAID: weakref.WeakKeyDictionary[object, list[str]] = weakref.WeakKeyDictionary()
+
+
+def messages(app: object) -> list[str]:
+    """What `app` has notified so far, expired notifications included."""
+    return list(_SAID.get(app, []))
+
+
+@pytest.fixture(autouse=True)
+def notifications_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every `notify` of a Textual app for `messages`. Only where the test's module has imported Textual:
+    the headless core's tests never load it."""
+    textual_app = sys.modules.get("textual.app")
+    if textual_app is None:
+        return
+    show = textual_app.App.notify
+
+    def kept(app: object, message: str, *, title: str = "", **kwargs: object) -> None:
+        _SAID.setdefault(app, []).append(f"{title} {message}")
+        show(app, message, title=title, **kwargs)
+
+    monkeypatch.setattr(textual_app.App, "notify", kept)
 
 
 @pytest.fixture(autouse=True)

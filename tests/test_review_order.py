@@ -14,9 +14,8 @@ from slm_desk.contract.tasks import load_task
 from slm_desk.data import review
 from slm_desk.desk import Desk
 from slm_desk.tui.app import SlmDeskApp
-from tests.conftest import first_items
+from tests.conftest import first_items, messages
 from tests.test_tui import SIZE
-from tests.test_tui_newcomer import messages
 
 POOL = Path(__file__).parent / "data" / "route-ticket.pool.jsonl"
 ROUTE = load_task("route-ticket")

@@ -15,8 +15,8 @@ from slm_desk.desk import Desk
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.modals import Confirm, Problems
 from slm_desk.tui.teach_screen import TeachScreen
+from tests.conftest import messages
 from tests.test_tui import SIZE
-from tests.test_tui_newcomer import messages
 
 POOL = Path(__file__).parent / "data" / "route-ticket.pool.jsonl"
 

@@ -19,11 +19,10 @@ from slm_desk.judge import tiers
 from slm_desk.learn import head
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.modals import Confirm
-from tests.conftest import first_items
+from tests.conftest import first_items, messages
 from tests.test_review_order import LABELS, queue
 from tests.test_teach_screen import summary, wait_until
 from tests.test_tui import SIZE
-from tests.test_tui_newcomer import messages
 
 POOL = Path(__file__).parent / "data" / "route-ticket.pool.jsonl"
 ROUTE = load_task("route-ticket")

@@ -16,7 +16,7 @@ from slm_desk.desk import Desk
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.modals import Confirm, CorrectAnswer, RunDetail
 from slm_desk.tui.run_screen import RunScreen
-from tests.conftest import INVOICE_TICKET
+from tests.conftest import INVOICE_TICKET, messages
 
 SIZE = (100, 32)
 
@@ -181,13 +181,13 @@ async def test_models_screen_lists_and_sets_defaults(slm_home: Path) -> None:
         await pilot.press("e")  # the small model as its own escalation target: refused, and said why
         await pilot.pause()
         assert app.desk.config.models.escalation is None
-        assert any("smollm2-135m is the small model" in str(n.title) for n in app._notifications)
+        assert any("smollm2-135m is the small model" in m for m in messages(app))
         encoder = next(i for i in range(table.row_count) if str(table.get_row_at(i)[0]) == "all-minilm-l6-v2")
         table.move_cursor(row=encoder)
         await pilot.press("s")  # a sentence encoder cannot answer a task
         await pilot.pause()
         assert app.desk.config.models.small == "smollm2-135m"
-        assert any("all-minilm-l6-v2 is a sentence encoder" in str(n.title) for n in app._notifications)
+        assert any("all-minilm-l6-v2 is a sentence encoder" in m for m in messages(app))
         await pilot.press("m")  # ... but it can be the encoder heads read
         await pilot.pause()
         assert app.desk.config.models.embedding == "all-minilm-l6-v2"

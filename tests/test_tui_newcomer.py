@@ -16,12 +16,9 @@ from slm_desk.judge.pipeline import Pipeline
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.modals import Confirm
 from slm_desk.tui.run_screen import RunScreen
+from tests.conftest import messages
 from tests.scripted import ScriptedBackend
 from tests.test_tui import SIZE, seed_review
-
-
-def messages(app: SlmDeskApp) -> list[str]:
-    return [f"{n.title} {n.message}" for n in app._notifications]
 
 
 async def test_removing_a_model_that_is_not_installed_says_so() -> None:

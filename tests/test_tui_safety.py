@@ -12,7 +12,7 @@ from textual.widgets import ProgressBar, TextArea
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.run_screen import RunScreen
-from tests.conftest import INVOICE_TICKET
+from tests.conftest import INVOICE_TICKET, messages
 
 pytestmark = pytest.mark.model
 
@@ -27,21 +27,11 @@ async def test_ctrl_r_twice_during_a_run_gives_one_answer() -> None:
         screen = app.screen
         assert isinstance(screen, RunScreen)
         screen.query_one("#input", TextArea).text = BOOKING
-        said: list[str] = []
-        notify = app.notify
-
-        def kept(message: str, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-            # every notification, kept: under load a notification's few seconds may pass before the count, and
-            # Textual drops an expired one from app._notifications
-            said.append(str(message))
-            notify(message, *args, **kwargs)
-
-        app.notify = kept  # type: ignore[method-assign]
         await pilot.press("ctrl+r")
         await pilot.pause()
         await pilot.press("ctrl+r", "ctrl+r")
         await pilot.pause()  # a notification is a message: counted once the app has handled it
-        refused = sum("in progress" in message for message in said)
+        refused = sum("in progress" in message for message in messages(app))
         assert refused >= 1
         await app.workers.wait_for_complete()
         await pilot.pause()
