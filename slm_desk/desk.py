@@ -10,7 +10,6 @@ import functools
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,30 +21,20 @@ from slm_desk.data import pool, review, shipped
 from slm_desk.data.config import Config, RuntimeConfig, load_config
 from slm_desk.data.hardware import physical_cores
 from slm_desk.data.store import Store
-from slm_desk.errors import Cancelled, SlmDeskError, TaskError
-from slm_desk.judge import tiers
+from slm_desk.errors import TaskError
 from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline, no_shots
 from slm_desk.judge.tiers import TierPolicy
-from slm_desk.learn import calibrate, distill, evaluate, head, teaching, training
+from slm_desk.learn import calibrate, distill, evaluate, head, teaching, trainer, training
 from slm_desk.learn.features import Embed
 from slm_desk.learn.retrieval import Retriever
+from slm_desk.learn.trainer import Training
 from slm_desk.models import backends, embedder, preload, served
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
 from slm_desk.models.protocol import Backend
 
 QUEUE_SHOWN = 100  # review items listed at once
 QUEUE_READ = 1000  # pending items ordered to choose those QUEUE_SHOWN from
-
-
-@dataclass
-class Training:
-    """What `Desk.train` did: the head it saved, where it hands on, and what the comparison measured."""
-
-    trained: training.Trained
-    policy: TierPolicy
-    model_profile: Profile | None  # the next tier's calibration, from the items it was asked; None unmeasured
-    interrupted: bool  # the comparison was stopped: the head answers alone
 
 
 class Desk:
@@ -183,67 +172,25 @@ class Desk:
         policy measured before, if any, else it answers alone. `keep_policy` (a retrain that does not measure) keeps
         the policy measured before. `features` fixes the label features ("tfidf", "embeddings"); "auto" measures
         both and keeps the better. `steps` hears the training's steps (done, in all) as each ends."""
-        say = said or (lambda line: None)
-        items, signature, read_at = self.store.pool_and_signature(task.name, task.version)  # fitted = signed
-        before = head.load_policy(self.store, task)
-        say(f"training {task.name} v{task.version}'s head on {len(items)} pool items")
-        source, note = self.embedding() if features != "tfidf" else (None, "--features tfidf")
-        trained = training.train(
+
+        def next_tier() -> Pipeline:
+            backend = self.backend(model_id, tuned_for=task if adapter else None)
+            return self.pipeline(task, backend, calibrated=False)
+
+        return trainer.train(
+            self.store,
             task,
-            items,
-            progress=lambda line: say(f"  {line}"),
-            embedding=source,
-            choice=features,
-            embeddings_note=note,
+            next_tier,
+            self.embedding() if features != "tfidf" else (None, "--features tfidf"),
+            compare=compare,
+            features=features,
+            budget_s=budget_s,
+            keep_policy=keep_policy,
+            said=said,
+            answered=answered,
+            cancelled=cancelled,
             steps=steps,
         )
-        trained.report.pool_signature = list(signature)
-        trained.report.pool_read_at = read_at  # labels given from here on count toward the next retrain
-        policy, model_profile = tiers.no_comparison(trained.scored, trained.ms_per_item), None
-        kept = before if before is not None and before.model else None
-        sure = trained.report.heldout_accept_rate
-        if compare is None and sure >= tiers.SURE:
-            compare = 0
-            keep_policy = True  # what was measured before still stands where the head hands on
-            policy.note = (
-                f"the head accepts {sure:.1%} of its pool out of fold, so the small model was not asked: its answers "
-                f"could change little (`slm-desk train {task.name} --compare N` asks it anyway)"
-            )
-            say(f"  {policy.note}")
-        elif compare is None:
-            compare = tiers.COMPARE
-        if compare and not preload.models_allowed():  # the test suite's fast tier: no model may load here
-            compare, keep_policy = 0, True
-            policy.note = "the small model was not measured: this process may not load models"
-        interrupted = False
-        if compare:
-            backend = self.backend(model_id, tuned_for=task if adapter else None)
-            next_tier = self.pipeline(task, backend, calibrated=False)
-            budget = budget_s or max(tiers.MIN_BUDGET_S, trained.report.train_seconds)
-            pending = len(tiers.deferrable(trained.scored, task))
-            say(
-                f"asking {backend.model} about up to {min(compare, pending)} of the {pending} items the head would "
-                f"hand on (only there can its answer change what is shown), for at most {budget:.0f} s"
-            )
-            try:
-                policy, model_profile = tiers.measure(
-                    task, trained.scored, trained.ms_per_item, next_tier, compare, answered, cancelled, budget
-                )
-                policy.measured_at = read_at
-                kept = None
-            except (KeyboardInterrupt, Cancelled):
-                interrupted = True
-            except SlmDeskError as exc:  # the model would not load or answer: the head is still worth saving
-                interrupted = True
-                policy.note = f"the small model could not be measured: {exc.message}"
-                say(f"  {policy.note}")
-        if kept is not None and (keep_policy or interrupted):
-            policy = kept  # a measured policy is never dropped by a retrain that did not measure again
-            say(f"  kept the policy measured on {kept.model} ({kept.measured} items) before this retrain")
-        head.save(self.store, trained.head, trained.profile, trained.report, policy)
-        if model_profile is not None:
-            self.store.save_calibration(model_profile)
-        return Training(trained, policy, model_profile, interrupted)
 
     def teacher(self, task: Task, teacher: str | None = None, model_name: str | None = None) -> Pipeline:
         """The teacher that labels inputs for review (`distill`): a server URL (`model_name` at it), an installed
@@ -318,10 +265,8 @@ class Desk:
         return len(items)
 
     def review_queue(self, task: str | None = None, teaching_order: bool = True) -> list[dict[str, Any]]:
-        """The pending review items, in the order a label teaches most (`review.teaching_order`) or as they came.
-        Each item says whether its answer is high-risk and, where the task has a head, what the head answers
-        (`head_answer`), whether that disagrees with the queued answer, how unsure the head is (`margin`) and, for
-        a head that reads embeddings, the input's embedding (`vector`: the order skips near-duplicates)."""
+        """The pending review items, in the order a label teaches most (`review.teaching_order`) or as they came,
+        each with its task's head's view of it (`teaching.annotate`)."""
         items = review.pending(self.store, task, limit=QUEUE_READ if teaching_order else QUEUE_SHOWN)
         for name in {item["task"] for item in items}:
             try:
@@ -329,23 +274,8 @@ class Desk:
             except TaskError:  # a user task since removed: its items are listed as they are
                 continue
             mine = [item for item in items if item["task"] == name and item["task_version"] == spec.version]
-            candidates = [json.loads(item["candidate"]) if item["candidate"] else None for item in mine]
-            for item, candidate in zip(mine, candidates, strict=True):
-                item["high_risk"] = isinstance(candidate, dict) and bool(spec.always_reviewed(candidate))
             first = self.head(spec, cached=True) if mine else None
-            if first is None:
-                continue
-            texts = [item["input"] for item in mine]
-            answers = first[0].answer_batch(texts)
-            backend = first[0].backend
-            assert isinstance(backend, head.HeadBackend)
-            vectors = backend.vectors(texts)  # the store has them now: answer_batch kept them
-            margins = backend.head.margins(texts, vectors)
-            for n, (item, candidate, answer) in enumerate(zip(mine, candidates, answers, strict=True)):
-                item["head_answer"] = answer.output if isinstance(answer, RunResult) else None
-                item["disagrees"] = item["head_answer"] is not None and item["head_answer"] != candidate
-                item["margin"] = margins[n]
-                item["vector"] = vectors[n] if vectors is not None else None
+            teaching.annotate(spec, mine, first[0] if first is not None else None)
         return review.teaching_order(items)[:QUEUE_SHOWN] if teaching_order else items
 
     def record(self, results: list[RunResult], log: bool = True) -> list[int | None]:

@@ -3,16 +3,19 @@ from where), the head trained on it, and whether the pool has changed since (the
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from slm_desk.learn.head import HeadReport
+from slm_desk.contract.results import RunResult
+from slm_desk.learn.head import HeadBackend, HeadReport
 from slm_desk.learn.training import folds_for
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
     from slm_desk.data.store import Store
+    from slm_desk.judge.pipeline import Pipeline
 
 
 @dataclass
@@ -53,3 +56,26 @@ def teaching(store: Store, task: Task) -> Teaching:
         elif report.pool_signature != now if report.pool_signature else report.pool_size != len(items):
             state.stale = f"the pool has changed since training ({report.pool_size} -> {len(items)} items)"
     return state
+
+
+def annotate(task: Task, items: list[dict[str, Any]], first: Pipeline | None) -> None:
+    """Review items of `task` (this version), annotated in place for the queue: whether the answer is high-risk
+    and, where the task has a trained head (`first`), what it answers (`head_answer`), whether that disagrees with
+    the queued answer, how unsure it is (`margin`) and, for a head that reads embeddings, the input's embedding
+    (`vector`: the teaching order skips near-duplicates)."""
+    candidates = [json.loads(item["candidate"]) if item["candidate"] else None for item in items]
+    for item, candidate in zip(items, candidates, strict=True):
+        item["high_risk"] = isinstance(candidate, dict) and bool(task.always_reviewed(candidate))
+    if first is None or not items:
+        return
+    texts = [item["input"] for item in items]
+    answers = first.answer_batch(texts)
+    backend = first.backend
+    assert isinstance(backend, HeadBackend)
+    vectors = backend.vectors(texts)  # the store has them now: answer_batch kept them
+    margins = backend.head.margins(texts, vectors)
+    for n, (item, candidate, answer) in enumerate(zip(items, candidates, answers, strict=True)):
+        item["head_answer"] = answer.output if isinstance(answer, RunResult) else None
+        item["disagrees"] = item["head_answer"] is not None and item["head_answer"] != candidate
+        item["margin"] = margins[n]
+        item["vector"] = vectors[n] if vectors is not None else None
