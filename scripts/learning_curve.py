@@ -184,8 +184,10 @@ def report(
     for level in (0.866, 0.90):
         for name, scores in mean.items():
             reached = labels_to_reach(checkpoints, scores, level)
-            said = f"{reached} decisions" if reached is not None else "not within the checkpoints"
-            print(f"  {name} reaches {level:.1%} with {said}")
+            if reached is None:
+                print(f"  {name} does not reach {level:.1%} within the checkpoints")
+            else:
+                print(f"  {name} reaches {level:.1%} with {reached} decisions")
 
 
 def main() -> None:
