@@ -286,7 +286,7 @@ class Engine:
         return record.generation(finish)
 
     def _greedy(self, tokens: list[int], grammar: Any) -> Iterator[int]:
-        """Greedy decoding under `grammar` after `tokens` (their cached prefix reused): see decoding.greedy."""
+        """Greedy decoding under `grammar` after `tokens` (their cached prefix reused): see decoding.Greedy."""
         llm = self._llm
         llm.n_tokens = self._reusable(tokens)
         llm.eval(tokens[llm.n_tokens :])
