@@ -49,7 +49,9 @@ async def test_escape_then_ctrl_r_waits_for_the_cancelled_generation() -> None:
         screen = app.screen
         assert isinstance(screen, RunScreen)
         screen.query_one("#input", TextArea).text = BOOKING
-        await pilot.press("ctrl+r", "escape", "ctrl+r")
+        with app.desk.cascade("extract-booking").small.backend.lock:  # the first run is in progress at Esc
+            await pilot.press("ctrl+r", "escape", "ctrl+r")
+            assert screen.running  # the second run, waiting for the model
         await app.workers.wait_for_complete()
         await pilot.pause()
         for _ in range(3):  # the first run may still be finishing its token when the second starts
