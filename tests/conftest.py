@@ -8,10 +8,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # One BLAS thread per test process and per child: xdist already puts a test on each core, and the heads' small
 # fits spent a fifth more CPU for no less time when OpenBLAS threads fought the other worker for the cores.
@@ -28,6 +30,9 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from slm_desk.models.preload import NO_MODEL_ENV  # noqa: E402
 from tests.zygote import Zygote  # noqa: E402
 
+if TYPE_CHECKING:
+    from slm_desk.desk import Desk
+
 # Property tests judge rules, not speed: no per-example deadline, so a loaded CI machine cannot fail them.
 settings.register_profile("slm-desk", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("slm-desk")
@@ -43,6 +48,17 @@ def first_items(pool: Path, n: int, into: Path) -> Path:
 
 
 INVOICE_TICKET = "Customer reports duplicate charge on invoice INV-8821."
+
+
+def model_lock(desk: Desk, task: str) -> threading.Lock:
+    """The lock of the loaded model `task` runs on. A test that holds it is another user of the model, as
+    calibration would be: a run started meanwhile stays in progress until the test lets go, on any machine (a
+    fast one finished a 135M answer between two of Pilot's key presses)."""
+    from slm_desk.models.backends import LlamaCppBackend
+
+    backend = desk.cascade(task).small.backend
+    assert isinstance(backend, LlamaCppBackend)  # the real bundled model
+    return backend.lock
 
 
 # Every notification each app showed, in order, as "title message". Textual drops a notification from

@@ -16,7 +16,7 @@ from slm_desk.desk import Desk
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.modals import Confirm, CorrectAnswer, RunDetail
 from slm_desk.tui.run_screen import RunScreen
-from tests.conftest import INVOICE_TICKET, messages
+from tests.conftest import INVOICE_TICKET, messages, model_lock
 
 SIZE = (100, 32)
 
@@ -60,9 +60,7 @@ async def test_escape_cancels_and_the_ui_recovers() -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         screen.query_one("#input", TextArea).text = "A table for 4 at 7pm on Friday, name is Sam Jones"
-        # the model is held (as calibration would hold it) until Esc is pressed, so the run is still in progress
-        # then on any machine: a fast one could finish it during Pilot's waits after ctrl+r
-        with app.desk.cascade("extract-booking").small.backend.lock:
+        with model_lock(app.desk, "extract-booking"):  # the run is in progress when Esc is pressed
             await pilot.press("ctrl+r")
             assert screen.running
             await pilot.press("escape")

@@ -12,7 +12,7 @@ from textual.widgets import ProgressBar, TextArea
 from slm_desk.tui.app import SlmDeskApp
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.run_screen import RunScreen
-from tests.conftest import INVOICE_TICKET, messages
+from tests.conftest import INVOICE_TICKET, messages, model_lock
 
 pytestmark = pytest.mark.model
 
@@ -27,9 +27,7 @@ async def test_ctrl_r_twice_during_a_run_gives_one_answer() -> None:
         screen = app.screen
         assert isinstance(screen, RunScreen)
         screen.query_one("#input", TextArea).text = BOOKING
-        # The model is held, as calibration would hold it, so the first run is still in progress at the second
-        # and third press on any machine: a fast one finished a 135M answer between Pilot's key presses.
-        with app.desk.cascade("extract-booking").small.backend.lock:
+        with model_lock(app.desk, "extract-booking"):  # the first run is in progress at the second and third press
             await pilot.press("ctrl+r")
             await pilot.pause()
             assert screen.running
@@ -49,7 +47,7 @@ async def test_escape_then_ctrl_r_waits_for_the_cancelled_generation() -> None:
         screen = app.screen
         assert isinstance(screen, RunScreen)
         screen.query_one("#input", TextArea).text = BOOKING
-        with app.desk.cascade("extract-booking").small.backend.lock:  # the first run is in progress at Esc
+        with model_lock(app.desk, "extract-booking"):  # the first run is in progress at Esc
             await pilot.press("ctrl+r", "escape", "ctrl+r")
             assert screen.running  # the second run, waiting for the model
         await app.workers.wait_for_complete()
