@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ class Terminated(KeyboardInterrupt):
 
 
 _received: list[int] = []  # every SIGINT/SIGTERM our handlers saw, swallowed or not
+_report_unraisable = sys.unraisablehook
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
@@ -38,12 +40,30 @@ def install() -> None:
     it back at the next safe point (main thread only)."""
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGINT, _on_sigint)
+    if sys.unraisablehook is not _unraisable:
+        global _report_unraisable
+        _report_unraisable = sys.unraisablehook
+        sys.unraisablehook = _unraisable
+
+
+def _unraisable(unraisable: Any) -> None:
+    """A Ctrl-C raised where Python cannot raise it (a finalizer, a C callback) is printed as "Exception ignored"
+    with a traceback; it is remembered (`check` raises it at the next safe point), so it is not printed."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _received:
+        return
+    _report_unraisable(unraisable)
 
 
 def terminate_like_interrupt() -> None:
     """From now on SIGTERM stops this process the way Ctrl-C does (main thread only)."""
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def pending() -> bool:
+    """Whether a Ctrl-C (or SIGTERM) has arrived: an error raised after it, anywhere, is its consequence (pydantic
+    turns an interrupt inside schema building into a SchemaError), and the process ends as interrupted."""
+    return bool(_received)
 
 
 def check() -> None:

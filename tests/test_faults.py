@@ -247,6 +247,25 @@ def test_a_damaged_history_database_names_the_fix(cli, slm_home: Path, damage: s
     assert f"cannot use the history database {db}" in result.stderr and f"mv {db} {db}.bad" in result.stderr
 
 
+@pytest.mark.parametrize("command", [("run", "route-ticket", "--input", "where is my card"), ("review",)])
+def test_an_immutable_history_database_names_the_fix_even_for_root(cli, slm_home: Path, command: tuple) -> None:
+    """Root writes any file but an immutable one (chattr +i): it opens, and the first write used to fail as an
+    internal error ("attempt to write a readonly database")."""
+    import shutil
+    import subprocess
+
+    db = slm_home / "data" / "history.sqlite3"
+    assert cli("examples", "list", "route-ticket").returncode == 0  # a real store, made by slm-desk itself
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode:
+        pytest.skip("this file system cannot make a file immutable")
+    try:
+        result = cli(*command)
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    assert result.returncode == 2 and "internal error" not in result.stderr, result.stderr
+    assert f"cannot use the history database {db}" in result.stderr and f"mv {db} {db}.bad" in result.stderr
+
+
 def test_a_regex_validator_that_does_not_compile_refuses_the_task(cli, slm_home: Path) -> None:
     text = cli("tasks", "show", "extract-ticket").stdout.replace("pattern = 'INV-\\d+'", "pattern = '([a-'")
     assert "'([a-'" in text

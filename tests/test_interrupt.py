@@ -40,7 +40,7 @@ def test_ctrl_c_during_start_and_model_load_is_never_lost(slm_home: Path) -> Non
 
     lines = b"".join(f"Where is my card? ticket {n}\n".encode() for n in range(40))
     # the model loads about 0.3-0.6 s after the start here: every 30 ms from the imports to the first answers
-    for delay in [0.1 + 0.03 * i for i in range(34)]:
+    for delay in [0.05 + 0.03 * i for i in range(36)]:
         child = spawn("run", "route-ticket", "--jsonl", "--no-log")
         assert child.stdin is not None
         child.stdin.write(lines)
@@ -48,7 +48,10 @@ def test_ctrl_c_during_start_and_model_load_is_never_lost(slm_home: Path) -> Non
         time.sleep(delay)
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=120)
-        assert child.returncode in (130, -signal.SIGINT), (delay, child.returncode, err.decode()[-500:])
+        # 130 and one line at every moment: pydantic turned a Ctrl-C in its schema building into a SchemaError, and
+        # one landing in a C extension's start made the interpreter kill itself by SIGINT at exit
+        assert child.returncode == 130, (delay, child.returncode, err.decode()[-500:])
+        assert "Traceback" not in err.decode() and "Exception ignored" not in err.decode(), (delay, err.decode())
         assert len(out.splitlines()) <= 3, (delay, len(out.splitlines()))  # stopped within the item in flight
 
 

@@ -80,11 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from slm_desk import interrupts
 
     interrupts.install()  # before the heavy imports, where a Ctrl-C can land in a finalizer and be swallowed
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["ui"])
     try:
+        parser = build_parser()  # a Ctrl-C here is as much an interrupt as one during the command
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["ui"])
         return _leave(int(args.handler(args)))
     except SlmDeskError as exc:
         print(f"slm-desk: error: {exc}", file=sys.stderr)
@@ -100,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("  hint: save the task file or config.toml as UTF-8", file=sys.stderr)
         return exit_codes.USAGE
     except Exception as exc:  # a bug: say so plainly; the traceback is one variable away
+        if interrupts.pending():  # raised because of a Ctrl-C (a library turned it into its own error)
+            print("slm-desk: interrupted", file=sys.stderr)
+            return _leave(exit_codes.INTERRUPTED)
         if os.environ.get("SLM_DESK_DEBUG"):
             raise
         print(

@@ -100,7 +100,9 @@ def _unusable(path: Path, exc: BaseException) -> ConfigError:
     if path.is_dir():
         problem = "it is a folder, not a file"
     elif path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        problem = "you cannot read and write it (its permissions)"
+        problem = "you cannot read and write it (its permissions, or an immutable or read-only file)"
+    elif "readonly" in str(exc) or "read-only" in str(exc):
+        problem = "it is read-only (its folder, the file system, or a journal file beside it)"
     elif isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
         problem = "it is not a SQLite database (damaged, or another file in its place)"
     else:
@@ -116,6 +118,33 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
+class _Connection(sqlite3.Connection):
+    """A connection whose failed writes name the fix: a database that opened but cannot be written (immutable, on
+    a read-only file system, even for root) is the person's to fix, never an internal error."""
+
+    database: Path
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if _unwritable(exc):
+                raise _unusable(self.database, exc) from exc
+            raise
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if _unwritable(exc):
+                raise _unusable(self.database, exc) from exc
+            raise
+
+
+def _unwritable(exc: sqlite3.OperationalError) -> bool:
+    return any(word in str(exc) for word in ("readonly", "read-only", "disk I/O error", "unable to open"))
+
+
 class Store(LearningTables):
     """Runs, the review queue, eval sets, calibration profiles and escalation calls; the pool and the heads
     come from `LearningTables`."""
@@ -126,7 +155,12 @@ class Store(LearningTables):
             if not path.exists():  # every logged input is in here: readable by its owner only
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             # the TUI records from worker threads, one at a time; Python's sqlite3 here is built serialized
-            self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            if path.exists() and not os.access(path, os.R_OK | os.W_OK):  # root too: an immutable file
+                raise PermissionError(f"cannot write {path}")
+            self.db = sqlite3.connect(
+                path, timeout=30, check_same_thread=False, isolation_level=None, factory=_Connection
+            )
+            self.db.database = path
             self.db.row_factory = sqlite3.Row
             self._wal()
             self.db.execute("PRAGMA foreign_keys=ON")

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widget import AwaitMount
 
+from slm_desk import locations
 from slm_desk.desk import Desk
 from slm_desk.tui.base import SCREENS
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.history_screen import HistoryScreen
 from slm_desk.tui.messages import ConfigChanged, RerunRequested
+from slm_desk.tui.modals import Dialog
 from slm_desk.tui.models_screen import ModelsScreen
 from slm_desk.tui.review_screen import ReviewScreen
 from slm_desk.tui.run_screen import RunScreen
@@ -48,6 +54,7 @@ class SlmDeskApp(App[None]):
         super().__init__()
         self.desk = desk or Desk()
         self.initial_task = initial_task
+        self.crash_log: Path | None = None  # where the traceback of an uncaught exception was written
         for mode, screen in MODE_SCREENS:
             self.add_mode(mode, screen)
 
@@ -58,6 +65,27 @@ class SlmDeskApp(App[None]):
 
     def on_mount(self) -> None:
         self.switch_mode("run")
+
+    def _handle_exception(self, error: Exception) -> None:
+        """An uncaught exception ends the app (Textual's rule) with return code 1; the traceback is also written to
+        a file in the log folder, which `slm-desk` names on exit (the terminal's copy scrolls away)."""
+        try:
+            path = locations.log_dir() / f"crash-{datetime.now().strftime('%Y%m%d-%H%M%S')}.log"
+            path.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
+            self.crash_log = path
+        except Exception:  # noqa: BLE001 - the crash itself must still be reported and end the app
+            pass
+        super()._handle_exception(error)
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        """Go to another screen; a dialog open on this one is cancelled first (it belongs to this screen: left open,
+        it would come back later and take keys meant for the screen)."""
+        if mode != self.current_mode:
+            for _ in range(len(self.screen_stack) - 1):
+                if not isinstance(self.screen, Dialog):
+                    break
+                self.screen.dismiss(None)
+        return super().switch_mode(mode)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The screens, and what each screen can do ("train", "import", "pull" find the action, not only F5)."""

@@ -4,12 +4,13 @@ a list of problems."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.markup import escape
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -18,8 +19,25 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 from slm_desk.contract.tasks import load_task
 from slm_desk.contract.validation import validate_output
 
+Answer = TypeVar("Answer")
 
-class Confirm(ModalScreen[bool]):
+
+class Dialog(ModalScreen[Answer]):
+    """A modal that answers once. Two keys at machine speed (Enter twice, Enter then Esc) each ask it to close;
+    Textual would run the callback twice and then pop the screen beneath it (ScreenStackError). The first answer
+    counts; later ones, and any after it left the top of the stack, do nothing."""
+
+    answered = False
+
+    def dismiss(self, result: Answer | None = None) -> AwaitComplete:
+        if self.answered or not self.is_active:
+            nothing: AwaitComplete = AwaitComplete.nothing()
+            return nothing
+        self.answered = True
+        return super().dismiss(result)
+
+
+class Confirm(Dialog[bool]):
     """A question with Yes / No; Enter is yes, Escape is no."""
 
     BINDINGS = [Binding("escape", "answer(False)", "No"), Binding("y", "answer(True)", "Yes")]
@@ -46,7 +64,7 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(value)
 
 
-class Problems(ModalScreen[None]):
+class Problems(Dialog[None]):
     """A list too long for a notification (an import's skipped lines), scrolled with the keys; Esc closes it."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("enter", "dismiss(None)", "Close", show=False)]
@@ -73,7 +91,7 @@ def consent_question(where: str) -> str:
     )
 
 
-class RunDetail(ModalScreen[str | None]):
+class RunDetail(Dialog[str | None]):
     """One run from the history: input, output, errors. Returns 'rerun' to run it again."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("r", "dismiss('rerun')", "Re-run")]
@@ -101,7 +119,7 @@ class RunDetail(ModalScreen[str | None]):
             yield Static("r re-run   Esc close", classes="hint")
 
 
-class CorrectAnswer(ModalScreen[dict[str, Any] | None]):
+class CorrectAnswer(Dialog[dict[str, Any] | None]):
     """Edit a review item's answer as JSON; it is checked against the task contract as you type."""
 
     BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "dismiss(None)", "Cancel")]
@@ -145,7 +163,7 @@ class CorrectAnswer(ModalScreen[dict[str, Any] | None]):
         self.dismiss(self.output)
 
 
-class AskPath(ModalScreen[str | None]):
+class AskPath(Dialog[str | None]):
     """One line of text, a file path: Enter gives it, Escape gives None."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]

@@ -42,6 +42,7 @@ class ReviewScreen(DeskScreen):
         self.done: list[review.Done] = []  # verdicts given here, newest last: `u` undoes them one by one
         self.retraining: set[str] = set()  # tasks whose head is retraining in the background
         self.last_label: tuple[int, float] = (0, 0.0)  # the last label key and when it was pressed
+        self.items: dict[int, dict[str, Any]] = {}
 
     def compose(self) -> ComposeResult:
         yield from self.top()
@@ -80,15 +81,17 @@ class ReviewScreen(DeskScreen):
 
     def _current(self) -> dict | None:
         table = self.query_one("#queue", DataTable)
-        if not self.items:
+        if not self.items or not table.row_count:
             self.notify("the queue is empty")
             return None
-        return self.items[int(str(table.get_row_at(table.cursor_row)[0]))]
+        return self.items.get(int(str(table.get_row_at(min(table.cursor_row, table.row_count - 1))[0])))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key is None or not self.items:
+        # a highlight is posted before it is handled: two keys at machine speed reload the table in between, and
+        # the row it names may be gone (resolved); the highlight of the row now under the cursor follows it
+        item = self.items.get(int(str(event.row_key.value))) if event.row_key is not None else None
+        if item is None:
             return
-        item = self.items[int(str(event.row_key.value))]
         candidate = json.loads(item["candidate"]) if item["candidate"] else None
         shown = candidate if isinstance(candidate, str) else json.dumps(candidate, ensure_ascii=False)
         parts: list[str | tuple[str, str]] = [("input  ", "bold"), item["input"], "\n", ("answer ", "bold"), str(shown)]

@@ -203,16 +203,29 @@ class TeachScreen(DeskScreen):
     def action_export(self) -> None:
         task = self.chosen_task
 
-        def chosen(path: str | None) -> None:
-            if not path:
-                return
-            target = Path(path).expanduser()
+        def write(target: Path) -> None:
             try:
                 n = self.desk.export_examples(task, target)
             except OSError as exc:
                 self.notify(f"cannot write {target}: {exc.strerror}", severity="error")
                 return
-            self.notify(f"wrote {n} items to {target}")
+            self.notify(f"wrote {n} items to {target.resolve()}")
+
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            target = Path(path).expanduser()
+            if target.suffix != ".jsonl":  # keys meant for the screen, typed into the path, are not a file name
+                self.notify(
+                    f"nothing was written: {path!r} does not end in .jsonl (x again; the pool is JSONL)",
+                    severity="warning",
+                )
+                return
+            if target.exists():
+                question = f"{target} exists. Replace it with {task.name}'s pool?"
+                self.app.push_screen(Confirm(question, yes="Replace"), lambda yes: write(target) if yes else None)
+                return
+            write(target)
 
         self.app.push_screen(AskPath(f"Write {task.name}'s pool as JSONL to:", f"{task.name}.pool.jsonl"), chosen)
 
