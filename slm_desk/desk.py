@@ -192,6 +192,13 @@ class Desk:
             steps=steps,
         )
 
+    def check_task(self, task: Task) -> list[str]:
+        """What the runtime would refuse in a task that loads: its grammar, compiled by llama.cpp's own parser (the
+        task file's own checks ran when it loaded)."""
+        from slm_desk.models import grammar
+
+        return grammar.problems(task.output_schema)
+
     def teacher(self, task: Task, teacher: str | None = None, model_name: str | None = None) -> Pipeline:
         """The teacher that labels inputs for review (`distill`): a server URL (`model_name` at it), an installed
         model id, else the [escalation] target."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from slm_desk import exit_codes, locations
@@ -18,11 +19,17 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description="List the tasks (built-in and yours), or print one task file.\n\n"
         "Your tasks live in the folder `slm-desk paths` shows as 'tasks'; a file there named like a\n"
         "built-in task overrides it. Start from a built-in one:\n"
-        '  slm-desk tasks show extract-ticket > "$(slm-desk paths --get tasks)/my-task.toml"',
+        '  slm-desk tasks show extract-ticket > "$(slm-desk paths --get tasks)/my-task.toml"\n'
+        "  slm-desk tasks check my-task     # its schema, validators, examples and llama.cpp grammar",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tasks.add_argument("action", nargs="?", choices=["show"], help="show: print the task file NAME")
-    tasks.add_argument("name", nargs="?", help="task name, with show")
+    tasks.add_argument(
+        "action",
+        nargs="?",
+        choices=["show", "check"],
+        help="show: print the task file NAME; check: everything the runtime would refuse in it (exit 2 when any)",
+    )
+    tasks.add_argument("name", nargs="?", help="task name, with show or check")
     tasks.set_defaults(handler=cmd_tasks)
 
     paths = commands.add_parser("paths", help="print where config, data, models and logs live")
@@ -44,9 +51,20 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def cmd_tasks(args: argparse.Namespace) -> int:
     from slm_desk.contract import tasks
 
+    if args.action in ("show", "check") and not args.name:
+        raise UsageError(f"tasks {args.action} needs a task name", "list them with `slm-desk tasks`")
+    if args.action == "check":
+        from slm_desk.desk import Desk
+
+        task = tasks.load_task(args.name)  # the file's own checks: refused here with every reason
+        found = Desk().check_task(task)
+        if found:
+            print(f"slm-desk: task {task.name!r} ({task.source}) would fail at run time:", file=sys.stderr)
+            print("\n".join(f"  - {p}" for p in found), file=sys.stderr)
+            return exit_codes.USAGE
+        print(f"{task.name}: ok (schema, validators, {len(task.examples)} examples, llama.cpp grammar)")
+        return 0
     if args.action == "show":
-        if not args.name:
-            raise UsageError("tasks show needs a task name", "list them with `slm-desk tasks`")
         text, _ = tasks.task_text(args.name)
         tasks.load_task(args.name)
         print(text, end="" if text.endswith("\n") else "\n")

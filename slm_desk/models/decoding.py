@@ -68,7 +68,14 @@ class Greedy:
         data.candidates.sorted = False
         llama_cpp.llama_sampler_apply(sampler, ctypes.byref(data.candidates))
         allowed = data.candidates_data.logit[: data.candidates.size]
-        return int(data.candidates_data.id[int(np.argmax(allowed))])
+        best = int(np.argmax(allowed)) if len(allowed) else -1
+        if best < 0 or not np.isfinite(allowed[best]):  # accepting a refused token aborts the whole process
+            raise RuntimeFailure(
+                "the answer's grammar allows no token of this model's vocabulary here (a character of an allowed "
+                "value it cannot write)",
+                "use characters the model's tokenizer knows in the task's allowed values (`slm-desk tasks check`)",
+            )
+        return int(data.candidates_data.id[best])
 
 
 def label_texts(piece: Any) -> list[str] | None:

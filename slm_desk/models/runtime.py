@@ -23,7 +23,7 @@ from slm_desk import interrupts
 from slm_desk.data.catalog import ModelRef
 from slm_desk.data.config import RuntimeConfig
 from slm_desk.data.hardware import physical_cores
-from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure
+from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure, TaskError
 from slm_desk.models import decoding, preload, threads
 from slm_desk.models.generation import FinishReason, Generation, Ranking, Recorder
 from slm_desk.models.values import values_layout, values_only_supported
@@ -167,14 +167,22 @@ class Engine:
         then the delimiter (',' or '}'). Tokenizers glue those to the value (' "' and '",' are single tokens),
         so the model must be allowed to produce them exactly as it would in free JSON.
         """
-        from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        from slm_desk.models import grammar
 
         key = json.dumps(schema, sort_keys=True) + str(delimiter)
         if key not in self._grammars:
-            gbnf = json_schema_to_gbnf(json.dumps(schema), prop_order=list(schema.get("properties", {})))
+            gbnf = grammar.to_gbnf(schema, list(schema.get("properties", {})))
             if delimiter is not None:
                 renamed = re.sub(r"^root ::=", "value ::=", gbnf, flags=re.MULTILINE)
                 gbnf = f'root ::= " "? value {json.dumps(delimiter)}\n' + renamed
+            if not grammar.compiles(gbnf, self._vocab):  # the task's to fix, said once: never a per-input failure
+                raise TaskError(
+                    "llama.cpp cannot compile the grammar of the task's schema: "
+                    + "; ".join(grammar.problems(schema, self._vocab)),
+                    "`slm-desk tasks check TASK` names what breaks it; simplify that field's schema",
+                )
             if len(self._grammars) >= GRAMMARS_KEPT:  # schemas narrowed to one input's ids come and go
                 del self._grammars[next(iter(self._grammars))]
             self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
