@@ -35,7 +35,7 @@ def _escape(literal: str) -> str:
 def _converter_class() -> type:
     from llama_cpp.llama_grammar import PRIMITIVE_RULES, BuiltinRule, SchemaConverter
 
-    class Converter(SchemaConverter):  # type: ignore[misc]  # llama_cpp ships no types
+    class Converter(SchemaConverter):
         def _format_literal(self, literal: str) -> str:
             return f'"{_escape(literal)}"'
 
@@ -92,6 +92,7 @@ class Vocabulary:
 
     _lock = threading.Lock()
     _vocab: Any = None
+    _model: Any = None  # the vocabulary lives in it: kept as long as the process
 
     @classmethod
     def get(cls) -> Any:
@@ -108,7 +109,7 @@ class Vocabulary:
                 model = llama_cpp.llama_model_load_from_file(str(resolve_model(BUNDLED_ID).path).encode(), params)
                 if not model:
                     raise RuntimeError("llama.cpp could not read the bundled model's vocabulary")
-                cls._model = model  # kept: the vocabulary lives in it
+                cls._model = model
                 cls._vocab = llama_cpp.llama_model_get_vocab(model)
             return cls._vocab
 
