@@ -29,7 +29,7 @@ from slm_desk.learn import calibrate, distill, evaluate, head, teaching, trainer
 from slm_desk.learn.features import Embed
 from slm_desk.learn.retrieval import Retriever
 from slm_desk.learn.trainer import Training
-from slm_desk.models import backends, embedder, preload, served
+from slm_desk.models import backends, embedder, preload, served, threads
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
 from slm_desk.models.protocol import Backend
 
@@ -197,6 +197,7 @@ class Desk:
         task file's own checks ran when it loaded)."""
         from slm_desk.models import grammar
 
+        threads.prepare(self.config.runtime)  # before llama.cpp loads: its wait policy is read then
         return grammar.problems(task.output_schema)
 
     def teacher(self, task: Task, teacher: str | None = None, model_name: str | None = None) -> Pipeline:
@@ -307,7 +308,10 @@ class Desk:
             return None
         cached = self._retrievers.get(key)
         if cached is None or cached[0] != signature:
-            items = self.store.pool(task.name, task.version)
+            # a line that gives only some fields is no example of a whole answer: it teaches the head, not the prompt
+            items = [i for i in self.store.pool(task.name, task.version) if not pool.partial(task, i["output"])]
+            if not items:
+                return None
             report = self.head_report(task)
             source = self.embedding()[0] if report is not None and report.embedding_model else None
             if source is not None and source.model == report.embedding_model:  # type: ignore[union-attr]
@@ -343,6 +347,11 @@ class Desk:
             self._heads[key] = held
         return held[1], held[2]
 
+    def configured(self, task: Task) -> Task:
+        """The task with the constants a person set in config.toml ([constants]) in place of the file's own."""
+        mine = {k: v for k, v in self.config.constants.items() if k in task.constants}
+        return task.model_copy(update={"constants": {**task.constants, **mine}}) if mine else task
+
     def pipeline(
         self,
         task: str | Task,
@@ -356,7 +365,7 @@ class Desk:
         few-shot turns retrieved from the example pool unless `learned` is off (then the task's static ones).
         A tuned backend gets no few-shot turns: it is prompted as it was trained. Without a profile the tier never
         accepts (unless the task opts in); `unmeasured` says why, when the default reason is not the right one."""
-        task = load_task(task) if isinstance(task, str) else task
+        task = self.configured(load_task(task) if isinstance(task, str) else task)
         tuned = backend.tuned
         taught = learned and not tuned and task.retrieval.k > 0
         has_pool = taught and self.store.pool_signature(task.name, task.version)[0] > 0
@@ -398,7 +407,7 @@ class Desk:
         """Every tier for `task`: the trained head, the small model of `model_id` (tuned for the task, or with
         retrieved examples), then the configured escalation target. `learned` off leaves out what the example pool
         taught through the head and retrieved examples, `adapter` off the fine-tuned adapter: for before/after."""
-        task = load_task(task) if isinstance(task, str) else task
+        task = self.configured(load_task(task) if isinstance(task, str) else task)
         runtime = runtime or self.config.runtime
         backend = self.backend(model_id, runtime, replica, task if adapter else None)
         first = self.head(task) if learned and accept_at is None else None

@@ -37,7 +37,11 @@ def test_which_tasks_get_a_head() -> None:
     assert set(load_task("extract-booking").head_fields.values()) == {"span"}
     assert load_task("extract-ticket").head_fields == {"issue_type": "label", "invoice_id": "span", "urgency": "label"}
     assert load_task("guard").head_fields == {"label": "label", "span": "span"}
-    assert load_task("rewrite-query").head_fields == {} and load_task("draft-reply").head_fields == {}
+    assert load_task("rewrite-query").head_fields == {"query": "compress"}  # kept word by word from the input
+    assert load_task("title-bug-report").head_fields == {"title": "compress"}
+    support = load_task("draft-support-reply").head_fields
+    assert support["intent"] == "label" and set(support.values()) == {"label", "span"}
+    assert load_task("draft-reply").head_fields == {} and load_task("rewrite-followup").head_fields == {}
 
 
 def test_a_span_head_trained_from_the_cli_answers_verbatim_and_generalises(cli) -> None:
@@ -69,8 +73,9 @@ def test_a_span_head_trained_from_the_cli_answers_verbatim_and_generalises(cli) 
 
 
 def test_a_task_with_free_text_cannot_have_a_head(cli) -> None:
-    result = cli("train", "rewrite-query")
+    result = cli("train", "draft-reply")
     assert result.returncode == 2 and "neither labels nor declared copied verbatim" in result.stderr
+    assert "compress" in result.stderr  # the other way a head can learn a text field
 
 
 def test_too_few_examples_of_a_label_are_counted(cli, tmp_path: Path) -> None:

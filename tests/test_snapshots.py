@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from slm_desk.contract.tasks import task_names
 from slm_desk.tui.app import SlmDeskApp
 
 
@@ -59,7 +60,6 @@ def _drafted_reply() -> object:
     """A draft-reply result as the pipeline returns it (the layout is under test here, not the model)."""
     from slm_desk.contract.results import RunResult, Tokens
     from slm_desk.contract.tasks import load_task
-    from slm_desk.contract.validators import render_template
 
     output = {
         "customer_name": "Dana",
@@ -80,7 +80,7 @@ def _drafted_reply() -> object:
         field_confidence={"customer_name": 0.99, "topic": 0.9, "action": 0.82, "timeframe": 0.85},
         decision="accept",
         reason="valid; task not calibrated, so no confidence threshold applied",
-        rendered=render_template(load_task("draft-reply").template, output),
+        rendered=load_task("draft-reply").render(output),
         attempts=1,
         latency_ms=900,
         tokens=Tokens(prompt=300, completion=30),
@@ -123,8 +123,11 @@ async def test_narrow_terminals_keep_the_task_names_and_drop_the_description() -
     app = SlmDeskApp(initial_task="extract-booking")
     async with app.run_test(size=(60, 20)) as pilot:
         await pilot.pause()
-        assert app.screen.query_one("#task-pane").outer_size.width == 19
+        assert app.screen.query_one("#task-pane").outer_size.width == 22
         assert not app.screen.query_one("#task-description").display
+        tasks = app.screen.query_one("#tasks")
+        longest = max(task_names(), key=len)
+        assert len(longest) <= tasks.content_region.width, longest  # every name on one line, none wrapped
     async with SlmDeskApp(initial_task="extract-booking").run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert pilot.app.screen.query_one("#task-pane").outer_size.width == 24

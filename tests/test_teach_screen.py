@@ -135,7 +135,7 @@ async def test_a_task_with_free_text_fields_says_it_has_no_head() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
         await pilot.pause()
-        app.screen.query_one("#task", Select).value = "rewrite-query"
+        app.screen.query_one("#task", Select).value = "draft-reply"
         await pilot.pause()
         assert "no head: its fields are free text" in summary(app)
         await pilot.press("t")

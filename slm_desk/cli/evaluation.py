@@ -154,11 +154,27 @@ def render_eval(r: dict[str, Any]) -> str:
             "  left null where the gold is null: " + ", ".join(f"{f} {_fmt(v)}" for f, v in r["null_kept"].items())
         )
     for field, t in (r.get("text") or {}).items():
+        unchanged = (
+            f"; gold unchanged on {t['unchanged_gold']}, of them left unchanged {_fmt(t['unchanged_kept'])}"
+            if t.get("unchanged_gold")
+            else ""
+        )
         lines.append(
             f"  {field} (free text, {t['n']} items): token F1 {_fmt(t['token_f1'], False, 3)},"
-            f" exact {_fmt(t['exact_match'])}, F1 >= {t['bar']:g} {_fmt(t['right_at_bar'])};"
-            f" gold unchanged on {t['unchanged_gold']}, of them left"
-            f" unchanged {_fmt(t['unchanged_kept'])}"
+            f" ROUGE-L {_fmt(t.get('rouge_l'), False, 3)}, exact {_fmt(t['exact_match'])},"
+            f" counted right (F1 >= {t['bar']:g}) {_fmt(t['right_at_bar'])}{unchanged}"
+        )
+    drafts = r.get("drafts") or {}
+    if drafts:
+        lines.append(
+            f"  drafts: template right {_fmt(drafts.get('template_right'))}, slots exact {_fmt(drafts['slots_exact'])},"
+            f" draft exact {_fmt(drafts['draft_exact'])}"
+            + (
+                f"; ROUGE-L against the reply a person wrote {_fmt(drafts['rouge_l'], False, 3)}"
+                f" (the right template's own: {_fmt(drafts['rouge_l_gold_draft'], False, 3)})"
+                if drafts.get("rouge_l") is not None
+                else ""
+            )
         )
     for field, labels in r["labels"].items():
         lines.append(f"  {field}:")

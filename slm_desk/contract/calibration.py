@@ -237,6 +237,12 @@ def is_correct(output: dict[str, Any] | None, gold: dict[str, Any], field: str, 
     return bool(value == expected)
 
 
+def answer_right(task: Task, output: dict[str, Any] | None, gold: dict[str, Any]) -> bool:
+    """Every field the gold answer names is right (free text at the task's bar). A gold line may leave out a field
+    it does not know (a prompt labelled without its span): that field is not judged."""
+    return all(is_correct(output, gold, f, task.match_bar(f)) for f in task.fields if f in gold)
+
+
 def _all_groups(task: Task) -> list[str]:
     return [f"{f}={label}" for f, labels in task.labels.items() for label in labels] or ["*"]
 

@@ -41,6 +41,7 @@ class RunResult(BaseModel):
         None, description="why the input is unlike every example the answering head learned from (it goes to review)"
     )
     rendered: str | None = Field(None, description="the task template filled with the output")
+    cut: str | None = Field(None, description="how much of a long input the task read (its read_chars), when it cut it")
     answered_by: Literal["head", "model", "escalation"] = Field(
         "model", description="the tier whose answer this is: trained head, small model, or larger model"
     )

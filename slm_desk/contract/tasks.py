@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slm_desk import locations
+from slm_desk.contract import templates as drafting
 from slm_desk.contract.followup import priors
 from slm_desk.contract.schema_guard import problems as schema_problems
-from slm_desk.contract.validators import Regex, Validator, Verbatim, fields_named, template_slots
+from slm_desk.contract.validators import Regex, TemplateSlots, Validator, Verbatim, fields_named
 from slm_desk.errors import TaskError, UsageError
 
 Risk = Literal["low", "medium", "high"]
@@ -85,6 +86,15 @@ class Task(BaseModel):
     validators: list[Validator] = Field(default_factory=list)
     labels: dict[str, dict[str, Risk]] = Field(default_factory=dict, description="label field -> label -> risk")
     template: str | None = Field(None, description="text with {slot} placeholders filled from the output")
+    templates: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="a template per label of one label field ([templates.intent]: label -> text); `template` is "
+        "the one for a label without its own",
+    )
+    constants: dict[str, str] = Field(
+        default_factory=dict,
+        description="slot values a person sets once (a phone number); [constants] in config.toml overrides them",
+    )
     risk: dict[Risk, RiskRule] = Field(default_factory=dict, description="per risk level; defaults in DEFAULT_RISK")
     default_risk: Risk = Field("low", description="risk of an answer that has no label field")
     accept_unmeasured: bool = Field(
@@ -108,7 +118,30 @@ class Task(BaseModel):
     text_match: float = Field(
         0.8, gt=0.0, le=1.0, description="token F1 against the gold text at which a free-text field counts as right"
     )
+    compress: list[str] = Field(
+        default_factory=list,
+        description="free-text fields written mostly in the input's own words: a trained head keeps or drops each "
+        "input word (learn/compress.py)",
+    )
+    read_chars: int | None = Field(
+        None,
+        gt=0,
+        description="read only the first N characters of an input (a long bug report); the envelope says when an "
+        "input was cut, and where",
+    )
     source: str = Field("", exclude=True, description="where the task was loaded from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _templates_are_checked(cls, data: Any) -> Any:
+        """A task with a template checks its slots whether or not the file declares the `template` validator."""
+        if isinstance(data, dict) and (data.get("template") or data.get("templates")):
+            rules = list(data.get("validators", []))
+            if not any(
+                isinstance(r, dict) and r.get("kind") == "template" or isinstance(r, TemplateSlots) for r in rules
+            ):
+                data = {**data, "validators": [*rules, {"kind": "template"}]}
+        return data
 
     @field_validator("schema_text")
     @classmethod
@@ -174,6 +207,19 @@ class Task(BaseModel):
             narrowed.__dict__.pop(cached, None)
         return narrowed
 
+    def template_for(self, output: dict[str, Any]) -> str | None:
+        """The template an answer is drafted from: its key label's, else the task's one (None: no draft)."""
+        for field, table in self.templates.items():
+            chosen = table.get(str(output.get(field)))
+            if chosen is not None:
+                return chosen
+        return self.template
+
+    def render(self, output: dict[str, Any]) -> str | None:
+        """The draft: the answer's template with its slots filled (None without a template, or with a hole)."""
+        template = self.template_for(output)
+        return drafting.render(template, output, self.constants) if template is not None else None
+
     def forced_fields(self) -> list[str]:
         """Fields whose schema admits exactly one value (what `for_input` leaves when the input has no id)."""
         properties = self.output_schema.get("properties", {})
@@ -209,19 +255,28 @@ class Task(BaseModel):
         return [group for group, risk in self.groups(output) if self.rule(risk).always_review]
 
     @cached_property
-    def head_fields(self) -> dict[str, Literal["label", "span"]]:
-        """What a trained head learns for each output field: a label (a classifier) or a span copied verbatim from
-        the input (a sequence tagger). Empty when some field is neither (free text that only a model can write)."""
+    def head_fields(self) -> dict[str, Literal["label", "span", "compress"]]:
+        """What a trained head learns for each output field: a label (a classifier), a span copied verbatim from
+        the input (a sequence tagger), or text kept word by word from it (`compress`). Empty when some field is none
+        of these (free text that only a model can write)."""
         verbatim = {f for v in self.validators if isinstance(v, Verbatim) for f in v.fields}
-        kinds: dict[str, Literal["label", "span"]] = {}
+        kinds: dict[str, Literal["label", "span", "compress"]] = {}
         for field in self.fields:
             if field in self.labels:
                 kinds[field] = "label"
             elif field in verbatim:
                 kinds[field] = "span"
+            elif field in self.compress:
+                kinds[field] = "compress"
             else:
                 return {}
         return kinds
+
+    def read(self, text: str) -> tuple[str, str | None]:
+        """The part of an input the task reads (`read_chars`), and what was cut, said plainly (None when nothing)."""
+        if self.read_chars is None or len(text) <= self.read_chars:
+            return text, None
+        return text[: self.read_chars], f"read the first {self.read_chars:,} of the input's {len(text):,} characters"
 
     def groups(self, output: dict[str, Any]) -> list[tuple[str, Risk]]:
         """The calibration groups an answer falls in ('field=label', or '*' without labels) and their risk."""
@@ -251,14 +306,37 @@ def _consistency_errors(task: Task) -> list[str]:
             errors.append(
                 f"labels for {field!r} must list exactly the schema's enum {sorted(allowed)}, got {sorted(risks)}"
             )
+    errors += [
+        f"compress names {f!r}, which is not a string field of the schema"
+        for f in task.compress
+        if not _is_text(task.output_schema.get("properties", {}).get(f, {}))
+    ]
     if task.edits is not None and not _is_text(task.output_schema.get("properties", {}).get(task.edits, {})):
         errors.append(f"edits names {task.edits!r}, which is not a string field of the schema")
     if task.template is not None:
+        errors += drafting.problems(task.template, task.fields, task.constants)
+    for field, table in task.templates.items():
+        labels = task.labels.get(field)
+        if labels is None:
+            errors.append(f"templates are keyed by {field!r}, which is not a label field ([labels.{field}])")
+            continue
         errors += [
-            f"template slot {{{s}}} is not a schema property"
-            for s in template_slots(task.template)
-            if s not in task.fields
+            f"templates.{field} names {label!r}, which is not one of its labels"
+            for label in table
+            if label not in labels
         ]
+        uncovered = [label for label in labels if label not in table]
+        if uncovered and task.template is None:
+            errors.append(
+                f"templates.{field} has no template for {', '.join(map(repr, uncovered))}, and the task has no "
+                "`template` for a label without one"
+            )
+        for label, text in table.items():
+            errors += drafting.problems(text, task.fields, task.constants, f"templates.{field}.{label}:")
+    if len(task.templates) > 1:
+        errors.append(
+            f"templates are keyed by one label field, not {len(task.templates)} ({', '.join(task.templates)})"
+        )
     return errors
 
 

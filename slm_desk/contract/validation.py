@@ -24,8 +24,7 @@ class Contract(Protocol):
     @property
     def validators(self) -> Sequence[Rule]: ...
 
-    @property
-    def template(self) -> str | None: ...
+    def template_for(self, output: dict[str, Any]) -> str | None: ...
 
 
 def validate_output(task: Contract, text: str, source: str) -> tuple[dict[str, Any] | None, list[str]]:
@@ -43,5 +42,5 @@ def validate_output(task: Contract, text: str, source: str) -> tuple[dict[str, A
     if errors:
         return output, errors
     for rule in task.validators:
-        errors += rule.check(output, source, task.template)
+        errors += rule.check(output, source, task.template_for(output))
     return output, errors

@@ -8,11 +8,11 @@ say what is wrong in plain words.
 from __future__ import annotations
 
 import re
-import string
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from slm_desk.contract import templates
 from slm_desk.contract.followup import split
 from slm_desk.contract.words import content_words, words
 
@@ -163,37 +163,21 @@ class KeepsLastLine(_Validator):
 
 
 class TemplateSlots(_Validator):
-    """The task's template must render with every slot filled by a non-empty value."""
+    """The answer's template (the task's, or the one its key label chooses) has every slot it needs filled: a field
+    slot without a fallback may not be empty. Every task with a template checks this, declared or not."""
 
     kind: Literal["template"]
 
     def check(self, output: dict[str, Any], source: str, template: str | None) -> list[str]:
         if template is None:
-            return ["task declares a template validator but has no template"]
-        errors = [
-            f"slot {slot!r} is not filled"
-            for slot in template_slots(template)
-            if not str(output.get(slot) or "").strip()
-        ]
-        if not errors:
-            rendered = render_template(template, output)
-            if leftover := re.findall(r"\{[A-Za-z_]\w*\}", rendered):
-                errors.append(f"rendered text still has unfilled slots {leftover}")
-        return errors
+            return []
+        return [f"slot {name!r} is not filled: the draft needs it" for name in templates.unfilled(template, output)]
 
 
 Validator = Annotated[
     Verbatim | Regex | NoNewDigits | NonEmpty | MaxLength | NullIff | Grounded | KeepsLastLine | TemplateSlots,
     Field(discriminator="kind"),
 ]
-
-
-def template_slots(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-
-
-def render_template(template: str, output: dict[str, Any]) -> str:
-    return template.format_map({k: "" if v is None else v for k, v in output.items()})
 
 
 def fields_named(validator: _Validator) -> list[str]:

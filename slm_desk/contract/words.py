@@ -44,3 +44,21 @@ def token_f1(predicted: str, gold: str) -> float:
         return 0.0
     precision, recall = common / len(a), common / len(b)
     return 2 * precision * recall / (precision + recall)
+
+
+def rouge_l(predicted: str, reference: str) -> float:
+    """ROUGE-L F1 of two texts: their longest common subsequence of lower-cased words, as a share of each."""
+    a, b = words(predicted), words(reference)
+    if not a or not b:
+        return float(a == b)
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    common = previous[-1]
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(a), common / len(b)
+    return 2 * precision * recall / (precision + recall)

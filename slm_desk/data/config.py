@@ -119,6 +119,11 @@ class Config(_Section):
     escalation: EscalationConfig = EscalationConfig()
     costs: CostsConfig = CostsConfig()
     teach: TeachConfig = TeachConfig()
+    constants: dict[str, str] = Field(
+        default_factory=dict,
+        description="slot values of drafting templates, set once (a phone number, a website); they override the "
+        "task file's [constants] of the same name",
+    )
 
 
 def load_config() -> Config:

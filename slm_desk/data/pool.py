@@ -26,6 +26,7 @@ class Added:
     updated: int = 0  # relabelled: the pool had the input with another output
     unchanged: int = 0  # the pool had the input with this very output
     repeated: int = 0  # lines that repeat an earlier line of the file (the same input and output)
+    partial: int = 0  # lines that leave a field out: they teach the fields they give (a label without its span)
     skipped: list[str] = field(default_factory=list)  # "FILE:LINE: why", one per bad line
     conflicts: list[str] = field(default_factory=list)  # "FILE:LINE: ...", a later line relabelling an earlier one
 
@@ -34,6 +35,8 @@ class Added:
         parts = [f"{self.added} added", f"{self.updated} relabelled", f"{self.unchanged} unchanged"]
         if self.repeated:
             parts.append(f"{self.repeated} repeated an earlier line")
+        if self.partial:
+            parts.append(f"{self.partial} of them give only some fields (they teach those: a label, not a span)")
         parts.append(f"{len(self.skipped)} skipped")
         if self.conflicts:
             parts.append(f"{len(self.conflicts)} conflicting")
@@ -52,9 +55,35 @@ def check_item(task: Task, item: Any) -> tuple[str, dict[str, Any]]:
     else:
         raise UsageError('needs an "output" object')
     parsed, errors = validate_output(task, text, item["input"])
+    if isinstance(parsed, dict) and 0 < len(set(parsed) & set(task.fields)) < len(task.fields):
+        errors = _partial_errors(task, parsed, item["input"])  # a line may leave out what it does not know
     if errors or parsed is None:
         raise UsageError("; ".join(errors))
     return item["input"].rstrip(), parsed  # the pool's identity of an input ignores the whitespace that ends it
+
+
+def partial(task: Task, output: dict[str, Any]) -> bool:
+    """Whether a pool item leaves out a field (a prompt labelled without its span): it teaches what it gives."""
+    return not set(task.fields) <= set(output)
+
+
+def _partial_errors(task: Task, output: dict[str, Any], source: str) -> list[str]:
+    """The checks a line that leaves fields out can pass: each given field against its own schema, and every
+    validator whose fields it all gives. A head learns from it what it gives (a label, not a span)."""
+    import jsonschema
+
+    from slm_desk.contract.validators import fields_named
+
+    properties = task.output_schema.get("properties", {})
+    errors = [f"{f}: not a field of {task.name}" for f in output if f not in properties]
+    for name in (f for f in output if f in properties):
+        validator = jsonschema.Draft202012Validator(properties[name])
+        errors += [f"{name}: {e.message}" for e in validator.iter_errors(output[name])]
+    for rule in task.validators:
+        named = fields_named(rule)
+        if named and all(f in output for f in named):
+            errors += rule.check(output, source, None)
+    return errors
 
 
 def read_file(task: Task, path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
@@ -109,6 +138,7 @@ def add_file(store: Store, task: Task, path: Path, source: str = "file") -> Adde
     items, skipped, conflicts = _read(task, path)
     final = dict(items)  # a later line of the same input wins (and was reported as a conflict)
     report = Added(skipped=skipped, conflicts=conflicts, repeated=len(items) - len(final) - len(conflicts))
+    report.partial = sum(partial(task, output) for output in final.values())
     known = {item["input"]: item["output"] for item in store.pool(task.name, task.version)}
     for text, output in final.items():
         if text not in known:

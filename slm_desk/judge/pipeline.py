@@ -15,7 +15,6 @@ from slm_desk.contract import prompt
 from slm_desk.contract.decision import decide
 from slm_desk.contract.results import RunResult, Tokens
 from slm_desk.contract.validation import validate_output
-from slm_desk.contract.validators import render_template
 from slm_desk.errors import SlmDeskError
 from slm_desk.models.confidence import overall
 from slm_desk.models.protocol import Backend, BatchBackend, Completion, IsCancelled, OnText
@@ -68,6 +67,7 @@ class Pipeline:
         prompt.check_input(text)
         started = time.perf_counter()
         task = self.task
+        whole, (text, cut) = text, task.read(text)
         messages = prompt.task_messages(task, text, self.shots(text) if self.shots else None)
         totals = Tokens()
         output: dict[str, Any] | None = None
@@ -90,7 +90,8 @@ class Pipeline:
         if completion is not None and completion.fields and (forced := generated.forced_fields()):
             # a value the grammar left no choice in is as sure as the contract that forced it
             completion = dataclasses.replace(completion, fields={**completion.fields, **dict.fromkeys(forced, 1.0)})
-        return self._judged(text, output, errors, raw, completion, attempts, totals, time.perf_counter() - started)
+        judged = self._judged(text, output, errors, raw, completion, attempts, totals, time.perf_counter() - started)
+        return judged.model_copy(update={"input": whole, "cut": cut}) if cut else judged
 
     def answer_batch(self, texts: list[str]) -> list[RunResult | SlmDeskError]:
         """Many inputs at once through a batch backend (the head), one attempt each; an input the task cannot run
@@ -104,12 +105,15 @@ class Pipeline:
             except SlmDeskError as exc:
                 checked.append(exc)
         runnable = [t for t in checked if isinstance(t, str)]
+        read = [self.task.read(t) for t in runnable]
         started = time.perf_counter()
-        completions = self.backend.complete_many(self.task, runnable) if runnable else []
+        completions = self.backend.complete_many(self.task, [r for r, _ in read]) if runnable else []
         each = (time.perf_counter() - started) / max(1, len(runnable))
         answered = iter(
-            self._judged(t, *validate_output(self.task, c.text, t), c.text, c, 1, c.tokens, each)
-            for t, c in zip(runnable, completions, strict=True)
+            self._judged(r, *validate_output(self.task, c.text, r), c.text, c, 1, c.tokens, each).model_copy(
+                update={"input": t, "cut": cut}
+            )
+            for t, (r, cut), c in zip(runnable, read, completions, strict=True)
         )
         return [item if isinstance(item, SlmDeskError) else next(answered) for item in checked]
 
@@ -159,7 +163,7 @@ class Pipeline:
             decision=verdict.decision,
             reason=verdict.reason,
             unfamiliar=completion.unfamiliar if completion is not None else None,
-            rendered=render_template(task.template, output) if valid and task.template and output else None,
+            rendered=task.render(output) if valid and output else None,
             answered_by=self.tier,
             attempts=attempts,
             latency_ms=round(seconds * 1000),

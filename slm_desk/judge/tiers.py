@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from slm_desk.contract.calibration import Profile, Sample, build_profile
+from slm_desk.contract.calibration import Profile, Sample, answer_right, build_profile
 from slm_desk.contract.decision import decide
 from slm_desk.errors import SlmDeskError
 
@@ -140,7 +140,7 @@ def measure(
             output, raw = result.output, result.raw_confidence
         except SlmDeskError:
             output, raw = None, None
-        right = output is not None and all(output.get(f) == item.gold.get(f) for f in task.fields)
+        right = answer_right(task, output, item.gold)
         answers[index] = {"output": output, "raw": raw, "correct": right}
         if progress:
             progress(done, len(planned))

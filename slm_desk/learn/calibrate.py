@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slm_desk.contract.calibration import Profile, Sample, build_profile, is_correct
+from slm_desk.contract.calibration import Profile, Sample, answer_right, build_profile, is_correct
 
 if TYPE_CHECKING:
     from slm_desk.judge.pipeline import Pipeline
@@ -21,15 +21,16 @@ def run(
     """Run the task on labelled items (uncalibrated) and build the profile from what the model got right."""
     task = pipeline.task
     samples: list[Sample] = []
-    right = dict.fromkeys(task.fields, 0)
+    right, judged = dict.fromkeys(task.fields, 0), dict.fromkeys(task.fields, 0)
     for done, item in enumerate(items, 1):
         result = pipeline.answer(item["input"], cancelled=cancelled)
-        for field in task.fields:
+        for field in (f for f in task.fields if f in item["output"]):  # a gold line may leave a field out
+            judged[field] += 1
             right[field] += is_correct(result.output, item["output"], field, task.match_bar(field))
         if result.valid and result.output is not None and result.raw_confidence is not None:
-            correct = all(is_correct(result.output, item["output"], f, task.match_bar(f)) for f in task.fields)
+            correct = answer_right(task, result.output, item["output"])
             samples.append(Sample(result.raw_confidence, correct, [g for g, _ in task.groups(result.output)]))
         if progress:
             progress(done, len(items))
-    field_accuracy = {f: right[f] / len(items) for f in task.fields} if items else {}
+    field_accuracy = {f: right[f] / judged[f] for f in task.fields if judged[f]}
     return build_profile(task, pipeline.backend.model, samples, len(items), field_accuracy)

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from slm_desk.judge.cascade import Cascade
 
 
-def record_of(gold: dict[str, Any], result: RunResult) -> dict[str, Any]:
-    """One eval record. Validity is the small model's own (first attempt, after retry); the output is final."""
+def record_of(gold: dict[str, Any], result: RunResult, reference: str | None = None) -> dict[str, Any]:
+    """One eval record. Validity is the small model's own (first attempt, after retry); the output is final.
+    `reference` is the text a person wrote for the item, where the gold set has one (a draft's ROUGE-L)."""
     escalation = result.escalation or {}
     small_valid = escalation.get("small_output") is not None if result.escalated else result.valid
     return {
@@ -40,6 +41,8 @@ def record_of(gold: dict[str, Any], result: RunResult) -> dict[str, Any]:
         "completion_tokens": result.tokens.completion,
         "larger_latency_ms": (result.escalation or {}).get("latency_ms") if result.escalated else None,
         "answered_by": result.answered_by if result.valid else "none",
+        "rendered": result.rendered,
+        "reference": reference,
     }
 
 
@@ -63,7 +66,7 @@ def run_eval(
                 result = cascades[worker % len(cascades)].run(items[index]["input"])
             except SlmDeskError as exc:  # a server that failed this item: counted as an unanswered item
                 result = unanswered(task, items[index]["input"], model, exc)
-            records[index] = record_of(items[index]["output"], result)
+            records[index] = record_of(items[index]["output"], result, items[index].get("reference"))
             with lock:
                 done[0] += 1
                 if progress:

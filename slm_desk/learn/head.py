@@ -21,6 +21,7 @@ from slm_desk.contract.calibration import Profile
 from slm_desk.contract.results import Tokens
 from slm_desk.errors import ModelNotFound
 from slm_desk.judge.tiers import TierPolicy
+from slm_desk.learn.compress import KeepDrop
 from slm_desk.learn.features import Embed, LabelHead  # heads pickled before it moved there name it here too
 from slm_desk.learn.novelty import Familiarity
 from slm_desk.learn.spans import Featurize, SpanTagger, featurize
@@ -70,11 +71,40 @@ class HeadReport(BaseModel):
     warnings: list[str] = []
 
 
+@dataclass(frozen=True)
+class Requires:
+    """A task's null_iff rule as the head applies it: `field` is null exactly when `when_field` is one of `equals`
+    (guard: no span when safe, a span otherwise, at most `max_chars` long)."""
+
+    field: str
+    when_field: str
+    equals: tuple[Any, ...]
+    max_chars: int
+
+
+def requirements(task: Task) -> list[Requires]:
+    from slm_desk.contract.validators import NullIff
+
+    rules = []
+    for rule in task.validators:
+        if isinstance(rule, NullIff):
+            limit = _max_length(task.output_schema.get("properties", {}).get(rule.field, {}))
+            rules.append(Requires(rule.field, rule.when_field, tuple(rule.equals), limit))
+    return rules
+
+
+def _max_length(schema: dict[str, Any]) -> int:
+    lengths = [int(o["maxLength"]) for o in [schema, *schema.get("anyOf", [])] if "maxLength" in o]
+    return min(lengths) if lengths else 10_000
+
+
 class Head:
     """The label models and the span tagger of one task, answering every field between them."""
 
-    embedding: str | None = None  # class defaults: heads pickled before embeddings and the novelty rule
+    embedding: str | None = None  # class defaults: heads pickled before embeddings, novelty and compression
     familiarity: Familiarity | None = None
+    compressors: list[KeepDrop] = []  # noqa: RUF012 - never mutated; a head pickled before them has none
+    rules: list[Requires] = []  # noqa: RUF012 - the same
 
     def __init__(
         self,
@@ -83,12 +113,16 @@ class Head:
         spans: SpanTagger | None,
         embedding: str | None = None,
         familiarity: Familiarity | None = None,
+        compressors: list[KeepDrop] | None = None,
+        rules: list[Requires] | None = None,
     ) -> None:
         self.fields = fields
         self.labels = labels
         self.spans = spans
         self.embedding = embedding  # the embedding model's id, when the label models or the novelty rule read it
         self.familiarity = familiarity
+        self.compressors = compressors or []
+        self.rules = rules or []
 
     @property
     def reads_embeddings(self) -> bool:
@@ -98,11 +132,26 @@ class Head:
         self, texts: list[str], featurized: Featurize = featurize, vectors: np.ndarray | None = None
     ) -> list[tuple[dict[str, Any], dict[str, float]]]:
         """For each text: the answer (fields in the schema's order) and each field's confidence."""
-        labelled = self.labels.predict(texts, vectors) if self.labels is not None else [({}, {})] * len(texts)
-        spanned = self.spans.predict(texts, featurized) if self.spans is not None else [({}, {})] * len(texts)
+        parts = [
+            self.labels.predict(texts, vectors) if self.labels is not None else None,
+            self.spans.predict(texts, featurized) if self.spans is not None else None,
+            *(compressor.predict(texts) for compressor in self.compressors),
+        ]
         answers = []
-        for (lo, lp), (so, sp) in zip(labelled, spanned, strict=True):
-            merged, probs = {**lo, **so}, {**lp, **sp}
+        for row in range(len(texts)):
+            merged: dict[str, Any] = {}
+            probs: dict[str, float] = {}
+            for part in parts:
+                if part is not None:
+                    merged.update(part[row][0])
+                    probs.update(part[row][1])
+            for rule in self.rules:  # the task's null_iff rules: an answer that breaks one is no answer
+                if merged.get(rule.when_field) in rule.equals:
+                    merged[rule.field] = None
+                elif merged.get(rule.field) is None and self.spans is not None and rule.field in self.spans.fields:
+                    merged[rule.field], probs[rule.field] = self.spans.required(
+                        texts[row], rule.field, rule.max_chars, featurized
+                    )
             answers.append(({f: merged[f] for f in self.fields}, {f: probs[f] for f in self.fields}))
         return answers
 

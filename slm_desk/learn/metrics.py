@@ -14,7 +14,7 @@ import numpy as np
 
 from slm_desk.contract.calibration import is_correct
 from slm_desk.contract.followup import split
-from slm_desk.contract.words import token_f1
+from slm_desk.contract.words import rouge_l, token_f1
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 
 def _right(task: Task, record: dict[str, Any], fields: list[str]) -> bool:
-    return all(is_correct(record["output"], record["gold"], f, task.match_bar(f)) for f in fields)
+    """Every one of `fields` the gold names is right (a gold line may leave out what it does not know)."""
+    return all(
+        is_correct(record["output"], record["gold"], f, task.match_bar(f)) for f in fields if f in record["gold"]
+    )
 
 
 def _rate(flags: list[bool]) -> float | None:
@@ -78,10 +81,18 @@ def text_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[st
         answers = [(r["output"] or {}).get(field) for r in scored]
         pairs = list(zip(answers, scored, strict=True))
         f1 = [token_f1(a, r["gold"][field]) if isinstance(a, str) else 0.0 for a, r in pairs]
-        kept = [a == split(r.get("input", ""))[1] for a, r in pairs if r["gold"][field] == split(r.get("input", ""))[1]]
+        # a follow-up already standalone (rewrite-followup's `edits` field): was it left as it was?
+        kept = [
+            a == split(r.get("input", ""))[1]
+            for a, r in pairs
+            if field == task.edits and r["gold"][field] == split(r.get("input", ""))[1]
+        ]
         report[field] = {
             "n": len(scored),
             "token_f1": sum(f1) / len(f1) if f1 else None,
+            "rouge_l": sum(rouge_l(a, r["gold"][field]) if isinstance(a, str) else 0.0 for a, r in pairs) / len(pairs)
+            if pairs
+            else None,
             "exact_match": _rate([a == r["gold"][field] for a, r in pairs]),
             "right_at_bar": _rate([v >= task.text_match for v in f1]),
             "bar": task.text_match,
@@ -89,6 +100,31 @@ def text_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[st
             "unchanged_kept": _rate(kept),
         }
     return report
+
+
+def draft_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """For a task that drafts from templates: the template chosen right, the slots right (every other field), the
+    whole draft right (what is sent), and, where the gold item carries the reply a person wrote (`reference`), the
+    draft's ROUGE-L against it: how close in words, beside the exactness that matters."""
+    if task.template is None and not task.templates:
+        return {}
+    keys = list(task.templates)
+    slot_fields = [f for f in task.fields if f not in keys]
+    answered = [r for r in records if r["output"] is not None]
+    references = [r for r in records if isinstance(r.get("reference"), str)]
+    drafts = [(r.get("rendered") or "") for r in references]
+    return {
+        "template_right": _rate([_right(task, r, keys) for r in records]) if keys else None,
+        "slots_exact": _rate([_right(task, r, slot_fields) for r in records]),
+        "draft_exact": _rate([r in answered and task.render(r["output"]) == task.render(r["gold"]) for r in records]),
+        "rouge_l": sum(rouge_l(d, r["reference"]) for d, r in zip(drafts, references, strict=True)) / len(references)
+        if references
+        else None,
+        "rouge_l_gold_draft": sum(rouge_l(task.render(r["gold"]) or "", r["reference"]) for r in references)
+        / len(references)
+        if references
+        else None,
+    }
 
 
 def by_tier(task: Task, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -133,7 +169,7 @@ def compute(
 ) -> dict[str, Any]:
     n = len(records)
     fields = task.fields
-    extracted = [f for f in fields if f not in task.labels]
+    extracted = [f for f in fields if f not in task.labels and f not in task.text_fields]  # text: its own line
     accepted = [r for r in records if r["decision"] == "accept"]
     latencies = [float(r["latency_ms"]) for r in records]
     report: dict[str, Any] = {
@@ -142,9 +178,10 @@ def compute(
         "labels": label_metrics(task, records),
         "validity_first_attempt": _rate([r["valid_first"] for r in records]),
         "validity_after_retry": _rate([r["valid"] for r in records]),
-        "field_exact_match": {f: _rate([_right(task, r, [f]) for r in records]) for f in extracted},
+        "field_exact_match": {f: _rate([_right(task, r, [f]) for r in records if f in r["gold"]]) for f in extracted},
         "null_kept": null_kept(task, records),
         "text": text_metrics(task, records),
+        "drafts": draft_metrics(task, records),
         "accept_rate": _rate([r["decision"] == "accept" for r in records]),
         "escalation_rate": _rate([r["escalated"] for r in records]),
         "review_rate": _rate([r["decision"] == "review" for r in records]),

@@ -144,6 +144,15 @@ class SpanTagger:
         crf.fit(x, y)
         return cls(fields, crf)
 
+    def required(
+        self, text: str, field: str, max_chars: int, featurized: Featurize = featurize
+    ) -> tuple[str | None, float]:
+        """A value for `field` where the task requires one and the tagger gave none (`likeliest_run`)."""
+        toks, x = featurized(text)
+        if not toks:
+            return None, 0.0
+        return likeliest_run(text, toks, self.crf.predict_marginals_single(x), field, max_chars)
+
     def predict(
         self, texts: list[str], featurized: Featurize = featurize
     ) -> list[tuple[dict[str, str | None], dict[str, float]]]:
@@ -185,3 +194,25 @@ def _decode(
             values[field] = None
             confidence[field] = min(1.0 - m.get(f"B-{field}", 0.0) - m.get(f"I-{field}", 0.0) for m in marginals)
     return values, confidence
+
+
+def likeliest_run(
+    text: str, toks: list[Token], marginals: list[dict[str, float]], field: str, max_chars: int
+) -> tuple[str | None, float]:
+    """The field's likeliest run of tokens when the task requires a value the tagger did not give (a prompt
+    labelled an injection, its span not tagged): around the token likeliest to be in the field, its neighbours
+    at least a third as likely, cut to `max_chars`. Verbatim by construction; its confidence is that likelihood."""
+    inside = [m.get(f"B-{field}", 0.0) + m.get(f"I-{field}", 0.0) for m in marginals]
+    if not inside:
+        return None, 0.0
+    best = max(range(len(inside)), key=inside.__getitem__)
+    floor = inside[best] / 3
+    lo = hi = best
+    while lo > 0 and inside[lo - 1] >= floor:
+        lo -= 1
+    while hi + 1 < len(inside) and inside[hi + 1] >= floor:
+        hi += 1
+    while hi > lo and toks[hi][2] - toks[lo][1] > max_chars:
+        hi -= 1
+    value = text[toks[lo][1] : toks[hi][2]]
+    return (value if len(value) <= max_chars else None), inside[best]

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from slm_desk.contract.calibration import Profile, Sample, build_profile
+from slm_desk.contract.calibration import Profile, Sample, answer_right, build_profile, is_correct
 from slm_desk.errors import UsageError
 from slm_desk.judge.tiers import Scored
 from slm_desk.learn import novelty
+from slm_desk.learn.compress import KeepDrop
 from slm_desk.learn.features import Embed, FeatureSet, LabelHead, fit_labels
-from slm_desk.learn.head import MODEL_NAME, FeatureRow, Head, HeadReport
+from slm_desk.learn.head import MODEL_NAME, FeatureRow, Head, HeadReport, requirements
 from slm_desk.learn.retrieval import FEATURES
 from slm_desk.learn.spans import Featurize, SpanTagger, bio_tags, featurize, tokens
 
@@ -81,24 +82,30 @@ def _check(task: Task, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pool items a head can learn from, or why there is no head to train."""
     if not task.head_fields:
         copied = {f for v in task.validators if v.kind == "verbatim" for f in getattr(v, "fields", [])}
-        free = [f for f in task.fields if f not in task.labels and f not in copied]
+        free = [f for f in task.fields if f not in task.labels and f not in copied and f not in task.compress]
         fields = ", ".join(json.dumps(f) for f in free)
         raise UsageError(
             f"{task.name} has fields a head cannot learn ({', '.join(free)}): they are neither labels nor declared "
-            "copied verbatim from the input",
+            "copied verbatim from the input, nor compressed from it",
             f'if they are copied from the input, add to the task file: [[validators]] kind = "verbatim" '
-            f"fields = [{fields}] (then `slm-desk train` learns them as spans); free text learns through retrieved "
-            "examples (`slm-desk examples add`) or `slm-desk tune`",
+            f"fields = [{fields}] (then `slm-desk train` learns them as spans); if they are written mostly in the "
+            f"input's own words, `compress = [{fields}]` (a head keeps or drops each input word); other free text "
+            "learns through retrieved examples (`slm-desk examples add`) or `slm-desk tune`",
         )
     spans = [f for f, kind in task.head_fields.items() if kind == "span"]
-    usable = [i for i in items if not spans or bio_tags(i["input"], i["output"], spans, tokens(i["input"])) is not None]
+    # a line that leaves the span fields out (a prompt labelled without its span) still teaches the labels
+    usable = [
+        i
+        for i in items
+        if not _knows(i, spans) or bio_tags(i["input"], i["output"], spans, tokens(i["input"])) is not None
+    ]
     if len(usable) < MIN_ITEMS:
         raise UsageError(
             f"{task.name} has {len(usable)} usable pool items; the head needs at least {MIN_ITEMS} (better 500+)",
             f"add labelled examples: slm-desk examples add {task.name} FILE.jsonl",
         )
     for field in (f for f, kind in task.head_fields.items() if kind == "label"):
-        seen = {str(i["output"][field]) for i in usable}
+        seen = {str(i["output"][field]) for i in usable if field in i["output"]}
         if len(seen) < 2:
             raise UsageError(
                 f"every pool item of {task.name} has {field}={next(iter(seen))!r}: a classifier needs at least two "
@@ -108,18 +115,41 @@ def _check(task: Task, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return usable
 
 
+def _knows(item: dict[str, Any], fields: list[str]) -> bool:
+    """Whether a pool line gives every one of `fields` (a line may leave out what it does not know)."""
+    return all(f in item["output"] for f in fields)
+
+
 def _labels(task: Task, items: list[dict[str, Any]], vectors: np.ndarray | None) -> LabelHead | None:
     fields = [f for f, kind in task.head_fields.items() if kind == "label"]
     if not fields:
         return None
-    return fit_labels(fields, [i["input"] for i in items], [i["output"] for i in items], vectors)
+    known = [n for n, i in enumerate(items) if _knows(i, fields)]
+    return fit_labels(
+        fields,
+        [items[n]["input"] for n in known],
+        [items[n]["output"] for n in known],
+        vectors[known] if vectors is not None else None,
+    )
 
 
 def _spans(task: Task, items: list[dict[str, Any]], featurized: Featurize) -> SpanTagger | None:
     fields = [f for f, kind in task.head_fields.items() if kind == "span"]
-    if not fields:
+    known = [i for i in items if _knows(i, fields)]
+    if not fields or not known:
         return None
-    return SpanTagger.fit(fields, [i["input"] for i in items], [i["output"] for i in items], featurized)
+    return SpanTagger.fit(fields, [i["input"] for i in known], [i["output"] for i in known], featurized)
+
+
+def _compressors(task: Task, items: list[dict[str, Any]]) -> list[KeepDrop]:
+    """A keep/drop tagger per compressed field, on the lines that give it (each input as the task reads it)."""
+    taggers = []
+    for field in (f for f, kind in task.head_fields.items() if kind == "compress"):
+        known = [i for i in items if isinstance(i["output"].get(field), str)]
+        taggers.append(
+            KeepDrop.fit(field, [task.read(i["input"])[0] for i in known], [i["output"][field] for i in known])
+        )
+    return taggers
 
 
 def train(
@@ -172,11 +202,12 @@ def train(
         kept = [i for i in range(len(order)) if i % k != fold]
         say(f"fold {fold + 1}/{k}: fitting on {len(kept)} items" + (", both feature sets" if len(sets) > 1 else ""))
         spans = _spans(task, [order[i] for i in kept], memo)
-        texts = [order[i]["input"] for i in held]
+        compressors = _compressors(task, [order[i] for i in kept])
+        texts = [task.read(order[i]["input"])[0] for i in held]
         for name, m in measured.items():
             v = vectors if name == "tfidf+embeddings" else None
             labels = _labels(task, [order[i] for i in kept], v[kept] if v is not None else None)
-            fitted = Head(list(task.head_fields), labels, spans)
+            fitted = Head(list(task.head_fields), labels, spans, compressors=compressors, rules=requirements(task))
             tick = time.perf_counter()
             m.predicted += fitted.predict(texts, memo, v[held] if v is not None else None)
             m.predict_seconds += time.perf_counter() - tick
@@ -193,6 +224,8 @@ def train(
         _labels(task, order, vectors if best.features == "tfidf+embeddings" else None),
         _spans(task, order, memo),
         embedding.model if vectors is not None and embedding is not None else None,
+        compressors=_compressors(task, order),
+        rules=requirements(task),
     )
     assert best.profile is not None and best.samples is not None
     accepted = [_accepted(best.profile, s) for s in best.samples]
@@ -239,15 +272,16 @@ def train(
 
 
 def _calibrate(task: Task, m: _Measured, ordered: list[dict[str, Any]]) -> None:
-    samples, right = [], dict.fromkeys(task.fields, 0)
+    samples, right, judged = [], dict.fromkeys(task.fields, 0), dict.fromkeys(task.fields, 0)
     for item, (output, probs) in zip(ordered, m.predicted, strict=True):
-        for field in task.fields:
-            right[field] += output[field] == item["output"].get(field)
-        correct = all(output[f] == item["output"].get(f) for f in task.fields)
+        for field in (f for f in task.fields if f in item["output"]):
+            judged[field] += 1
+            right[field] += is_correct(output, item["output"], field, task.match_bar(field))
+        correct = answer_right(task, output, item["output"])
         samples.append(Sample(min(probs.values()), correct, [g for g, _ in task.groups(output)]))
     n = len(ordered)
     m.samples = samples
-    m.profile = build_profile(task, MODEL_NAME, samples, n, {f: c / n for f, c in right.items()})
+    m.profile = build_profile(task, MODEL_NAME, samples, n, {f: right[f] / max(1, judged[f]) for f in task.fields})
     m.accuracy = sum(s.correct for s in samples) / n
 
 
@@ -289,6 +323,11 @@ def _describe(task: Task, head: Head) -> str:
         parts.append(f"labels: logistic regression over TF-IDF {tfidf}{beside}")
     if "span" in kinds.values():
         parts.append("spans: linear-chain CRF over tokens (BIO tags; word, shape, class and neighbour features)")
+    if "compress" in kinds.values():
+        parts.append(
+            "text: each input word kept or dropped (logistic regression over the word, its rarity, position "
+            "and neighbours, and how often the pool kept it)"
+        )
     if head.familiarity is not None:
         space = f"{head.embedding} embeddings" if head.familiarity.space == "embeddings" else "TF-IDF words"
         parts.append(f"novelty: cosine similarity to the nearest pool item in {space}")

@@ -53,7 +53,7 @@ class Embedder:
         threads.prepare(self.runtime)
         import llama_cpp
 
-        from slm_desk.models.runtime import quiet_llama_logs
+        from slm_desk.models.threads import quiet_llama_logs
 
         quiet_llama_logs()
         preload.refuse_if_no_model_allowed(self.model.path)

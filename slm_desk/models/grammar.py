@@ -101,7 +101,7 @@ class Vocabulary:
                 import llama_cpp
 
                 from slm_desk.data.catalog import BUNDLED_ID, resolve_model
-                from slm_desk.models.runtime import quiet_llama_logs
+                from slm_desk.models.threads import quiet_llama_logs
 
                 quiet_llama_logs()
                 params = llama_cpp.llama_model_default_params()

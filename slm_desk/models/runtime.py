@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -26,34 +24,8 @@ from slm_desk.data.hardware import physical_cores
 from slm_desk.errors import InputTooLong, ModelFileError, RuntimeFailure, TaskError
 from slm_desk.models import decoding, preload, threads
 from slm_desk.models.generation import FinishReason, Generation, Ranking, Recorder
+from slm_desk.models.threads import quiet_llama_logs
 from slm_desk.models.values import values_layout, values_only_supported
-
-log = logging.getLogger("slm_desk.llama")
-_log_callback: Any = None
-
-
-def quiet_llama_logs() -> None:
-    """Send llama.cpp's own log lines to Python logging instead of stderr (stderr is for our diagnostics).
-
-    llama-cpp-python's callback prints whatever its level map calls an error, and that map predates
-    llama.cpp's current level numbers, so loading chatter leaks. SLM_DESK_DEBUG=1 shows it all.
-    """
-    global _log_callback
-    if _log_callback is not None:
-        return
-    import ctypes
-
-    import llama_cpp
-
-    if os.environ.get("SLM_DESK_DEBUG"):
-        logging.basicConfig(level=logging.DEBUG)
-
-    @llama_cpp.llama_log_callback
-    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        log.debug(text.decode("utf-8", "replace").rstrip())
-
-    _log_callback = forward  # keep a reference: ctypes does not
-    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
 
 
 @contextlib.contextmanager
