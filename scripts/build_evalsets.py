@@ -154,6 +154,84 @@ def followups(data: Path) -> list[dict]:
     return [followup_item(t) for t in cast_turns(data, 2019) if t["topic"] in CAST_EVAL_TOPICS and t["history"]]
 
 
+# held out of the shared files for the jobs that write text and the guard; scripts/teach_data.py pools the rest
+TOPICS, BUGS, SUPPORT, PROMPTS, EMAILS = 150, 300, 540, 110, 40
+BUG_CHARS = 2000  # a report is stored to here (title-bug-report reads 1,000): some reach 74,000 characters
+SUPPORT_FIELDS = [
+    "order_id",
+    "invoice_id",
+    "person_name",
+    "account_type",
+    "delivery_city",
+    "delivery_country",
+    "refund_amount",
+]
+HANDWRITTEN = ROOT / "scripts" / "handwritten"  # the sets written for slm-desk that these replaced: pool items now
+
+
+def topic_items(data: Path) -> list[dict]:
+    """TREC topics (NIST): a searcher's description and the short query written for it."""
+    lines = (data / "trec-topics" / "topics.jsonl").read_text(encoding="utf-8").splitlines()
+    topics = map(json.loads, lines)
+    return [{"input": t["description"].strip(), "output": {"query": t["title"].strip()}} for t in topics]
+
+
+def bug_items(data: Path, chars: int | None = None) -> list[dict]:
+    """gitbugs' Hadoop reports (CC BY 4.0) and their one-line titles; `chars` cuts a stored report."""
+    lines = (data / "gitbugs" / "hadoop_train.jsonl").read_text(encoding="utf-8").splitlines()
+    items = []
+    for row in map(json.loads, lines):
+        report = row["description"].strip()
+        if report and row["summary"].strip():
+            items.append({"input": report[:chars] if chars else report, "output": {"title": row["summary"].strip()}})
+    return items
+
+
+def support_items(data: Path) -> list[dict]:
+    """Bitext's customer messages (CDLA-Sharing-1.0): the intent, the customer's detail copied from the message as
+    its offsets say (the data's `value` sometimes drops leading zeros or changes case), and the data's own reply as
+    the `reference` a draft's tone is compared with (ROUGE-L)."""
+    items = []
+    for row in map(json.loads, (data / "bitext" / "train.jsonl").read_text(encoding="utf-8").splitlines()):
+        output = {"intent": row["intent"], **dict.fromkeys(SUPPORT_FIELDS)}
+        if row["entity"]:
+            entity = row["entity"]
+            output[entity["type"]] = row["instruction"][entity["start"] : entity["end"]]
+        items.append({"input": row["instruction"], "output": output, "reference": row["response"]})
+    return items
+
+
+def prompt_items(data: Path) -> list[dict]:
+    """deepset's prompts (Apache-2.0), labelled without a span: an injection line names its label only (a pool line
+    may leave out what it does not know); a benign one is safe, whose span is null by the task's rule."""
+    lines = (data / "prompt-injections" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    return [
+        {"input": r["text"], "output": {"label": "prompt_injection"} if r["label"] == "injection" else SAFE}
+        for r in map(json.loads, lines)
+    ]
+
+
+def email_items(data: Path) -> list[dict]:
+    """BIPIA's emails (MIT): clean ones safe, attacked ones with the attack's span."""
+    lines = (data / "prompt-injections" / "bipia_email_train.jsonl").read_text(encoding="utf-8").splitlines()
+    items = []
+    for r in map(json.loads, lines):
+        if r["output"] == "injection":
+            start, end = r["span"]
+            items.append({"input": r["input"], "output": {"label": "prompt_injection", "span": r["input"][start:end]}})
+        else:
+            items.append({"input": r["input"], "output": SAFE})
+    return items
+
+
+SAFE = {"label": "safe", "span": None}
+
+
+def held_apart(items: list[dict], n: int, seed: int, skip: set[str]) -> list[dict]:
+    """`n` items drawn by `seed`, none of them in `skip` (a task's few-shot examples)."""
+    return random.Random(seed).sample([i for i in items if i["input"] not in skip], n)
+
+
 def write(name: str, items: list[dict]) -> None:
     path = OUT / f"{name}.jsonl"
     path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
@@ -165,3 +243,11 @@ if __name__ == "__main__":
     write("route-ticket", routes(data_dir))
     write("extract-booking", bookings(data_dir))
     write("rewrite-followup", followups(data_dir))
+    for name, items, n, seed in (
+        ("rewrite-query", topic_items(data_dir), TOPICS, 51),
+        ("title-bug-report", bug_items(data_dir, BUG_CHARS), BUGS, 1888),
+        ("draft-support-reply", support_items(data_dir), SUPPORT, 27),
+    ):
+        write(name, held_apart(items, n, seed, example_inputs(name)))
+    guard = held_apart(prompt_items(data_dir), PROMPTS, 546, example_inputs("guard"))
+    write("guard", guard + held_apart(email_items(data_dir), EMAILS, 200, example_inputs("guard")))

@@ -6,7 +6,9 @@ Writes OUT_DIR/route-ticket.pool.jsonl (every banking77 query mapped to its rout
 OUT_DIR/extract-booking.pool.jsonl (every restaurant8k utterance with its slot spans), both PolyAI's (CC BY 4.0),
 each without the inputs of the built-in eval sets and of the tasks' own few-shot examples, and
 OUT_DIR/rewrite-followup.pool.jsonl (TREC CAsT, MIT: every turn of 2020 and of the 2019 conversations that are not
-eval topics): the pool teaches, the eval set judges.
+eval topics), OUT_DIR/rewrite-query.pool.jsonl (TREC topics, NIST), title-bug-report.pool.jsonl (gitbugs, CC BY 4.0),
+draft-support-reply.pool.jsonl (Bitext, CDLA-Sharing-1.0: a pool built from it that you share carries that licence)
+and guard.pool.jsonl (deepset's prompts, Apache-2.0, and BIPIA's emails, MIT): the pool teaches, the eval set judges.
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_evalsets import (  # noqa: E402
     CAST_EVAL_TOPICS,
+    HANDWRITTEN,
     ROOT,
     ROUTE_OF,
     booking_items,
+    bug_items,
     cast_turns,
+    email_items,
     example_inputs,
     followup_item,
+    prompt_items,
+    support_items,
+    topic_items,
 )
 
 
@@ -51,6 +59,35 @@ def booking_pool(data: Path) -> list[dict]:
     return booking_items(data, held_out("extract-booking"))
 
 
+def _handwritten(task: str) -> list[dict]:
+    lines = (HANDWRITTEN / f"{task}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [{"input": i["input"], "output": i["output"]} for i in map(json.loads, lines)]
+
+
+def _rest(items: list[dict], task: str) -> list[dict]:
+    skip = held_out(task)
+    return [{"input": i["input"], "output": i["output"]} for i in items if i["input"] not in skip]
+
+
+def query_pool(data: Path) -> list[dict]:
+    """TREC topics not in the eval set, and the chatty requests written for slm-desk (its eval set before)."""
+    return _rest(topic_items(data), "rewrite-query") + _handwritten("rewrite-query")
+
+
+def bug_pool(data: Path) -> list[dict]:
+    return _rest(bug_items(data), "title-bug-report")
+
+
+def support_pool(data: Path) -> list[dict]:
+    return _rest(support_items(data), "draft-support-reply")
+
+
+def guard_pool(data: Path) -> list[dict]:
+    """deepset's prompts (label only for an injection) and BIPIA's emails not in the eval set, and the texts written
+    for slm-desk (its eval set before): the only personal data (pii) any pool holds."""
+    return _rest(prompt_items(data) + email_items(data), "guard") + _handwritten("guard")
+
+
 def followup_pool(data: Path) -> list[dict]:
     turns = [t for t in cast_turns(data, 2019) if t["topic"] not in CAST_EVAL_TOPICS] + cast_turns(data, 2020)
     skip = held_out("rewrite-followup")
@@ -65,6 +102,10 @@ if __name__ == "__main__":
         ("route-ticket", route_pool(data_dir)),
         ("extract-booking", booking_pool(data_dir)),
         ("rewrite-followup", followup_pool(data_dir)),
+        ("rewrite-query", query_pool(data_dir)),
+        ("title-bug-report", bug_pool(data_dir)),
+        ("draft-support-reply", support_pool(data_dir)),
+        ("guard", guard_pool(data_dir)),
     ):
         path = out / f"{name}.pool.jsonl"
         path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
