@@ -59,6 +59,26 @@ def booking_pool(data: Path) -> list[dict]:
     return booking_items(data, held_out("extract-booking"))
 
 
+def within_contract(task: str, items: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The items the task's contract accepts as pool lines (`slm-desk examples add` would skip the rest, naming
+    them: a title with a number its description lacks, one past 200 characters), and the others."""
+    sys.path.insert(0, str(ROOT))
+    from slm_desk.contract.tasks import load_task
+    from slm_desk.data.pool import check_item
+    from slm_desk.errors import UsageError
+
+    contract = load_task(task)
+    kept, broken = [], []
+    for item in items:
+        try:
+            check_item(contract, item)
+        except UsageError:
+            broken.append(item)
+        else:
+            kept.append(item)
+    return kept, broken
+
+
 def _handwritten(task: str) -> list[dict]:
     lines = (HANDWRITTEN / f"{task}.jsonl").read_text(encoding="utf-8").splitlines()
     return [{"input": i["input"], "output": i["output"]} for i in map(json.loads, lines)]
@@ -107,6 +127,10 @@ if __name__ == "__main__":
         ("draft-support-reply", support_pool(data_dir)),
         ("guard", guard_pool(data_dir)),
     ):
+        kept, broken = within_contract(name, items)
         path = out / f"{name}.pool.jsonl"
-        path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items), encoding="utf-8")
-        print(f"{path}: {len(items)} items")
+        path.write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in kept), encoding="utf-8")
+        print(
+            f"{path}: {len(kept)} items"
+            + (f" ({len(broken)} that break the task's contract left out)" if broken else "")
+        )
