@@ -370,6 +370,12 @@ class Desk:
         taught = learned and not tuned and task.retrieval.k > 0
         has_pool = taught and self.store.pool_signature(task.name, task.version)[0] > 0
         profile = self.profile(task, backend.model) if calibrated else None
+        if profile is not None and profile.source and has_pool:  # shipped: measured before the task was taught
+            caveat = (
+                f"it measured the static prompt, before {task.name} had a pool; `slm-desk calibrate {task.name}` "
+                "measures it as taught"
+            )
+            profile = profile.model_copy(update={"caveat": caveat})
         escalation = self.config.escalation
         return Pipeline(
             task,
@@ -474,11 +480,14 @@ class Desk:
         learned: bool = True,
         adapter: bool = True,
         llm_alone: bool = False,
+        items_out: Path | None = None,
     ) -> dict[str, Any]:
         """`eval`: the task's cascade, as `run` would build it, over a gold set; nothing is written to the history.
-        `learned=False` is the static prompt (no pool, no head); `adapter=False` leaves a tuned adapter off."""
+        `learned=False` is the static prompt (no pool, no head); `adapter=False` leaves a tuned adapter off;
+        `items_out` gets each item's envelope beside its gold answer."""
         cascades = self.cascades(task, concurrency, model_id, None, accept_at, escalate, learned, adapter)
-        return {**evaluate.run_eval(cascades, task, items, self.config.costs, progress, llm_alone), "learned": learned}
+        report = evaluate.run_eval(cascades, task, items, self.config.costs, progress, llm_alone, items_out)
+        return {**report, "learned": learned}
 
     def working(self) -> str:
         """What a local model is doing now ("smollm2-135m was loading"), or "" when none is busy: quitting the app

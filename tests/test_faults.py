@@ -332,9 +332,7 @@ def test_instructions_too_long_blame_the_task_file_not_the_input(cli, slm_home: 
     (slm_home / "config" / "tasks" / "long-task.toml").write_text(text)
     result = cli("run", "long-task", "--input", "where is my card")
     assert result.returncode == 2, result.stderr
-    assert (
-        "long-task's instructions and examples alone are" in result.stderr and "shorten the input" not in result.stderr
-    )
+    assert "long-task's instructions alone are" in result.stderr and "shorten the input" not in result.stderr
 
 
 @pytest.mark.parametrize("where", ["config", "task"])
@@ -360,3 +358,58 @@ def test_a_missing_api_key_variable_is_a_usage_error(cli, slm_home: Path, monkey
     result = cli("run", "route-ticket", "--input", "where is my card")
     assert result.returncode == 2, result.stderr
     assert "SLM_DESK_NO_SUCH_KEY is not set" in result.stderr and "export SLM_DESK_NO_SUCH_KEY=" in result.stderr
+
+
+def _long_examples_task(slm_home: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """route-ticket with four examples of about 450 tokens each: together more than a 2,048-token context."""
+    text = cli("tasks", "show", "route-ticket").stdout
+    text = text.split("[[examples]]")[0]
+    for n in range(4):
+        words = " ".join(f"my card number {n} was charged twice and nobody answers" for _ in range(45))
+        text += f'[[examples]]\ninput = "{words}"\noutput = \'{{"route": "fees_and_charges"}}\'\n\n'
+    (slm_home / "config" / "tasks").mkdir(parents=True, exist_ok=True)
+    (slm_home / "config" / "tasks" / "long-examples.toml").write_text(text)
+
+
+@pytest.mark.model
+def test_examples_that_overflow_the_context_are_left_out_until_the_prompt_fits(cli, slm_home: Path) -> None:
+    """The task's examples alone overflowed the context and every input was refused ("whatever the input"); now the
+    prompt keeps as many as fit, least similar left out first, and the envelope says how many."""
+    _long_examples_task(slm_home, cli)
+    result = cli("run", "long-examples", "--input", "where is my card", "--accept-at", "0")
+    assert result.returncode in (0, 3, 4), result.stderr
+    [envelope] = result.envelopes
+    assert 1 <= envelope["examples"] < 4, envelope
+
+
+@pytest.mark.model
+def test_an_input_too_long_even_for_one_example_names_what_does_not_fit(cli, slm_home: Path) -> None:
+    _long_examples_task(slm_home, cli)
+    result = cli("run", "long-examples", "--input", "where is my card today " * 330)
+    assert result.returncode == 2, result.stderr
+    assert "this input does not fit long-examples's prompt: the input is" in result.stderr
+    assert "the 1 example(s) kept" in result.stderr and "nothing was truncated" in result.stderr
+
+
+def test_a_head_saved_by_another_version_names_the_retrain(cli, slm_home: Path) -> None:
+    """A head pickled by a version whose classes moved raised "internal error: AttributeError: Can't get attribute"."""
+    import pickle
+    import sys
+    import types
+
+    gone = types.ModuleType("slm_desk_gone")
+    exec("class Gate:\n    pass", gone.__dict__)
+    sys.modules["slm_desk_gone"] = gone
+    blob = pickle.dumps({"head": gone.Gate()})
+    del sys.modules["slm_desk_gone"]
+    assert cli("examples", "list", "route-ticket").returncode == 0  # the store, made by slm-desk itself
+    with sqlite3.connect(slm_home / "data" / "history.sqlite3") as db:
+        db.execute(
+            "INSERT INTO pool (task, task_version, input, output, source) VALUES ('route-ticket', 1, 'x', '{}', 'f')"
+        )
+        db.execute("INSERT INTO heads (task, task_version, report, model) VALUES ('route-ticket', 1, '{}', ?)", (blob,))
+    result = cli("run", "route-ticket", "--input", "where is my card")
+    assert result.returncode == 2 and "internal error" not in result.stderr, result.stderr
+    assert (
+        "cannot be read by this version of slm-desk" in result.stderr and "slm-desk train route-ticket" in result.stderr
+    )

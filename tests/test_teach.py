@@ -13,6 +13,7 @@ from slm_desk.contract.tasks import load_task
 from slm_desk.data.evalset import builtin, read_jsonl
 from slm_desk.desk import Desk
 from slm_desk.learn.retrieval import Retriever
+from tests.conftest import first_items
 
 DATA = Path(__file__).parent / "data"
 ROUTE_POOL = DATA / "route-ticket.pool.jsonl"
@@ -169,3 +170,44 @@ def test_a_file_with_no_good_line_is_a_usage_error(cli, tmp_path: Path) -> None:
     path.write_text('not json\n{"input": "x", "output": {"route": "nope"}}\n')
     result = cli("examples", "add", "route-ticket", str(path))
     assert result.returncode == 2 and "nothing was added" in result.stderr
+
+
+def test_train_says_why_it_asked_the_model_about_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train` on a task whose held-out items the head accepts, a person always checks or never saw said "measured
+    on 0 items" without the reason; now the model is not loaded at all and the note counts each reason."""
+    from slm_desk.desk import Desk
+    from slm_desk.judge import tiers
+    from slm_desk.models import preload
+
+    monkeypatch.setattr(preload, "models_allowed", lambda: True)
+    monkeypatch.setattr(tiers, "deferrable", lambda scored, task: [])
+    desk = Desk()
+    route = load_task("route-ticket")
+    desk.add_examples(
+        route, first_items(Path(__file__).parent / "data" / "route-ticket.pool.jsonl", 120, tmp_path / "p")
+    )
+    monkeypatch.setattr(desk, "backend", lambda *a, **k: pytest.fail("the model was built with nothing to ask"))
+    training = desk.train(route, compare=10, features="tfidf")
+    note = training.policy.note
+    assert note.startswith("the small model was not asked: of 120 held-out items the head accepts"), note
+    assert "carry a label a person always checks" in note and "unlike the pool" in note
+
+
+def test_a_taught_task_judged_by_its_shipped_profile_says_so(tmp_path: Path) -> None:
+    """The shipped profile measured the static prompt; once the task has a pool its answers come from retrieved
+    examples, and the reason must not pass that measurement off as one of the taught task."""
+    from tests.scripted import ScriptedBackend
+
+    desk = Desk()
+    task = load_task("rewrite-query")
+    backend = ScriptedBackend(lambda text: {"query": text.split()[0]}, model="smollm2-135m")
+    static = desk.pipeline(task, backend)
+    assert static.profile is not None and static.profile.source and not static.profile.caveat
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(
+        json.dumps({"input": "cheap flights to Denver please", "output": {"query": "flights Denver"}}) + "\n"
+    )
+    desk.add_examples(task, pool)
+    taught = desk.pipeline(task, backend).answer("hotels near the Louvre in Paris")
+    assert "the profile shipped for this model; it measured the static prompt" in taught.reason, taught.reason
+    assert "slm-desk calibrate rewrite-query" in taught.reason

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from slm_desk.contract.tasks import load_task
-from slm_desk.contract.words import words
+from slm_desk.contract.words import token_f1, words
 from slm_desk.data.evalset import builtin, read_jsonl
 from slm_desk.learn.compress import keep_tags, render, tokens
 
@@ -29,7 +29,7 @@ def test_tokens_glued_in_the_input_stay_glued() -> None:
     assert render(toks, kept) == "NPE FSNamesystem.getBlockLocations HDFS-1234"
 
 
-def test_a_query_head_keeps_only_the_input_s_words_and_eval_scores_it(cli) -> None:
+def test_a_query_head_keeps_only_the_input_s_words_and_eval_scores_it(cli, tmp_path: Path) -> None:
     assert cli("examples", "add", "rewrite-query", str(DATA / "rewrite-query.pool.jsonl")).returncode in (0, 2)
     trained = cli("train", "rewrite-query", "--compare", "0")
     assert trained.returncode == 0, trained.stderr
@@ -39,9 +39,17 @@ def test_a_query_head_keeps_only_the_input_s_words_and_eval_scores_it(cli) -> No
     ran = cli("run", "rewrite-query", "--jsonl", stdin=lines)
     for envelope, g in zip(ran.envelopes, gold, strict=True):
         assert envelope["answered_by"] == "head" and envelope["valid"], envelope
+        # answered in one batch: no item was timed alone, and the envelope says its share of the batch as such
+        assert envelope["latency_ms"] is None and envelope["batch_ms_per_item"] > 0, envelope
         assert set(words(envelope["output"]["query"])) <= set(words(g["input"]))  # kept, never written
-    report = cli("eval", "rewrite-query")
+    report = cli("eval", "rewrite-query", "--items", str(tmp_path / "items.jsonl"))
     assert report.returncode in (0, 4), report.stderr
+    lines = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert len(lines) == 150 and lines[0]["line"] == 1  # every item, in order, from the one run
+    first = lines[0]
+    assert first["gold"]["query"] and first["envelope"]["output"] is not None
+    assert first["text"]["query"]["token_f1"] == token_f1(first["envelope"]["output"]["query"], first["gold"]["query"])
+    assert first["right"] == (first["text"]["query"]["token_f1"] >= 0.8) == first["fields_right"]["query"]
     line = next(line for line in report.stdout.splitlines() if "query (free text" in line)
     assert "token F1" in line and "ROUGE-L" in line and "counted right (F1 >= 0.8)" in line
     assert "exact match: query" not in report.stdout  # one name per figure: a text field is scored on its line

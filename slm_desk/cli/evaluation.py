@@ -54,6 +54,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="with a trained head: also run the small model alone on every item, for the frontier (slow)",
     )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument(
+        "--items",
+        metavar="FILE",
+        help="also write each item as a JSONL line: its gold answer, the envelope it got and its per-item figures "
+        "(right, per-field right, token F1 and ROUGE-L of text fields), so any metric can be computed from one run",
+    )
     ev.set_defaults(handler=cmd_eval)
 
     bench = commands.add_parser(
@@ -241,8 +247,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         learned=not args.no_pool,
         adapter=not args.no_adapter,
         llm_alone=args.llm_alone,
+        items_out=Path(args.items) if args.items else None,
     )
     report["data"] = str(path)
+    if args.items:
+        print(f"wrote {len(items)} items with their envelopes to {args.items}", file=sys.stderr)
     report["dropped_in_pool"] = dropped
     print(json.dumps(report, indent=2) if args.json else render_eval(report))
     return 0

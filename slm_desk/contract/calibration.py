@@ -74,6 +74,7 @@ class Profile(BaseModel):
     map_y: list[float]
     thresholds: dict[str, Threshold]
     source: str = ""  # where it was measured, when it did not come from `calibrate` here (a shipped profile)
+    caveat: str = ""  # why it may not describe the answers it judges (a shipped one, while the task has a pool)
 
     def apply(self, confidence: float) -> float:
         return float(np.interp(confidence, self.map_x, self.map_y)) if self.map_x else confidence

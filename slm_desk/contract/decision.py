@@ -61,6 +61,8 @@ def decide(
         supported = {g: rule.threshold for g, rule in rules.items() if rule is not None}
         missing = [g for g, t in supported.items() if t is None]
         shipped = "the profile shipped for this model" if profile.source else ""  # not one measured here
+        if shipped and profile.caveat:
+            shipped += f"; {profile.caveat}"
         if missing:
             where = f" ({shipped})" if shipped else ""
             return Verdict(not_sure, f"calibration cannot support the precision target for {', '.join(missing)}{where}")

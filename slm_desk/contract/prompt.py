@@ -30,13 +30,24 @@ def task_messages(task: Task, text: str, shots: list[tuple[str, str]] | None = N
     return [*prefix_messages(task, shots), {"role": "user", "content": text}]
 
 
+RETRY = "That answer was rejected:"
+
+
+def examples_in(messages: list[dict[str, str]]) -> int:
+    """How many few-shot turns (an example input and its answer) a task's messages hold."""
+    after = 3 if messages and messages[-1]["role"] == "user" and messages[-1]["content"].startswith(RETRY) else 1
+    return max(0, (len(messages) - 1 - after) // 2)
+
+
+def without_examples(messages: list[dict[str, str]], drop: int) -> list[dict[str, str]]:
+    """The messages with their first `drop` few-shot turns left out: the least similar of retrieved ones, which
+    come first so that the closest sits right before the input."""
+    return [messages[0], *messages[1 + 2 * drop :]]
+
+
 def retry_messages(messages: list[dict[str, str]], rejected: str, errors: list[str]) -> list[dict[str, str]]:
     """The first attempt and what was wrong with it, so the model can correct itself once."""
-    feedback = (
-        "That answer was rejected:\n- "
-        + "\n- ".join(errors)
-        + "\nAnswer again for the same message, fixing these problems."
-    )
+    feedback = RETRY + "\n- " + "\n- ".join(errors) + "\nAnswer again for the same message, fixing these problems."
     return [*messages, {"role": "assistant", "content": rejected}, {"role": "user", "content": feedback}]
 
 

@@ -42,14 +42,27 @@ class RunResult(BaseModel):
     )
     rendered: str | None = Field(None, description="the task template filled with the output")
     cut: str | None = Field(None, description="how much of a long input the task read (its read_chars), when it cut it")
+    examples: int | None = Field(
+        None, description="few-shot examples in the model's prompt: as many retrieved ones as fit the context"
+    )
     answered_by: Literal["head", "model", "escalation"] = Field(
         "model", description="the tier whose answer this is: trained head, small model, or larger model"
     )
     escalated: bool = False
     escalation: dict[str, Any] | None = Field(None, description="what the larger model was asked and answered")
     attempts: int
-    latency_ms: int
+    latency_ms: int | None = Field(
+        description="this item's wall time, when it was timed alone; null when it was answered in a batch"
+    )
+    batch_ms_per_item: float | None = Field(
+        None, description="a batch's wall time divided by its items (the head answers many inputs at once)"
+    )
     tokens: Tokens
+
+    @property
+    def ms(self) -> float:
+        """Its time: its own when timed alone, else its share of its batch's."""
+        return float(self.latency_ms if self.latency_ms is not None else self.batch_ms_per_item or 0.0)
 
     def envelope(self, **extra: Any) -> dict[str, Any]:
         """What pipe mode prints: everything but the input (scripts already have it)."""

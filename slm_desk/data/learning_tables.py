@@ -12,6 +12,8 @@ import sqlite3
 import threading
 from typing import TYPE_CHECKING, Any
 
+from slm_desk.errors import TaskError
+
 if TYPE_CHECKING:
     import numpy as np  # read only where embeddings are, not on every start
 
@@ -165,7 +167,15 @@ class LearningTables:
             "SELECT report, model, created_at FROM heads WHERE task = ? AND task_version = ? ORDER BY id DESC LIMIT 1",
             (task, version),
         ).fetchone()
-        return (row[0], pickle.loads(bytes(row[1])), row[2]) if row else None  # noqa: S301
+        if not row:
+            return None
+        try:
+            return row[0], pickle.loads(bytes(row[1])), row[2]  # noqa: S301
+        except (AttributeError, ModuleNotFoundError, ImportError, pickle.UnpicklingError, EOFError) as exc:
+            raise TaskError(  # a head saved by another version of slm-desk (a class it pickled is gone or moved)
+                f"the trained head of {task} v{version} cannot be read by this version of slm-desk ({exc})",
+                f"retrain it: slm-desk train {task}",
+            ) from exc
 
 
 def _digest(text: str) -> bytes:

@@ -264,7 +264,7 @@ class Store(LearningTables):
                 r.decision,
                 r.reason,
                 r.attempts,
-                r.latency_ms,
+                round(r.ms),
                 r.tokens.prompt,
                 r.tokens.cached,
                 r.tokens.completion,

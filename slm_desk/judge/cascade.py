@@ -144,7 +144,8 @@ class Cascade:
                 "reason": f"escalated to {big.model} ({small.reason}); its answer passed validation; {big.reason}",
                 "escalated": True,
                 "escalation": info,
-                "latency_ms": small.latency_ms + big.latency_ms,
+                "latency_ms": round(small.ms + big.ms),
+                "batch_ms_per_item": None,
                 "tokens": small.tokens.plus(big.tokens),
             }
         )

@@ -110,7 +110,7 @@ class Pipeline:
         completions = self.backend.complete_many(self.task, [r for r, _ in read]) if runnable else []
         each = (time.perf_counter() - started) / max(1, len(runnable))
         answered = iter(
-            self._judged(r, *validate_output(self.task, c.text, r), c.text, c, 1, c.tokens, each).model_copy(
+            self._judged(r, *validate_output(self.task, c.text, r), c.text, c, 1, c.tokens, each, True).model_copy(
                 update={"input": t, "cut": cut}
             )
             for t, (r, cut), c in zip(runnable, read, completions, strict=True)
@@ -127,6 +127,7 @@ class Pipeline:
         attempts: int,
         totals: Tokens,
         seconds: float,
+        batched: bool = False,
     ) -> RunResult:
         task = self.task
         valid = not errors
@@ -163,9 +164,11 @@ class Pipeline:
             decision=verdict.decision,
             reason=verdict.reason,
             unfamiliar=completion.unfamiliar if completion is not None else None,
+            examples=completion.examples if completion is not None else None,
             rendered=task.render(output) if valid and output else None,
             answered_by=self.tier,
             attempts=attempts,
-            latency_ms=round(seconds * 1000),
+            latency_ms=None if batched else round(seconds * 1000),
+            batch_ms_per_item=round(seconds * 1000, 3) if batched else None,
             tokens=totals,
         )

@@ -55,7 +55,7 @@ def run_bench(
     pipeline = Pipeline(task, backend, shots=no_shots if tuned else None)
     latencies = []
     for i, text in enumerate(inputs, 1):
-        latencies.append(pipeline.answer(text).latency_ms)
+        latencies.append(pipeline.answer(text).ms)
         if progress:
             progress(i, len(inputs))
     return {

@@ -6,10 +6,12 @@ with the machine's cores split between them. Eval runs are measurements: they ar
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +38,7 @@ def record_of(gold: dict[str, Any], result: RunResult, reference: str | None = N
         "valid_first": small_valid and result.attempts == 1,
         "decision": result.decision,
         "escalated": result.escalated,
-        "latency_ms": result.latency_ms,
+        "latency_ms": result.ms,
         "prompt_tokens": result.tokens.prompt,
         "completion_tokens": result.tokens.completion,
         "larger_latency_ms": (result.escalation or {}).get("latency_ms") if result.escalated else None,
@@ -53,11 +55,14 @@ def run_eval(
     costs: CostsConfig,
     progress: Callable[[int, int], None] | None = None,
     llm_alone: bool = False,
+    items_out: Path | None = None,
 ) -> dict[str, Any]:
-    """Run `items` through the cascades (one thread each, items dealt round-robin) and measure the answers."""
+    """Run `items` through the cascades (one thread each, items dealt round-robin) and measure the answers;
+    `items_out` gets one JSONL line per item: its gold answer, its envelope and its figures."""
     concurrency = len(cascades)
     model = cascades[0].small.backend.model
     records: list[dict[str, Any] | None] = [None] * len(items)
+    results: list[RunResult | None] = [None] * len(items)
     lock, done = Lock(), [0]
 
     def work(worker: int) -> None:
@@ -67,6 +72,7 @@ def run_eval(
             except SlmDeskError as exc:  # a server that failed this item: counted as an unanswered item
                 result = unanswered(task, items[index]["input"], model, exc)
             records[index] = record_of(items[index]["output"], result, items[index].get("reference"))
+            results[index] = result
             with lock:
                 done[0] += 1
                 if progress:
@@ -77,6 +83,8 @@ def run_eval(
         list(pool.map(work, range(concurrency)))
     wall = time.perf_counter() - started
     final = [r for r in records if r is not None]
+    if items_out is not None:
+        write_items(items_out, task, items, [r for r in results if r is not None], final)
     larger = [r["larger_latency_ms"] for r in final if r["larger_latency_ms"]]
     report = metrics.compute(task, final, wall, costs, sum(larger) / len(larger) if larger else None)
     return {
@@ -91,6 +99,41 @@ def run_eval(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **report,
     }
+
+
+def write_items(
+    path: Path, task: Task, items: list[dict[str, Any]], results: list[RunResult], records: list[dict[str, Any]]
+) -> None:
+    """Each item as a JSONL line: the gold answer, the envelope (`run --jsonl`'s, with `line`), and its figures."""
+    from slm_desk.contract.calibration import is_correct
+    from slm_desk.contract.words import rouge_l, token_f1
+
+    with path.open("w", encoding="utf-8") as out:
+        for line, (item, result, record) in enumerate(zip(items, results, records, strict=True), 1):
+            gold, output = item["output"], result.output
+            text = {
+                f: {
+                    "token_f1": token_f1(output.get(f) or "", gold[f]),
+                    "rouge_l": rouge_l(output.get(f) or "", gold[f]),
+                }
+                for f in task.text_fields
+                if output is not None and isinstance(gold.get(f), str)
+            }
+            figures: dict[str, Any] = {
+                "right": metrics.answer_right_record(task, record),
+                "fields_right": {f: is_correct(output, gold, f, task.match_bar(f)) for f in task.fields if f in gold},
+                "text": text,
+            }
+            if isinstance(item.get("reference"), str):
+                figures["rouge_l_reference"] = rouge_l(result.rendered or "", item["reference"])
+            envelope = result.envelope(line=line)
+            out.write(
+                json.dumps(
+                    {"line": line, "input": item["input"], "gold": gold, "envelope": envelope, **figures},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
 
 
 def frontier(

@@ -28,6 +28,11 @@ def _right(task: Task, record: dict[str, Any], fields: list[str]) -> bool:
     )
 
 
+def answer_right_record(task: Task, record: dict[str, Any]) -> bool:
+    """One eval record's answer is right on every field its gold names (what `accuracy` counts)."""
+    return _right(task, record, task.fields)
+
+
 def _rate(flags: list[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 

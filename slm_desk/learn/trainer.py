@@ -80,6 +80,10 @@ def train(
     if compare and not preload.models_allowed():  # the test suite's fast tier: no model may load here
         compare, keep_policy = 0, True
         policy.note = "the small model was not measured: this process may not load models"
+    if compare and not tiers.deferrable(trained.scored, task):
+        compare, keep_policy = 0, True
+        policy.note = _nothing_to_ask(task, trained.scored)
+        say(f"  {policy.note}")
     interrupted = False
     if compare:
         asked = next_tier()
@@ -108,3 +112,15 @@ def train(
     if model_profile is not None:
         store.save_calibration(model_profile)
     return Training(trained, policy, model_profile, interrupted)
+
+
+def _nothing_to_ask(task: Task, scored: list[tiers.Scored]) -> str:
+    """Why the small model was asked about no item: every held-out item was one it could not change."""
+    accepted = sum(s.accepted for s in scored)
+    high = sum(not s.accepted and bool(task.always_reviewed(s.output)) for s in scored)
+    unfamiliar = sum(not s.accepted and not s.familiar and not task.always_reviewed(s.output) for s in scored)
+    return (
+        f"the small model was not asked: of {len(scored)} held-out items the head accepts {accepted}, "
+        f"{high} carry a label a person always checks, {unfamiliar} are unlike the pool (a person labels them), and "
+        "none is left where a model's answer could change what is shown"
+    )

@@ -72,7 +72,7 @@ class LlamaCppBackend:
             return self._choose(task, messages, options, on_text, cancelled)
         with self.lock:
             engine = self.engine
-            tokens = engine.tokenize(engine.render(messages))
+            messages, tokens, used = _fitted(engine, task, messages)
             with _blame_the_task(engine, task, messages):
                 generation = engine.generate(tokens, task.output_schema, task.max_tokens, on_text, cancelled)
             if generation.finish_reason == "cancelled":
@@ -93,6 +93,7 @@ class LlamaCppBackend:
                 completion=generation.completion_tokens,
             ),
             fields=fields,
+            examples=used,
         )
 
     def _choose(
@@ -111,7 +112,7 @@ class LlamaCppBackend:
         answers = [json.dumps({field: option}, ensure_ascii=False) for option in options]
         with self.lock:
             engine = self.engine
-            tokens = engine.tokenize(engine.render(messages))
+            messages, tokens, used = _fitted(engine, task, messages, longest=max(len(a) for a in answers) // 2)
             continuations = [[*engine.tokenize_plain(answer), engine.eos] for answer in answers]
             with _blame_the_task(engine, task, messages):
                 ranking = engine.rank(tokens, continuations, cancelled)
@@ -133,27 +134,62 @@ class LlamaCppBackend:
                 prompt=ranking.prompt_tokens, cached=ranking.cached_tokens, completion=len(continuations[best])
             ),
             fields={field: share},
+            examples=used,
         )
+
+
+def _fitted(engine: Engine, task: Task, messages: Messages, longest: int = 0) -> tuple[Messages, list[int], int]:
+    """The messages with as many few-shot turns as fit the context beside the input and the answer's budget (the
+    least similar left out first), their tokens, and how many turns are in. At least one turn stays: when even one
+    does not fit, the error names what does not fit for this input."""
+    from slm_desk.contract.prompt import examples_in, without_examples
+
+    budget = max(task.max_tokens, longest) + 8 * len(task.fields)  # the answer, and the keys values mode forces
+    total = examples_in(messages)
+    trial, tokens, keep = messages, [], total
+    for keep in range(total, 0 if total else -1, -1):
+        trial = without_examples(messages, total - keep)
+        tokens = engine.tokenize(engine.render(trial))
+        if len(tokens) + budget <= engine.n_ctx:
+            break
+    return trial, tokens, keep  # when even the fewest does not fit, the engine refuses it and _blame_the_task says why
 
 
 @contextlib.contextmanager
 def _blame_the_task(engine: Engine, task: Task, messages: Messages) -> Iterator[None]:
-    """A prompt too long for the context is the input's fault, unless the task's own instructions and examples
-    leave no room for any input: then the message names the task file, not the input."""
+    """A prompt too long for the context is the input's fault, unless the task's own instructions leave no room for
+    any input: then the message names the task file. With examples in the prompt (as many as fit were kept), it
+    says what each part takes for this input."""
+    from slm_desk.contract.prompt import examples_in
     from slm_desk.errors import InputTooLong, TaskError
 
     try:
         yield
-    except InputTooLong:
-        fixed = len(engine.tokenize(engine.render([*messages[:-1], {"role": "user", "content": ""}])))
-        if fixed + task.max_tokens < engine.n_ctx or task.max_tokens >= fixed:  # the input's, or max_tokens' fault
+    except InputTooLong as exc:
+
+        def size(part: Messages) -> int:
+            return len(engine.tokenize(engine.render([*part, {"role": "user", "content": ""}])))
+
+        instructions, fixed = size(messages[:1]), size(messages[:-1])
+        if instructions + task.max_tokens >= engine.n_ctx and task.max_tokens < instructions:
+            raise TaskError(
+                f"{task.name}'s instructions alone are {instructions:,} tokens; with {task.max_tokens} kept for the "
+                f"answer they do not fit the context window of {engine.n_ctx:,} tokens, whatever the input; nothing "
+                "ran",
+                f"shorten the instructions in {task.source or 'the task file'}, or raise [runtime] n_ctx "
+                "(or pass --ctx N)",
+            ) from None
+        kept = examples_in(messages)
+        if not kept or task.max_tokens >= fixed:
             raise
-        raise TaskError(
-            f"{task.name}'s instructions and examples alone are {fixed:,} tokens; with {task.max_tokens} kept for the "
-            f"answer they do not fit the context window of {engine.n_ctx:,} tokens, whatever the input; nothing ran",
-            f"shorten the instructions or examples in {task.source or 'the task file'}, or raise [runtime] n_ctx "
-            "(or pass --ctx N)",
-        ) from None
+        whole = len(engine.tokenize(engine.render(messages)))
+        raise InputTooLong(
+            f"this input does not fit {task.name}'s prompt: the input is {whole - fixed:,} tokens, the instructions "
+            f"{instructions:,}, the {kept} example(s) kept (the fewest allowed; the rest were left out) "
+            f"{fixed - instructions:,}, and {task.max_tokens} are kept for the answer: more than the context window "
+            f"of {engine.n_ctx:,} tokens; nothing was truncated",
+            "shorten the input, or raise [runtime] n_ctx in config.toml (or pass --ctx N)",
+        ) from exc
 
 
 def _choices(task: Task) -> list[str] | None:

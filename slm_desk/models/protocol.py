@@ -36,6 +36,7 @@ class Completion:
     fields: dict[str, float] | None = None
     note: str | None = None  # why there is no confidence, when there is none
     unfamiliar: str | None = None  # why the input is unlike what this tier learned from (then it is not accepted)
+    examples: int | None = None  # few-shot turns the prompt held (fewer than retrieved when they did not all fit)
 
 
 class Backend(Protocol):

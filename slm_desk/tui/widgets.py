@@ -42,7 +42,8 @@ class ResultView(Static):
             (result.task, "bold"), "  ", badge, " ", (f" {result.decision.upper()} ", DECISION_STYLE[result.decision])
         )
         line.append(f"  answered by {TIER_NAMES[result.answered_by]}", style="bold")
-        line.append(f"  {confidence_text(result)}  {result.model}  {result.latency_ms} ms")
+        timed = f"{result.latency_ms} ms" if result.latency_ms is not None else f"{result.ms:.1f} ms (batch share)"
+        line.append(f"  {confidence_text(result)}  {result.model}  {timed}")
         line.append("\n" + result.reason, style="italic")
         if result.errors:
             line.append("\n" + "\n".join(f"- {e}" for e in result.errors), style="red")
