@@ -103,3 +103,30 @@ def test_without_an_encoder_the_rule_reads_content_words() -> None:
     near = trained.head.unfamiliar(banking)
     assert sum(w is not None for w in far) / len(far) >= 0.4
     assert sum(w is not None for w in near) / len(near) <= 0.05
+
+
+@given(st.integers(1, 400), st.integers(0, 5000), st.floats(-1.0, 1.0))
+def test_an_input_far_longer_than_the_pool_s_longest_is_unfamiliar_whatever_its_words(
+    longest: int, length: int, threshold: float
+) -> None:
+    """A 5,000-character paste into route-ticket was accepted at 0.83: length is part of being like the pool."""
+    pool = unit_rows(0, 4)
+    rule = Familiarity("embeddings", pool.astype(np.float16), None, threshold, 4, longest)
+    [why] = rule.unfamiliar(["x" * length], pool[:1])  # its words as like the pool as can be
+    if length > novelty.LONGER * longest:
+        assert why is not None and "far longer than every example" in why and f"{longest:,}" in why
+    else:
+        assert why is None or "far longer" not in why
+
+
+def test_a_head_trained_on_short_queries_sends_a_long_paste_to_review(tmp_path: Path) -> None:
+    from slm_desk.desk import Desk
+    from tests.conftest import first_items
+
+    desk = Desk()
+    desk.add_examples(ROUTE, first_items(ROUTE_POOL, 200, tmp_path / "pool.jsonl"))
+    desk.train(ROUTE, features="tfidf")
+    pipeline, _ = desk.head(ROUTE)  # type: ignore[misc]
+    pasted = "I lost my card and need a new one, please block the old card. " * 80
+    [result] = pipeline.answer_batch([pasted])
+    assert result.decision == "review" and result.unfamiliar and "far longer" in result.unfamiliar  # type: ignore[union-attr]

@@ -119,6 +119,7 @@ async def test_label_with_number_keys_undo_and_the_cursor_stays() -> None:
     app = SlmDeskApp(desk=desk)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")
+        await app.workers.wait_for_complete()  # the teaching order comes from a worker, off the event loop
         await pilot.pause()
         table = app.screen.query_one("#queue", DataTable)
         assert [str(table.get_row_at(r)[0]) for r in range(3)] == ["2", "3", "1"]  # least confident first

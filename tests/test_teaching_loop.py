@@ -236,3 +236,32 @@ async def test_narrow_screens_keep_the_answers_the_counts_and_a_clean_footer(tmp
             await pilot.pause()
             footer = app.screen.query_one(Footer)
             assert footer.show_command_palette == (size[0] >= 72)
+
+
+async def test_the_open_teach_screen_shows_the_head_a_background_retrain_just_saved(
+    slm_home: Path, tmp_path: Path
+) -> None:
+    """After the automatic retrain the open Teach screen kept the old head and a STALE mark for minutes."""
+    (slm_home / "config").mkdir(parents=True, exist_ok=True)
+    (slm_home / "config" / "config.toml").write_text("[teach]\nretrain_after = 1\n")
+    desk = _taught(tmp_path)
+    queue(desk, "a new question about my card", "other", 0.5)
+    released, train = threading.Event(), desk.train
+
+    def held(task: Any, **options: Any) -> Any:
+        released.wait(20)
+        return train(task, **options)
+
+    desk.train = held  # type: ignore[method-assign]
+    app = SlmDeskApp(desk=desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await app.workers.wait_for_complete()
+        app.screen.query_one("#queue", DataTable).focus()
+        await pilot.press(str(LABELS.index("card_issue") + 1))  # the one label: the retrain starts, and waits
+        await pilot.press("f5")
+        await pilot.pause()
+        assert "on 200 items" in summary(app) and "STALE" in summary(app), summary(app)
+        released.set()
+        await wait_until(pilot, lambda: "on 201 items" in summary(app))  # no key pressed: the screen reloaded
+        assert "STALE" not in summary(app)

@@ -173,7 +173,11 @@ def cmd_review(args: argparse.Namespace) -> int:
                 for item in items:
                     text = item["input"].replace("\n", " ")
                     print(f"{item['id']:>5}  {item['task']:<16} {text[:50]:<50}  {item['reason'][:60]}")
-                print(f"{len(items)} pending", file=sys.stderr)
+                total = store.pending_count(args.task)
+                shown = (
+                    f"showing the first {len(items)} of {total} pending" if total > len(items) else f"{total} pending"
+                )
+                print(shown, file=sys.stderr)
             return 0
         if args.id is None:
             raise UsageError(f"review {args.action} needs an item id", "list them with `slm-desk review`")

@@ -295,6 +295,13 @@ class Store(LearningTables):
         rows = self.db.execute(f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT ?", [*args, limit])
         return [dict(row) for row in rows]
 
+    def count_runs(self, search: str | None = None) -> int:
+        """How many runs the history holds (matching `search`): the true total beside a capped list."""
+        where, args = (
+            ("WHERE input LIKE ? OR output LIKE ? OR reason LIKE ?", [f"%{search}%"] * 3) if search else ("", [])
+        )
+        return int(self.db.execute(f"SELECT count(*) FROM runs {where}", args).fetchone()[0])
+
     def run(self, run_id: int) -> dict[str, Any] | None:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return dict(row) if row else None
@@ -345,6 +352,11 @@ class Store(LearningTables):
             [*args, limit],
         )
         return [dict(row) for row in rows]
+
+    def pending_count(self, task: str | None = None) -> int:
+        """How many items wait for a person (every one, not the first page)."""
+        where, args = ("AND task = ?", [task]) if task else ("", [])
+        return int(self.db.execute(f"SELECT count(*) FROM review WHERE status = 'pending' {where}", args).fetchone()[0])
 
     def pool_output(self, task: str, version: int, text: str) -> Any:
         """The pool's answer for this input, or None when the pool does not have it."""

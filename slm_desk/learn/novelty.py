@@ -24,15 +24,25 @@ CHUNK = 1024  # rows of a similarity block at a time: 1024 x a 10,000-item pool 
 Space = Literal["embeddings", "tfidf"]
 
 
-class Familiarity:
-    """The pool as vectors, and the similarity below which an input counts as unlike it. (Pickled in the head.)"""
+LONGER = 3  # an input this many times longer than the pool's longest is unlike it, whatever its words
 
-    def __init__(self, space: Space, pool: Any, features: Any, threshold: float, measured_on: int) -> None:
+
+class Familiarity:
+    """The pool as vectors, and the similarity below which an input counts as unlike it; and the pool's longest
+    input, beyond LONGER times which an input is unlike it too (a 5,000-character paste into a task whose pool holds
+    one-line queries: an encoder reads only its start, and TF-IDF sees its words). (Pickled in the head.)"""
+
+    longest: int | None = None  # the class default: a head pickled before the length rule has none
+
+    def __init__(
+        self, space: Space, pool: Any, features: Any, threshold: float, measured_on: int, longest: int | None = None
+    ) -> None:
         self.space = space
         self.pool = pool  # unit rows: float16 embeddings, or a sparse TF-IDF matrix
         self.features = features  # the TF-IDF featurizer for the tfidf space; None for embeddings
         self.threshold = threshold
         self.measured_on = measured_on
+        self.longest = longest
 
     def similarity(self, texts: list[str], vectors: np.ndarray | None) -> np.ndarray:
         """Each input's cosine similarity to its nearest pool item."""
@@ -42,12 +52,20 @@ class Familiarity:
     def unfamiliar(self, texts: list[str], vectors: np.ndarray | None) -> list[str | None]:
         """For each input, why it is unlike the pool, or None when it is like it."""
         reached = f"the {self.threshold:.2f} that {1 - QUANTILE:.0%} of the pool's own accepted items reach"
-        return [
+        why: list[str | None] = [
             None
             if s >= self.threshold
             else f"unlike every example the head learned from (nearest: {s:.2f}, below {reached})"
             for s in self.similarity(texts, vectors)
         ]
+        if self.longest:
+            for i, text in enumerate(texts):
+                if len(text) > LONGER * self.longest:
+                    why[i] = (
+                        f"far longer than every example the head learned from ({len(text):,} characters; the pool's "
+                        f"longest is {self.longest:,})"
+                    )
+        return why
 
 
 def _rows(space: Space, features: Any, texts: list[str], vectors: np.ndarray | None) -> Any:
@@ -93,4 +111,5 @@ def fit(
     own = np.concatenate(nearest) if nearest else np.zeros(0)
     chosen = own[np.asarray(accepted, dtype=bool)] if any(accepted) else own
     threshold = float(np.quantile(chosen, QUANTILE)) if len(chosen) else -1.0
-    return Familiarity(space, pool, features, threshold, len(chosen)), own
+    longest = max((len(t) for t in texts), default=0) or None
+    return Familiarity(space, pool, features, threshold, len(chosen), longest), own

@@ -19,7 +19,7 @@ from slm_desk.desk import Desk
 from slm_desk.tui.base import SCREENS
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.history_screen import HistoryScreen
-from slm_desk.tui.messages import ConfigChanged, RerunRequested
+from slm_desk.tui.messages import ConfigChanged, HeadRetrained, RerunRequested
 from slm_desk.tui.modals import Dialog
 from slm_desk.tui.models_screen import ModelsScreen
 from slm_desk.tui.review_screen import ReviewScreen
@@ -123,3 +123,9 @@ class SlmDeskApp(App[None]):
     @on(ConfigChanged)
     def config_changed(self) -> None:
         self.refresh_bindings()
+
+    @on(HeadRetrained)
+    def head_retrained(self, message: HeadRetrained) -> None:
+        """The Teach screen, when it is the one showing, reloads now (on any other screen it reloads when shown)."""
+        if isinstance(self.screen, TeachScreen) and not self.screen.training:
+            self.screen.reload()

@@ -54,7 +54,10 @@ class HistoryScreen(DeskScreen):
                 run["input"].replace("\n", " ")[:60],
             ]
             table.add_row(*map(Text, cells), key=str(run["id"]))  # user text: never read as markup
-        shown = f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + (f" matching {search!r}" if search else "")
+        total = self.desk.store.count_runs(search) if len(runs) >= 500 else len(runs)
+        shown = f"{total} run{'s' if total != 1 else ''}" + (f" matching {search!r}" if search else "")
+        if total > len(runs):
+            shown = f"showing the newest {len(runs)} of {shown}"
         # said here too: while the search box has focus, its own Enter hides the footer's "enter Open"
         self.query_one("#count", Static).update(Text(shown + ("  enter opens the highlighted run" if runs else "")))
 

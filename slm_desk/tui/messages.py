@@ -16,3 +16,11 @@ class RerunRequested(Message):
 
 class ConfigChanged(Message):
     """config.toml was written: screens that show settings should reload them."""
+
+
+class HeadRetrained(Message):
+    """A task's head was retrained in the background (Review's automatic retrain): a screen showing it reloads."""
+
+    def __init__(self, task: str) -> None:
+        super().__init__()
+        self.task = task

@@ -3,6 +3,7 @@ Accept, correct (validated as you type, or one key per label), reject; undo the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -17,10 +18,12 @@ from slm_desk.contract.tasks import Task, load_task
 from slm_desk.data import review
 from slm_desk.errors import SlmDeskError
 from slm_desk.tui.base import DeskScreen
+from slm_desk.tui.messages import HeadRetrained
 from slm_desk.tui.modals import CorrectAnswer
 from slm_desk.tui.widgets import answer_line
 
 REPEAT_S = 0.5  # the same label key again within this is a double press, not a second verdict
+QUEUE_SHOWN = 100  # items listed at once (the header says the true total)
 
 
 class ReviewScreen(DeskScreen):
@@ -43,6 +46,8 @@ class ReviewScreen(DeskScreen):
         self.retraining: set[str] = set()  # tasks whose head is retraining in the background
         self.last_label: tuple[int, float] = (0, 0.0)  # the last label key and when it was pressed
         self.items: dict[int, dict[str, Any]] = {}
+        self.ordered = False  # the table shows the teaching order (not yet: the worker is ordering it)
+        self.resolved: set[int] = set()  # verdicts given since the queue was read: the worker's order leaves them out
 
     def compose(self) -> ComposeResult:
         yield from self.top()
@@ -58,26 +63,82 @@ class ReviewScreen(DeskScreen):
         self.action_reload()
 
     def action_reload(self) -> None:
+        """The queue as it came, at once (a cheap read), then in teaching order when the worker that orders it is
+        done: ordering asks the task's head about every item, which took seconds on the event loop."""
+        queue = review.pending(self.desk.store, limit=QUEUE_SHOWN)
+        self.resolved.clear()
+        self._show(queue, ordered=False)
+        if self.teaching_order and queue:
+            self.order_queue()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="review-order", name="order")
+    def order_queue(self) -> None:
+        queue = self.desk.review_queue(teaching_order=True)
+        self.app.call_from_thread(self._ordered, queue)
+
+    def _ordered(self, queue: list[dict[str, Any]]) -> None:
+        if not self.teaching_order:  # `o` switched to arrival order meanwhile
+            return
+        self._show([item for item in queue if item["id"] not in self.resolved], ordered=True)
+
+    def _show(self, queue: list[dict[str, Any]], ordered: bool) -> None:
+        """Fill the table, the cursor staying on the item it was on (or its place when that item is gone)."""
         table = self.query_one("#queue", DataTable)
-        row = table.cursor_row
+        row, current = table.cursor_row, self._current_id()
+        if not self.ordered and row == 0:  # the provisional first row: the ordered queue starts at its own top
+            current = None
         table.clear()
-        queue = self.desk.review_queue(teaching_order=self.teaching_order)
         self.items = {item["id"]: item for item in queue}
+        self.ordered = ordered
         for item in queue:
             cells = [str(item["id"]), item["task"], item["input"].replace("\n", " ")[:40], _why_first(item)]
             table.add_row(*map(Text, cells), key=str(item["id"]))  # user and model text: never markup
-        order = "teaching order (o: as they came)" if self.teaching_order else "as they came (o: teaching order)"
+        if table.row_count:
+            ids = list(self.items)
+            table.move_cursor(row=ids.index(current) if current in self.items else min(row, table.row_count - 1))
+        self._header()
+
+    def _header(self) -> None:
+        total = self.desk.store.pending_count()
+        count = f"showing {len(self.items)} of {total} pending" if total > len(self.items) else f"{total} pending"
+        if not self.teaching_order:
+            order = "as they came (o: teaching order)"
+        elif self.ordered:
+            order = "teaching order (o: as they came)"
+        else:
+            order = "as they came until the teaching order is ready"
         self.query_one("#detail", Static).update(
-            f"{len(self.items)} pending, {order}   a accept   c correct   1-9 label   x reject   u undo"
+            f"{count}, {order}   a accept   c correct   1-9 label   x reject   u undo"
             if self.items
             else "nothing to review" + ("   u undoes the last verdict" if self.done else "")
         )
+
+    def _current_id(self) -> int | None:
+        table = self.query_one("#queue", DataTable)
+        if not table.row_count:
+            return None
+        return int(str(table.get_row_at(min(table.cursor_row, table.row_count - 1))[0]))
+
+    def _resolved(self, item_id: int) -> None:
+        """A verdict was given: its row leaves the table; the rest keep their order and the cursor its place."""
+        self.resolved.add(item_id)
+        self.items.pop(item_id, None)
+        table = self.query_one("#queue", DataTable)
+        row = table.cursor_row
+        with contextlib.suppress(Exception):  # RowDoesNotExist: a reload already dropped it
+            table.remove_row(str(item_id))
         if table.row_count:
-            table.move_cursor(row=min(row, table.row_count - 1))  # the cursor stays where it was
+            table.move_cursor(row=min(row, table.row_count - 1))
+        self._header()
 
     def action_order(self) -> None:
         self.teaching_order = not self.teaching_order
         self.action_reload()
+
+    def worker_stopped(self, worker: Any, reason: str) -> None:
+        if worker.name == "order":  # the queue stays as it came; say why it is not in teaching order
+            self.ordered = False
+            self._header()
 
     def _current(self) -> dict | None:
         table = self.query_one("#queue", DataTable)
@@ -126,7 +187,7 @@ class ReviewScreen(DeskScreen):
             before = json.dumps(done.pool_before, ensure_ascii=False)
             said += f"; it replaces the earlier label {before} of this input in the pool"
         self.notify(said + "   (u undoes it)")
-        self.action_reload()
+        self._resolved(item["id"])
         if done.output is not None:
             self._maybe_retrain(item["task"])
 
@@ -152,6 +213,7 @@ class ReviewScreen(DeskScreen):
         finally:
             self.app.call_from_thread(lambda: self.retraining.discard(task.name))
         r = training.trained.report
+        self.app.post_message(HeadRetrained(task.name))  # thread-safe: the open Teach screen shows the new head
         was = f" (was {before:.1%})" if before is not None else ""
         self.app.call_from_thread(
             self.notify,
