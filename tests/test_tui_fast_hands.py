@@ -226,3 +226,24 @@ async def test_review_s_first_open_never_stalls_the_event_loop(tmp_path: Path, m
     print(f"event loop's worst lag while Review opened: {worst * 1000:.0f} ms")
     assert worst < 1.0, worst  # the ordering's 2 s never lands on the loop
     desk.close()
+
+
+async def test_at_most_two_toasts_and_never_over_the_key_legend(tmp_path: Path) -> None:
+    """Labelling fast stacked a toast per key down over Review's key legend (labels 4-6 hidden at 60x20)."""
+    desk = _desk(tmp_path)
+    app = SlmDeskApp(desk=desk)
+    async with app.run_test(size=(60, 20), notifications=True) as pilot:
+        app.switch_mode("review")
+        await app.workers.wait_for_complete()
+        app.notify("something went wrong", severity="error")
+        for n in range(5):
+            app.notify(f"item {n}: corrected")
+        await pilot.pause()
+        shown = list(app._notifications)
+        assert len(shown) == 2 and shown[0].severity == "error"  # the error stays; the newest routine one beside
+        from textual.widgets._toast import ToastRack
+
+        rack = app.screen.get_child_by_type(ToastRack)
+        legend = app.screen.query_one("#detail")
+        assert rack.region.bottom <= legend.region.y, (rack.region, legend.region)
+    desk.close()

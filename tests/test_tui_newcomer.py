@@ -155,7 +155,7 @@ async def test_a_result_names_its_task_and_goes_when_another_task_is_chosen() ->
         screen.post_message(RunScreen.Completed(_result("route-ticket")))
         await pilot.pause()
         assert "route-ticket" in str(screen.query_one("#verdict", Static).render())
-        assert "done: route-ticket: accept" in str(screen.query_one("#status", Static).render())
+        assert "done: route-ticket: valid, accept" in str(screen.query_one("#status", Static).render())
         screen.query_one("#tasks", OptionList).focus()
         await pilot.press("up")  # another task
         await pilot.pause()
@@ -298,3 +298,39 @@ async def test_esc_during_calibration_says_calibration_was_cancelled() -> None:
         assert any("calibration cancelled: nothing was saved" in m for m in shown)
         assert not any("generation cancelled" in m for m in shown)
         assert app.desk.store.calibration("route-ticket", load_task("route-ticket").version, "scripted") is None
+
+
+async def test_an_invalid_answer_reads_as_invalid_first_and_its_text_only_as_rejected() -> None:
+    """The line under `done:` was the rejected JSON (the streamed text), with INVALID five lines lower."""
+    from textual.widgets import DataTable
+
+    from slm_desk.contract.results import RunResult, Tokens
+    from slm_desk.tui.run_screen import RunScreen
+
+    rejected = '{"people": "a table for 40 people", "date": null}'
+    result = RunResult(
+        task="extract-booking",
+        task_version=1,
+        model="smollm2-135m",
+        input="Table for 4 tonight",
+        output=None,
+        rejected_output=rejected,
+        valid=False,
+        errors=["people 'a table for 40 people' does not appear in the input; copy it exactly or use null"],
+        decision="review",
+        reason="the answer failed validation after the retry",
+        attempts=2,
+        latency_ms=900,
+        tokens=Tokens(),
+    )
+    app = SlmDeskApp(initial_task="extract-booking")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        screen.query_one("#stream", Static).update(rejected)  # what streamed while the model wrote it
+        screen.post_message(RunScreen.Completed(result))
+        await pilot.pause()
+        status = str(screen.query_one("#status", Static).render())
+        assert status.startswith("done: extract-booking: INVALID, review"), status
+        assert str(screen.query_one("#stream", Static).render()) == ""  # no longer read as if it were the answer
+        fields = screen.query_one("#fields", DataTable)
+        assert str(fields.get_row_at(0)[0]) == "(rejected)"  # the rejected text only as such

@@ -11,6 +11,7 @@ from typing import Any
 from textual import on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import Notify
 from textual.screen import Screen
 from textual.widget import AwaitMount
 
@@ -37,6 +38,7 @@ MODE_SCREENS: list[tuple[str, type[Screen[None]]]] = [
     ("settings", SettingsScreen),
 ]
 PALETTE_SKIPS = {"cancel", "reload"}  # Esc and ctrl+l mean "this screen, now": not something to search for
+TOASTS = 2  # notifications on screen at once (app.tcss docks them under the navigation bar)
 
 
 class SlmDeskApp(App[None]):
@@ -62,6 +64,17 @@ class SlmDeskApp(App[None]):
         """Plain text by default: messages carry user input, paths and errors with square brackets."""
         options.setdefault("markup", False)
         super().notify(message, **options)
+
+    def _on_notify(self, event: Notify) -> None:
+        """At most TOASTS on screen, the oldest routine ones leaving first: fast labelling stacked a toast per key
+        down over Review's key legend in a 20-row terminal. Errors and warnings stay until their time is up."""
+        super()._on_notify(event)
+        shown = list(self._notifications)
+        surplus = len(shown) - TOASTS
+        for old in [n for n in shown if n.severity == "information"][: max(0, surplus)]:
+            self._unnotify(old, refresh=False)
+        if surplus > 0:
+            self._refresh_notifications()
 
     def on_mount(self) -> None:
         self.switch_mode("run")

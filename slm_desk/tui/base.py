@@ -36,6 +36,7 @@ CANCELLED = {
     "train": "training cancelled: the head is unchanged",
     "retrain": "retraining cancelled: the head is unchanged",
     "distill": "teacher stopped: what it labelled so far waits in Review",
+    "order": "",  # Review's teaching order, asked again (the newer one replaces it): nothing to say
 }
 
 
@@ -116,7 +117,8 @@ class DeskScreen(Screen[None]):
         worker, error = event.worker, event.worker.error
         if event.state == WorkerState.CANCELLED or isinstance(error, Cancelled):
             reason = "cancelled"
-            self.notify(CANCELLED.get(worker.name, "cancelled"))
+            if said := CANCELLED.get(worker.name, "cancelled"):
+                self.notify(said)
         elif isinstance(error, SlmDeskError):
             reason = error.message
             self.notify(error.hint or error.message, title=error.message, severity="error", timeout=10)

@@ -56,8 +56,7 @@ class ReviewScreen(DeskScreen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#queue", DataTable).add_columns("id", "task", "input", "reason")
-        self.action_reload()
+        self.query_one("#queue", DataTable).add_columns("id", "task", "input", "reason")  # filled on resume
 
     def on_screen_resume(self) -> None:
         self.action_reload()

@@ -191,10 +191,14 @@ class RunScreen(DeskScreen):
         self.running = False
         self.result = message.result
         self.desk.record([message.result])
+        # the streamed text was the raw answer: for an invalid one, the rejected JSON, read first as if it were the
+        # answer; the table below shows a valid answer field by field and an invalid one as (rejected)
+        self.query_one("#stream", Static).update("")
         fill_fields(self.query_one("#fields", DataTable), message.result)
         self.query_one(ResultView).show(message.result)
         hint = "  ctrl+g escalates" if message.result.decision == "escalate" else ""
-        self._status(f"done: {message.result.task}: {message.result.decision}  ctrl+o copies the JSON{hint}")
+        validity = "valid" if message.result.valid else "INVALID"
+        self._status(f"done: {message.result.task}: {validity}, {message.result.decision}  ctrl+o copies it{hint}")
         self.refresh_bindings()
 
     def worker_stopped(self, worker: Worker[Any], reason: str) -> None:
