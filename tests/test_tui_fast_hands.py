@@ -128,16 +128,21 @@ async def test_enter_twice_in_a_path_dialog_answers_once(tmp_path: Path) -> None
     desk.close()
 
 
+async def _export_dialog(pilot) -> None:  # type: ignore[no-untyped-def]
+    """Teach (F5), then its export dialog (x)."""
+    await pilot.press("f5")
+    await pilot.pause()
+    await pilot.press("x")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, AskPath)
+
+
 async def test_switching_screens_closes_the_dialog_of_the_screen_left(tmp_path: Path) -> None:
     """Teach, x, F1, F5: the export dialog used to wait there and take the next x into its path."""
     desk = _desk(tmp_path)
     app = SlmDeskApp(desk=desk)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f5")
-        await pilot.pause()
-        await pilot.press("x")
-        await pilot.pause()
-        assert isinstance(app.screen, AskPath)
+        await _export_dialog(pilot)
         await pilot.press("f1", "f5")
         await pilot.pause()
         assert not isinstance(app.screen, Dialog) and app.current_mode == "teach"
@@ -154,10 +159,7 @@ async def test_an_export_is_written_only_to_a_jsonl_path(tmp_path: Path, monkeyp
     desk = _desk(tmp_path)
     app = SlmDeskApp(desk=desk)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f5")
-        await pilot.pause()
-        await pilot.press("x")
-        await pilot.pause()
+        await _export_dialog(pilot)
         app.screen.query_one(Input).value = ""
         burst(app, [*"25693u", "enter"])
         await pilot.pause(0.2)
