@@ -163,3 +163,33 @@ async def test_a_teacher_labels_inputs_into_review_never_the_pool(tmp_path: Path
     assert sorted(item["input"] for item in queued) == ["my card is stuck in the ATM", "my new card has not arrived"]
     assert all("distilled from" in item["reason"] for item in queued)
     assert desk.store.pool("route-ticket", 1) == []  # teacher labels wait for a person
+
+
+async def test_the_training_bar_runs_once_per_phase_and_never_goes_back() -> None:
+    """It went 0 % for 8 s, 100 % for 12 s, back to 2 %, and ended at 17 %: two phases shared one bar and total."""
+    from textual.widgets import ProgressBar
+
+    from slm_desk.tui.teach_screen import ASKING, FITTING
+
+    app = SlmDeskApp(desk=Desk())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        screen = app.screen
+        screen._busy(None)
+        bar = screen.query_one("#train-progress", ProgressBar)
+        seen = []
+        for phase, done, total in [
+            (FITTING, 0, 5),
+            (FITTING, 3, 5),
+            (FITTING, 2, 5),
+            (FITTING, 5, 5),
+            (ASKING, 0, 100),
+            (ASKING, 2, 100),
+            (ASKING, 17, 100),
+        ]:
+            screen._progress(phase, done, total)
+            seen.append((screen.phase, bar.progress, bar.total))
+        assert [p for ph, p, _ in seen if ph == FITTING] == [0, 3, 3, 5]  # never back within a phase
+        assert [(p, t) for ph, p, t in seen if ph == ASKING] == [(0, 100), (2, 100), (17, 100)]  # its own total
+        assert str(screen.query_one("#train-phase").render()) == f"{ASKING}: 17 of 100"

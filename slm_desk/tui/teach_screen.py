@@ -24,6 +24,7 @@ from slm_desk.tui.modals import AskPath, Confirm, Problems
 from slm_desk.tui.widgets import answer_line
 
 SHOWN = 500  # pool items listed (the newest); the counts above the table are over the whole pool
+FITTING, ASKING = "fitting the head, step", "asking the small model where the head is unsure, item"
 OUTPUT_WIDTH = 30  # at most, per item's answer (the whole ones: `slm-desk examples list`)
 
 
@@ -46,6 +47,7 @@ class TeachScreen(DeskScreen):
     def __init__(self) -> None:
         super().__init__()
         self.training = False
+        self.phase = ""  # what the progress bar counts now (FITTING, ASKING, or a teacher's labels)
         self.before: float | None = None  # the held-out accuracy of the head being replaced
 
     def compose(self) -> ComposeResult:
@@ -53,7 +55,9 @@ class TeachScreen(DeskScreen):
         names = list(task_names())
         first = self.first_task(names, "route-ticket")
         yield Select([(name, name) for name in names], value=first, allow_blank=False, id="task")
-        yield ProgressBar(id="train-progress", show_eta=False)
+        with Horizontal(id="train-row"):
+            yield Static("", id="train-phase")
+            yield ProgressBar(id="train-progress", show_eta=False)
         yield Static("", id="teach-summary")
         with Horizontal(id="teach-tables"):
             yield DataTable(id="values", zebra_stripes=True, cursor_type="none")
@@ -61,7 +65,7 @@ class TeachScreen(DeskScreen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#train-progress", ProgressBar).display = False
+        self.query_one("#train-row").display = False
         self.reload()
 
     def on_screen_resume(self) -> None:
@@ -277,7 +281,8 @@ class TeachScreen(DeskScreen):
 
     def _step(self, done: int) -> None:
         if self.training:
-            self.query_one("#train-progress", ProgressBar).update(progress=done)
+            bar = self.query_one("#train-progress", ProgressBar)
+            self._progress("the teacher labelled", done, int(bar.total or done))
 
     def _distilled(self, counts: dict[str, int]) -> None:
         self._stopped()
@@ -288,9 +293,10 @@ class TeachScreen(DeskScreen):
 
     def _busy(self, total: int | None) -> None:
         self.training = True
-        bar = self.query_one("#train-progress", ProgressBar)
-        bar.display = True
-        bar.update(total=total, progress=0)
+        self.phase = ""
+        self.query_one("#train-row").display = True
+        self.query_one("#train-phase", Static).update("")
+        self.query_one("#train-progress", ProgressBar).update(total=total, progress=0)
         self.refresh_bindings()
 
     # -- training ----------------------------------------------------------------------------------------------
@@ -325,12 +331,15 @@ class TeachScreen(DeskScreen):
             self.app.call_from_thread(self._said, line.strip())
 
         def stepped(done: int, total: int) -> None:  # the bar moves when a step ends, never before it starts
-            self.app.call_from_thread(self._progress, done, total)
+            self.app.call_from_thread(self._progress, FITTING, done, total)
+
+        def asked(done: int, total: int) -> None:
+            self.app.call_from_thread(self._progress, ASKING, done, total)
 
         # as `slm-desk train` does: the small model is measured where it could change an answer, within a budget
         # (a head sure of its pool skips it), and a cancelled measurement keeps the policy measured before
         training = self.desk.train(
-            task, compare=None, said=said, answered=stepped, steps=stepped, cancelled=lambda: worker.is_cancelled
+            task, compare=None, said=said, answered=asked, steps=stepped, cancelled=lambda: worker.is_cancelled
         )
         self.app.call_from_thread(self._trained, training)
 
@@ -338,9 +347,16 @@ class TeachScreen(DeskScreen):
         if self.training:
             self.sub_title = line
 
-    def _progress(self, done: int, total: int) -> None:
-        if self.training:
-            self.query_one("#train-progress", ProgressBar).update(total=total, progress=done)
+    def _progress(self, phase: str, done: int, total: int) -> None:
+        """One run of the bar per phase, with the phase's own total, never going back within it."""
+        if not self.training:
+            return
+        bar = self.query_one("#train-progress", ProgressBar)
+        if phase != self.phase:
+            self.phase = phase
+            bar.update(total=total, progress=0)
+        bar.update(total=total, progress=max(done, int(bar.progress)))
+        self.query_one("#train-phase", Static).update(f"{phase}: {done} of {total}")
 
     def _trained(self, training: Training) -> None:
         self._stopped()
@@ -367,5 +383,5 @@ class TeachScreen(DeskScreen):
     def _stopped(self) -> None:
         self.training = False
         self.sub_title = self.SUB_TITLE
-        self.query_one("#train-progress", ProgressBar).display = False
+        self.query_one("#train-row").display = False
         self.refresh_bindings()
