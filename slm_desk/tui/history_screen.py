@@ -31,7 +31,8 @@ class HistoryScreen(DeskScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
-        table.add_columns("id", "time", "task", "decision", "valid", "model", "input")
+        # the input before the model: at 80 columns the columns to its left left it 11 characters
+        table.add_columns("id", "time", "task", "decision", "valid", "input", "model")
         self.action_reload()
 
     def on_screen_resume(self) -> None:
@@ -46,12 +47,12 @@ class HistoryScreen(DeskScreen):
         for run in runs:
             cells = [
                 str(run["id"]),
-                run["created_at"][5:19].replace("T", " "),
+                run["created_at"][5:16].replace("T", " "),
                 run["task"],
                 run["decision"],
                 "yes" if run["valid"] else "NO",
-                run["model"],
                 run["input"].replace("\n", " ")[:60],
+                run["model"],
             ]
             table.add_row(*map(Text, cells), key=str(run["id"]))  # user text: never read as markup
         total = self.desk.store.count_runs(search) if len(runs) >= 500 else len(runs)

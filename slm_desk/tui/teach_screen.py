@@ -127,7 +127,7 @@ class TeachScreen(DeskScreen):
             return
         table = self.query_one("#pool", DataTable)
         width = table.size.width or 60
-        origin = width >= 64
+        origin = width >= 48  # where an item came from is what a person weighs first: at 80 columns too
         output = max(12, min(OUTPUT_WIDTH, (width - 8) * 2 // 5))
         text_width = max(10, width - 6 - output - (10 if origin else 0) - 6)
         row = table.cursor_row
