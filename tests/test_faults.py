@@ -387,7 +387,7 @@ def test_an_input_too_long_even_for_one_example_names_what_does_not_fit(cli, slm
     _long_examples_task(slm_home, cli)
     result = cli("run", "long-examples", "--input", "where is my card today " * 330)
     assert result.returncode == 2, result.stderr
-    assert "this input does not fit long-examples's prompt: the input is" in result.stderr
+    assert "input too long for long-examples's prompt: the input is" in result.stderr
     assert "the 1 example(s) kept" in result.stderr and "nothing was truncated" in result.stderr
 
 

@@ -184,7 +184,7 @@ def _blame_the_task(engine: Engine, task: Task, messages: Messages) -> Iterator[
             raise
         whole = len(engine.tokenize(engine.render(messages)))
         raise InputTooLong(
-            f"this input does not fit {task.name}'s prompt: the input is {whole - fixed:,} tokens, the instructions "
+            f"input too long for {task.name}'s prompt: the input is {whole - fixed:,} tokens, the instructions "
             f"{instructions:,}, the {kept} example(s) kept (the fewest allowed; the rest were left out) "
             f"{fixed - instructions:,}, and {task.max_tokens} are kept for the answer: more than the context window "
             f"of {engine.n_ctx:,} tokens; nothing was truncated",
