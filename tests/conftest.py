@@ -23,6 +23,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # the package from source again, a fifth of its start. Children cache bytecode in __pycache__, as Python does
 # by default; the xdist workers, started after this file loads, inherit the same environment.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# llama.cpp's threads wait as the product makes them wait ([runtime] wait = "passive", models/threads.py): OpenMP
+# reads the policy once, when llama_cpp first loads, and a test module importing it at collection (test_schema_guard)
+# loaded it spinning for the whole run: beside two busy loops one runtime test then took 15 minutes and more.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

@@ -19,6 +19,8 @@ import re
 import threading
 from typing import Any
 
+from slm_desk.models import threads
+
 # a character inside a JSON string: anything but a quote, a backslash or a control character, or an escape
 JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 _NOT_IN_JSON = '"\\\\\\x7F\\x00-\\x1F'  # prepended to every negated class: [^...] never admits them either
@@ -32,7 +34,17 @@ def _escape(literal: str) -> str:
     )
 
 
+def _llama_cpp_ready() -> None:
+    """Before llama.cpp first loads in this process: its threads' wait policy (`threads.prepare`, the default
+    config's, unless a model loaded first) and its log lines (to Python logging, not stderr)."""
+    from slm_desk.data.config import RuntimeConfig
+
+    threads.prepare(RuntimeConfig())
+    threads.quiet_llama_logs()
+
+
 def _converter_class() -> type:
+    _llama_cpp_ready()
     from llama_cpp.llama_grammar import PRIMITIVE_RULES, BuiltinRule, SchemaConverter
 
     class Converter(SchemaConverter):
@@ -98,12 +110,11 @@ class Vocabulary:
     def get(cls) -> Any:
         with cls._lock:
             if cls._vocab is None:
+                _llama_cpp_ready()
                 import llama_cpp
 
                 from slm_desk.data.catalog import BUNDLED_ID, resolve_model
-                from slm_desk.models.threads import quiet_llama_logs
 
-                quiet_llama_logs()
                 params = llama_cpp.llama_model_default_params()
                 params.vocab_only = True
                 model = llama_cpp.llama_model_load_from_file(str(resolve_model(BUNDLED_ID).path).encode(), params)
