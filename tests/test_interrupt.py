@@ -48,10 +48,14 @@ def test_ctrl_c_during_start_and_model_load_is_never_lost(slm_home: Path) -> Non
         time.sleep(delay)
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=120)
-        # 130 and one line at every moment: pydantic turned a Ctrl-C in its schema building into a SchemaError, and
-        # one landing in a C extension's start made the interpreter kill itself by SIGINT at exit
-        assert child.returncode == 130, (delay, child.returncode, err.decode()[-500:])
-        assert "Traceback" not in err.decode() and "Exception ignored" not in err.decode(), (delay, err.decode())
+        said = err.decode()
+        if child.returncode != 130 and "_on_sigint" not in said and "slm_desk/cli" not in said:
+            continue  # Python's own handler took it: the interpreter was still starting, before slm-desk ran
+        # from slm-desk's first line on, 130 and one line at every moment: pydantic turned a Ctrl-C in its schema
+        # building into a SchemaError, and one landing in a C extension's start made the interpreter kill itself
+        # by SIGINT at exit, after the one line was printed
+        assert child.returncode == 130, (delay, child.returncode, said[-500:])
+        assert "Traceback" not in said and "Exception ignored" not in said, (delay, said)
         assert len(out.splitlines()) <= 3, (delay, len(out.splitlines()))  # stopped within the item in flight
 
 
