@@ -8,10 +8,12 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
+
 from slm_desk.contract.tasks import load_task
 from slm_desk.contract.words import token_f1, words
 from slm_desk.data.evalset import builtin, read_jsonl
-from slm_desk.learn.compress import keep_tags, render, tokens
+from slm_desk.learn.compress import _kept, keep_tags, render, tokens
 
 DATA = Path(__file__).parent / "data"
 
@@ -27,6 +29,20 @@ def test_tokens_glued_in_the_input_stay_glued() -> None:
     toks = tokens("NPE in FSNamesystem.getBlockLocations after HDFS-1234 fix")
     kept = [t[0] not in {"in", "after", "fix"} for t in toks]
     assert render(toks, kept) == "NPE FSNamesystem.getBlockLocations HDFS-1234"
+
+
+def test_a_word_the_answer_already_holds_is_not_said_again() -> None:
+    toks = tokens("Document will report a rail strike or an ongoing Rail strikes.")
+    kept = [t[0].lower() in {"rail", "strike", "strikes"} for t in toks]
+    assert render(toks, kept) == "rail strike"  # once each, as the input first spells it
+
+
+def test_a_keep_rule_is_a_probability_or_a_share_of_the_likeliest_token_s() -> None:
+    probs = np.array([0.05, 0.2, 0.12, 0.01])
+    assert _kept(probs, 0.15) == [False, True, False, False]
+    assert _kept(probs, 0.5, share=True) == [False, True, True, False]  # 0.12 >= half of 0.2
+    assert _kept(probs, 0.0, share=True) == [True] * 4  # a 0.0 share keeps all: it is a value, not "missing"
+    assert _kept(probs, 0.9) == [False, True, False, False]  # never empty: the likeliest at least
 
 
 def test_a_query_head_keeps_only_the_input_s_words_and_eval_scores_it(cli, tmp_path: Path) -> None:
