@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Footer, Select
 
+from slm_desk import apart
 from slm_desk.contract.tasks import load_task
 from slm_desk.data import review
 from slm_desk.desk import Desk
@@ -64,11 +65,8 @@ async def test_the_apps_train_keeps_the_policy_train_measured(tmp_path: Path) ->
 
 
 @pytest.mark.model
-async def test_the_apps_train_measures_the_small_model_with_progress(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(tiers, "MIN_BUDGET_S", 1.0)  # a few answers are enough to see it measure
-    desk = _taught(tmp_path, 120)
+async def test_the_apps_train_measures_the_small_model_with_progress(tmp_path: Path) -> None:
+    desk = _taught(tmp_path, 120)  # the training's child measures the model within its own budget (a minute)
     app = SlmDeskApp(desk=desk)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
@@ -92,20 +90,17 @@ async def test_labels_given_during_a_retrain_are_stale_and_counted(
     desk = _taught(tmp_path)
     for n in range(4):
         queue(desk, f"a new question {n} about my card", "other", 0.5)
-    reading, labelled, train = threading.Event(), threading.Event(), desk.train
+    reading, labelled, train = threading.Event(), threading.Event(), apart.train
 
-    def slow(task: Any, **options: Any) -> Any:  # the retrain reads its pool, then waits for the label below
-        said = options.get("said") or (lambda line: None)
-
-        def hold(line: str) -> None:
-            said(line)
+    def slow(config: Any, task: Any, **options: Any) -> Any:  # the child has read its pool: the label below comes
+        def hold(line: str) -> None:  # after that, while the app is still retraining
             if line.strip().startswith("fold 1/"):
                 reading.set()
                 labelled.wait(20)
 
-        return train(task, **{**options, "said": hold})
+        return train(config, task, **{**options, "said": hold})
 
-    desk.train = slow  # type: ignore[method-assign]
+    monkeypatch.setattr(apart, "train", slow)
     app = SlmDeskApp(desk=desk)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")
@@ -239,20 +234,20 @@ async def test_narrow_screens_keep_the_answers_the_counts_and_a_clean_footer(tmp
 
 
 async def test_the_open_teach_screen_shows_the_head_a_background_retrain_just_saved(
-    slm_home: Path, tmp_path: Path
+    slm_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After the automatic retrain the open Teach screen kept the old head and a STALE mark for minutes."""
     (slm_home / "config").mkdir(parents=True, exist_ok=True)
     (slm_home / "config" / "config.toml").write_text("[teach]\nretrain_after = 1\n")
     desk = _taught(tmp_path)
     queue(desk, "a new question about my card", "other", 0.5)
-    released, train = threading.Event(), desk.train
+    released, train = threading.Event(), apart.train
 
-    def held(task: Any, **options: Any) -> Any:
+    def held(config: Any, task: Any, **options: Any) -> Any:
         released.wait(20)
-        return train(task, **options)
+        return train(config, task, **options)
 
-    desk.train = held  # type: ignore[method-assign]
+    monkeypatch.setattr(apart, "train", held)
     app = SlmDeskApp(desk=desk)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f3")

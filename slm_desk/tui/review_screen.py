@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
+from slm_desk import apart
 from slm_desk.contract.tasks import Task, load_task
 from slm_desk.data import review
 from slm_desk.errors import SlmDeskError
@@ -207,16 +208,16 @@ class ReviewScreen(DeskScreen):
 
     @work(thread=True, exit_on_error=False, group="teach", name="retrain")
     def retrain(self, task: Task, before: float | None) -> None:
-        try:
-            training = self.desk.train(task, keep_policy=True)  # no model measured here: what was measured stays
+        try:  # no model measured here: what was measured stays; in a process of its own, so labelling goes on
+            outcome = apart.train(self.desk.config, task, keep_policy=True)
         finally:
             self.app.call_from_thread(lambda: self.retraining.discard(task.name))
-        r = training.trained.report
         self.app.post_message(HeadRetrained(task.name))  # thread-safe: the open Teach screen shows the new head
         was = f" (was {before:.1%})" if before is not None else ""
         self.app.call_from_thread(
             self.notify,
-            f"{task.name}'s head retrained on {r.n_train} items: held-out accuracy {r.heldout_accuracy:.1%}{was}",
+            f"{task.name}'s head retrained on {outcome.n_train} items: "
+            f"held-out accuracy {outcome.heldout_accuracy:.1%}{was}",
         )
 
     def action_label(self, number: int) -> None:

@@ -15,8 +15,8 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, ProgressBar, Select, Static
 from textual.worker import Worker, get_current_worker
 
+from slm_desk import apart
 from slm_desk.contract.tasks import Task, load_task, task_names
-from slm_desk.desk import Training
 from slm_desk.errors import Cancelled
 from slm_desk.learn.training import MIN_ITEMS
 from slm_desk.tui.base import DeskScreen
@@ -337,11 +337,18 @@ class TeachScreen(DeskScreen):
             self.app.call_from_thread(self._progress, ASKING, done, total)
 
         # as `slm-desk train` does: the small model is measured where it could change an answer, within a budget
-        # (a head sure of its pool skips it), and a cancelled measurement keeps the policy measured before
-        training = self.desk.train(
-            task, compare=None, said=said, answered=asked, steps=stepped, cancelled=lambda: worker.is_cancelled
+        # (a head sure of its pool skips it), and a cancelled measurement keeps the policy measured before; in a
+        # process of its own, so the screen stays live (apart.py)
+        outcome = apart.train(
+            self.desk.config,
+            task,
+            compare=None,
+            said=said,
+            answered=asked,
+            steps=stepped,
+            cancelled=lambda: worker.is_cancelled,
         )
-        self.app.call_from_thread(self._trained, training)
+        self.app.call_from_thread(self._trained, outcome)
 
     def _said(self, line: str) -> None:
         if self.training:
@@ -358,18 +365,18 @@ class TeachScreen(DeskScreen):
         bar.update(total=total, progress=max(done, int(bar.progress)))
         self.query_one("#train-phase", Static).update(f"{phase}: {done} of {total}")
 
-    def _trained(self, training: Training) -> None:
+    def _trained(self, outcome: apart.Outcome) -> None:
         self._stopped()
-        r = training.trained.report
         was = f" (was {self.before:.1%})" if self.before is not None else ""
-        policy = training.policy
-        if training.interrupted:
-            tier = "the comparison was stopped" + ("; the policy measured before is kept" if policy.model else "")
-        elif policy.model:
-            tier = f"{policy.model} measured on {policy.measured} items"
+        if outcome.interrupted:
+            tier = "the comparison was stopped" + ("; the policy measured before is kept" if outcome.model else "")
+        elif outcome.model:
+            tier = f"{outcome.model} measured on {outcome.measured} items"
         else:
-            tier = policy.note or "the small model was not measured"
-        self.notify(f"head trained on {r.n_train} items: held-out accuracy {r.heldout_accuracy:.1%}{was}; {tier}")
+            tier = outcome.note or "the small model was not measured"
+        self.notify(
+            f"head trained on {outcome.n_train} items: held-out accuracy {outcome.heldout_accuracy:.1%}{was}; {tier}"
+        )
         self.reload()
 
     def action_cancel(self) -> None:
