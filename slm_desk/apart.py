@@ -6,9 +6,10 @@ quiet). Here the training runs in a fresh interpreter (`python -m slm_desk.apart
 into it) with the same config and `SLM_DESK_HOME`, at a lower CPU priority, and tells the caller each step as the
 CLI would: `said` lines, `steps` and `answered` counts, one JSON line each on the child's stdout. A cancel asks the
 child, on its stdin, to stop at its next step (the head is then unchanged, or saved with the policy measured before,
-as `Desk.train` says); the child also stops when its stdin closes (the app is gone), and one that has not stopped
-`STOP_S` after it was asked is killed. The child's own output (llama.cpp's lines, warnings) goes to
-`logs/train.log`. What comes back is what the app shows of a training: an `Outcome`.
+as `Desk.train` says); the child also stops when its stdin closes (the app is gone). One that has not stopped
+`STOP_S` after it was asked is killed: a fit's steps are too long to wait for (quitting during a train waited 20 s
+for a fold to end), and the store saves a head whole or not at all. The child's own output (llama.cpp's lines,
+warnings) goes to `logs/train.log`. What comes back is what the app shows of a training: an `Outcome`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import IO, Any
@@ -30,7 +32,7 @@ from slm_desk.contract.tasks import Task
 from slm_desk.data.config import Config
 from slm_desk.errors import Cancelled, SlmDeskError
 
-STOP_S = 10.0  # a cancelled child that has not stopped by then is killed
+STOP_S = 2.0  # a cancelled child that has not stopped by then is killed (a quit waits no longer than this)
 NICE = 5  # the training is background work: the app's screen comes first
 STOP = "stop"
 
@@ -71,12 +73,12 @@ def train(
     assert child.stdin is not None and child.stdout is not None
     lines: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_read, args=(child.stdout, lines), name="training child", daemon=True).start()
-    asked_to_stop = False
+    asked_to_stop: float | None = None  # when
 
     def stop() -> None:
         nonlocal asked_to_stop
-        if not asked_to_stop:
-            asked_to_stop = True
+        if asked_to_stop is None:
+            asked_to_stop = time.monotonic()
             _tell(child, STOP)
 
     try:
@@ -87,6 +89,8 @@ def train(
             try:
                 line = lines.get(timeout=0.1)
             except queue.Empty:
+                if asked_to_stop is not None and time.monotonic() - asked_to_stop > STOP_S:
+                    raise Cancelled() from None  # still in a long step: killed below (a head is saved whole or not)
                 continue
             if line is None:  # stdout closed without an answer
                 raise RuntimeError(f"the training process ended without a word (exit status {child.wait()})")
