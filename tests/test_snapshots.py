@@ -140,3 +140,29 @@ async def test_every_screen_key_is_in_the_navigation_bar_at_any_width(size: tupl
         shown = str(pilot.app.screen.query_one("#nav").render())
         assert all(f"F{n} " in shown for n in range(1, 8)), shown
         assert ("F7 Settings" in shown) == (size[0] >= 68), shown  # titles shorten only where they must
+
+
+@pytest.mark.parametrize("key", ["f1", "f2", "f3", "f4", "f5", "f6", "f7"])
+async def test_every_footer_key_fits_a_60_column_terminal(key: str) -> None:
+    """Models' footer lost its last keys at 60x20 ("Set escalation", "Set encoder" and the rest cut)."""
+    from textual.widgets._footer import FooterKey
+
+    async with SlmDeskApp().run_test(size=(60, 20)) as pilot:
+        await pilot.press(key)
+        await pilot.pause()
+        keys = list(pilot.app.screen.query(FooterKey))
+        assert keys and all(k.region.right <= 60 and k.region.width > 0 for k in keys), [
+            (k.key, k.region) for k in keys
+        ]
+
+
+async def test_the_whole_reliability_diagram_shows_at_80x24() -> None:
+    """At 80x24 the diagram's lower rows, its axis and its counts were below the screen's edge."""
+    async with SlmDeskApp(initial_task="route-ticket").run_test(size=(80, 24)) as pilot:
+        await pilot.press("f6")
+        await pilot.pause()
+        plot = pilot.app.screen.query_one("#plot")
+        assert "confidence" in str(plot.render()) and plot.region.height > 0
+        lines = str(plot.render()).splitlines()
+        counts = next(i for i, line in enumerate(lines) if line.lstrip().startswith("n "))
+        assert plot.region.y + counts < 24 - 1, (plot.region, counts)  # above the footer

@@ -17,6 +17,7 @@ from slm_desk.tui.base import DeskScreen
 from slm_desk.tui.widgets import ReliabilityPlot
 
 MIN_LABELLED = 20  # as `slm-desk calibrate`
+TALL = 34  # terminal rows from which the reliability diagram gets its full height
 LIMIT = 200  # items the app calibrates on (minutes, not an hour); `slm-desk calibrate TASK` takes them all
 
 
@@ -50,6 +51,9 @@ class CalibrationScreen(DeskScreen):
     def on_screen_resume(self) -> None:
         self.action_reload()
 
+    def on_resize(self) -> None:  # the diagram's height follows the terminal's
+        self.action_reload()
+
     @on(Select.Changed, "#task")
     def action_reload(self) -> None:
         desk = self.desk
@@ -80,7 +84,8 @@ class CalibrationScreen(DeskScreen):
             f"ECE {profile.ece_raw:.3f} raw; held-out {h['ece_raw']:.3f} -> {h['ece_calibrated']:.3f} recalibrated"
             f"   Brier {profile.brier_raw:.3f}" + (f"\n{profile.source}; k measures it here" if profile.source else "")
         )
-        plot.plot([b.model_dump() for b in profile.reliability_raw], "reliability diagram (raw confidence)")
+        rows = ReliabilityPlot.HEIGHT if self.app.size.height >= TALL else ReliabilityPlot.SHORT
+        plot.plot([b.model_dump() for b in profile.reliability_raw], "reliability diagram (raw confidence)", rows)
         for group, t in profile.thresholds.items():
             table.add_row(
                 group, t.risk, f"{t.target:.0%}", str(t.n), "-" if t.threshold is None else f"{t.threshold:.3f}", t.note

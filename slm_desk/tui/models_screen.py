@@ -25,10 +25,11 @@ class ModelsScreen(DeskScreen):
     BINDINGS = [
         Binding("p", "pull", "Pull"),
         Binding("d", "remove", "Remove"),
-        Binding("s", "default('small')", "Set small"),
-        Binding("e", "default('escalation')", "Set escalation"),
-        Binding("m", "default('embedding')", "Set encoder"),
-        Binding("ctrl+l", "reload", "Reload"),
+        # short labels (the full ones as tooltips): every shown key fits a 60-column footer
+        Binding("s", "default('small')", "Small", tooltip="make the highlighted model the small model"),
+        Binding("e", "default('escalation')", "Escalation", tooltip="make it the escalation model"),
+        Binding("m", "default('embedding')", "Encoder", tooltip="make it the sentence encoder"),
+        Binding("ctrl+l", "reload", "Reload", show=False),  # in the palette (and the key list, ctrl+p)
     ]
 
     def compose(self) -> ComposeResult:

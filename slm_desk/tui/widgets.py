@@ -72,17 +72,18 @@ def fill_fields(table: DataTable, result: RunResult) -> None:
 class ReliabilityPlot(Static):
     """Accuracy per confidence bin as bars, against the diagonal a calibrated model would follow."""
 
-    HEIGHT = 10
+    HEIGHT = 10  # rows of the diagram; a short terminal gets SHORT (at 80x24 the full one was cut)
+    SHORT = 5
 
-    def plot(self, bins: list[dict[str, Any]], title: str) -> None:
+    def plot(self, bins: list[dict[str, Any]], title: str, rows: int = HEIGHT) -> None:
         cols = []
         for b in bins:
             acc = b.get("accuracy")
             mid = (b["lower"] + b["upper"]) / 2
-            cols.append((None if acc is None else round(acc * self.HEIGHT), round(mid * self.HEIGHT), b["count"]))
+            cols.append((None if acc is None else round(acc * rows), round(mid * rows), b["count"]))
         text = Text(f"{title}\n", style="bold")
-        for row in range(self.HEIGHT, 0, -1):
-            text.append(f"{row / self.HEIGHT:>4.1f} ┤", style="dim")
+        for row in range(rows, 0, -1):
+            text.append(f"{row / rows:>4.1f} ┤", style="dim")
             for height, diagonal, _ in cols:
                 if height is not None and height >= row:
                     text.append(" ███", style="green" if abs(height - diagonal) <= 1 else "red")
@@ -97,7 +98,8 @@ class ReliabilityPlot(Static):
         )
         text.append("    n " + "".join(f"{c:>4}" for _, _, c in cols) + "\n", style="dim")
         text.append(
-            "bars: accuracy per bin (green = within a tenth of the diagonal)   · : perfect calibration",
+            f"bars: accuracy per bin (green = within {'a tenth' if rows == 10 else f'1/{rows}'} of the diagonal)"
+            "   · : perfect calibration",
             style="italic dim",
         )
         self.update(text)
