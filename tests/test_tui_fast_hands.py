@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from textual import events
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
 from slm_desk.contract.tasks import load_task
 from slm_desk.data import review
@@ -27,6 +28,7 @@ MODES = ["run", "history", "review", "models", "teach", "calibration", "settings
 KEYS = [
     *"123456789acxuoitdyn sme",
     *["delete", "enter", "escape", "tab", "shift+tab", "up", "down", "ctrl+s", "ctrl+l", "ctrl+f"],
+    *["pageup", "pagedown", "home", "end"],  # a burst in tmux found PageDown's crash these keys lacked
     *[f"f{n}" for n in range(1, 8)],
 ]
 
@@ -88,6 +90,26 @@ BURSTS = st.lists(st.lists(st.sampled_from(KEYS), min_size=1, max_size=12), min_
 @given(st.sampled_from(MODES), BURSTS)
 def test_random_key_bursts_on_every_screen_never_stop_the_app(tmp_path: Path, start: str, bursts: list) -> None:
     asyncio.run(_drive(tmp_path, start, bursts))
+
+
+@pytest.mark.parametrize(("screen", "keys"), [("calibration", ["f1", "f5"]), ("teach", ["f6"])])
+async def test_page_down_in_a_drop_down_opened_in_the_same_burst_is_harmless(
+    tmp_path: Path, screen: str, keys: list[str]
+) -> None:
+    """A task list opened with Enter, a screen switch, and PageDown, in one burst: Textual's OptionList looked up a
+    line it had not laid out yet (KeyError: 7 in OptionList._move_page) and the app ended with status 1."""
+    desk = _desk(tmp_path)
+    app = SlmDeskApp(desk=desk)
+    async with app.run_test(size=SIZE) as pilot:
+        app.switch_mode(screen)
+        await pilot.pause()
+        app.screen.query_one("#task", Select).focus()
+        await pilot.pause()
+        for key in ["enter", *keys, "pagedown", "pagedown", "pageup"]:
+            app.simulate_key(key)  # each posted before the app has handled the one before
+        await pilot.pause(0.5)
+        assert app.is_running and app._exception is None, app._exception
+    desk.close()
 
 
 async def test_two_label_keys_at_machine_speed_label_two_items(tmp_path: Path) -> None:

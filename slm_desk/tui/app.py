@@ -17,6 +17,7 @@ from textual.widget import AwaitMount
 
 from slm_desk import locations
 from slm_desk.desk import Desk
+from slm_desk.tui import guards  # noqa: F401  # Textual widgets made safe for keys at machine speed
 from slm_desk.tui.base import SCREENS
 from slm_desk.tui.calibration_screen import CalibrationScreen
 from slm_desk.tui.history_screen import HistoryScreen
