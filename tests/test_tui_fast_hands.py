@@ -222,15 +222,17 @@ async def test_an_uncaught_exception_ends_the_app_with_code_1_and_its_traceback_
 
 async def test_review_s_first_open_never_stalls_the_event_loop(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Ordering the queue asks the head about every item (7 s on a 189-item queue whose embeddings were not cached):
-    it ran on the event loop, and keys pressed meanwhile were lost. Here ordering takes 2 s on purpose; the loop's
-    worst lag while Review opens is measured, and the queue is on screen (as it came) before the order is."""
+    it ran on the event loop, and keys pressed meanwhile were lost. Here ordering takes 4 s on purpose; the loop's
+    worst lag while Review opens is measured, and the queue is on screen (as it came) before the order is. On the
+    loop, the ordering would stall it 4 s; beside two busy loops the loop's worst lag was 1.06 s without it (80 ms
+    quiet), so the bound is 3 s: it tells the two apart on a busy machine too."""
     import time
 
     desk = _desk(tmp_path)
     ordering = Desk.review_queue
 
     def slow(self: Desk, *args: object, **kwargs: object) -> list:
-        time.sleep(2.0)
+        time.sleep(4.0)
         return ordering(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Desk, "review_queue", slow)
@@ -248,7 +250,7 @@ async def test_review_s_first_open_never_stalls_the_event_loop(tmp_path: Path, m
         assert screen.ordered  # then in teaching order
     worst = max(b - a for a, b in zip(ticks, ticks[1:], strict=False))
     print(f"event loop's worst lag while Review opened: {worst * 1000:.0f} ms")
-    assert worst < 1.0, worst  # the ordering's 2 s never lands on the loop
+    assert worst < 3.0, worst  # the ordering's 4 s never lands on the loop
     desk.close()
 
 
