@@ -102,13 +102,10 @@ def render(toks: list[Token], kept: list[bool]) -> str:
         else:
             words.append(word)
         previous = i
-    said: set[str] = set()
-    unique = []
+    first: dict[str, str] = {}  # each stem's first spelling, in input order
     for word in words:
-        if _stem(word) not in said:
-            said.add(_stem(word))
-            unique.append(word)
-    return " ".join(unique)
+        first.setdefault(_stem(word), word)
+    return " ".join(first.values())
 
 
 class _Vocabulary:

@@ -24,6 +24,7 @@ LIMIT = 200  # items the app calibrates on (minutes, not an hour); `slm-desk cal
 class CalibrationScreen(DeskScreen):
     SUB_TITLE = "Calibration"
     MODE = "calibration"
+    plotted_rows = 0  # the reliability diagram's height as last drawn (0: not yet)
     BINDINGS = [
         Binding("k", "calibrate", "Calibrate now"),
         Binding("escape", "cancel", "Cancel"),
@@ -51,8 +52,12 @@ class CalibrationScreen(DeskScreen):
     def on_screen_resume(self) -> None:
         self.action_reload()
 
-    def on_resize(self) -> None:  # the diagram's height follows the terminal's
-        self.action_reload()
+    def on_resize(self) -> None:  # the diagram's height follows the terminal's: redrawn only when it changes
+        if self._rows() != self.plotted_rows:
+            self.action_reload()
+
+    def _rows(self) -> int:
+        return ReliabilityPlot.HEIGHT if self.app.size.height >= TALL else ReliabilityPlot.SHORT
 
     @on(Select.Changed, "#task")
     def action_reload(self) -> None:
@@ -84,7 +89,7 @@ class CalibrationScreen(DeskScreen):
             f"ECE {profile.ece_raw:.3f} raw; held-out {h['ece_raw']:.3f} -> {h['ece_calibrated']:.3f} recalibrated"
             f"   Brier {profile.brier_raw:.3f}" + (f"\n{profile.source}; k measures it here" if profile.source else "")
         )
-        rows = ReliabilityPlot.HEIGHT if self.app.size.height >= TALL else ReliabilityPlot.SHORT
+        rows = self.plotted_rows = self._rows()
         plot.plot([b.model_dump() for b in profile.reliability_raw], "reliability diagram (raw confidence)", rows)
         for group, t in profile.thresholds.items():
             table.add_row(
