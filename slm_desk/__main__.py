@@ -6,11 +6,18 @@ from __future__ import annotations
 import os
 import sys
 
-from slm_desk import interrupts
+INTERRUPTED, TERMINATED = 130, 143  # exit_codes' own: that module is not imported yet when a Ctrl-C stops the imports
 
-interrupts.install()  # first of all: a Ctrl-C during the imports below is remembered even if a finalizer eats it
+try:  # from this module's first line: a Ctrl-C while the handler itself is imported is caught too
+    from slm_desk import interrupts
 
-INTERRUPTED = 130  # exit_codes.INTERRUPTED: that module is not imported yet when a Ctrl-C stops the imports
+    interrupts.install()  # a Ctrl-C during the imports below is remembered even if a finalizer eats it
+except KeyboardInterrupt:
+    print("slm-desk: interrupted", file=sys.stderr)
+    os._exit(INTERRUPTED)
+
+import contextlib  # noqa: E402  (interrupts imported both: nothing left to interrupt)
+import signal  # noqa: E402
 
 
 def entry() -> int:
@@ -23,16 +30,24 @@ def entry() -> int:
             raise
         print("slm-desk: interrupted", file=sys.stderr)
         return _ended(INTERRUPTED)
-    return _ended(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # landed after the command had ended, before `_ended` put the handlers down
+        code = TERMINATED if interrupts.terminated() else INTERRUPTED
+    return _ended(code)
 
 
 def _ended(code: int) -> int:
-    """An interrupted process ends here, with its code. A Ctrl-C that landed in code a C extension ran for Python
-    (its module's start) sets CPython's "unhandled interrupt" mark, and the interpreter would then kill itself by
-    SIGINT at exit whatever code it was given; everything printed is flushed, and the store commits as it goes."""
-    if code in (INTERRUPTED, 143):
-        sys.stdout.flush()
-        sys.stderr.flush()
+    """The command is over: a signal from now on changes nothing. An interrupted process ends here, with its code:
+    a Ctrl-C that landed in code a C extension ran for Python (its module's start, a finalizer) sets CPython's
+    "unhandled interrupt" mark, and the interpreter would then kill itself by SIGINT at exit whatever code it was
+    given. Everything printed is flushed, and the store commits as it goes."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    if code in (INTERRUPTED, TERMINATED) or interrupts.pending():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a reader that left, a full disk: said already
+                stream.flush()
         os._exit(code)
     return code
 

@@ -66,6 +66,11 @@ def pending() -> bool:
     return bool(_received)
 
 
+def terminated() -> bool:
+    """Whether the signal that arrived was SIGTERM (exit 143, "terminated") rather than Ctrl-C."""
+    return signal.SIGTERM in _received
+
+
 def check() -> None:
     """Raise the interrupt a swallowed Ctrl-C (or SIGTERM) should have raised; nothing when there was none."""
     if signal.SIGTERM in _received:

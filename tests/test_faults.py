@@ -413,3 +413,43 @@ def test_a_head_saved_by_another_version_names_the_retrain(cli, slm_home: Path) 
     assert (
         "cannot be read by this version of slm-desk" in result.stderr and "slm-desk train route-ticket" in result.stderr
     )
+
+
+# -- 7. where the output goes: a full disk, a terminal that speaks only ASCII --------------------------------------
+
+
+def _slm_desk(*args: str, stdout: object = subprocess.PIPE, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [sys.executable, "-m", "slm_desk", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_a_full_disk_under_stdout_is_a_named_error_not_an_internal_one() -> None:
+    with open("/dev/full", "wb") as full:
+        done = _slm_desk("paths", "--json", stdout=full)
+    said = done.stderr.decode()
+    assert done.returncode == 2, said
+    assert "No space left on device writing the output" in said and "hint: free some space" in said
+    assert "internal error" not in said and "Traceback" not in said and "Exception ignored" not in said
+
+
+@pytest.mark.model
+def test_an_answer_the_full_disk_never_took_is_not_history(slm_home: Path) -> None:
+    """Rows are committed before their lines are written; a line that could not be written is taken back out."""
+    with open("/dev/full", "wb") as full:
+        done = _slm_desk("run", "route-ticket", "--input", "where is my card", stdout=full)
+    assert done.returncode == 2 and "No space left on device" in done.stderr.decode(), done.stderr.decode()
+    db = slm_home / "data" / "history.sqlite3"
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+
+
+def test_a_pool_listed_on_an_ascii_only_terminal_shows_what_it_cannot_print_escaped(cli, tmp_path: Path) -> None:
+    pool = tmp_path / "pound.jsonl"
+    pool.write_text(json.dumps({"input": "I was charged £5 twice", "output": {"route": "fees_and_charges"}}) + "\n")
+    assert cli("examples", "add", "route-ticket", str(pool)).returncode == 0
+    done = _slm_desk("examples", "list", "route-ticket", env={"PYTHONIOENCODING": "ascii", "LC_ALL": "C"})
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"charged \\xa35 twice" in done.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import sys
 import threading
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 from slm_desk import __version__, exit_codes
 from slm_desk.cli import evaluation, info, models, quality, run, teach, tune
 from slm_desk.errors import SlmDeskError
+
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a write failed because the disk (or the quota) is full
 
 DESCRIPTION = """\
 Small local language models for narrow, high-volume jobs: the model answers in a task's JSON contract,
@@ -76,10 +80,20 @@ def _leave(code: int) -> int:
     return code
 
 
+def _disk_full(exc: OSError) -> int:
+    run.quiet_stdout()  # what is still buffered cannot be written either, and the final flush must stay quiet
+    print(f"slm-desk: error: {exc.strerror} writing {exc.filename or 'the output'}", file=sys.stderr)
+    print("  hint: free some space where it goes (or send it elsewhere) and run again", file=sys.stderr)
+    return exit_codes.USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from slm_desk import interrupts
 
     interrupts.install()  # before the heavy imports, where a Ctrl-C can land in a finalizer and be swallowed
+    for stream in (sys.stdout, sys.stderr):  # a pool's "£" on an ASCII-only terminal: shown escaped, not a crash
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     try:
         parser = build_parser()  # a Ctrl-C here is as much an interrupt as one during the command
         args = parser.parse_args(argv)
@@ -89,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlmDeskError as exc:
         print(f"slm-desk: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except interrupts.Terminated:  # SIGTERM before a command's own handling (a model still loading)
+        print("slm-desk: terminated", file=sys.stderr)
+        return _leave(exit_codes.TERMINATED)
     except KeyboardInterrupt:
         print("slm-desk: interrupted", file=sys.stderr)
         return _leave(exit_codes.INTERRUPTED)
@@ -101,8 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.USAGE
     except Exception as exc:  # a bug: say so plainly; the traceback is one variable away
         if interrupts.pending():  # raised because of a Ctrl-C (a library turned it into its own error)
+            if interrupts.terminated():
+                print("slm-desk: terminated", file=sys.stderr)
+                return _leave(exit_codes.TERMINATED)
             print("slm-desk: interrupted", file=sys.stderr)
             return _leave(exit_codes.INTERRUPTED)
+        if isinstance(exc, OSError) and exc.errno in FULL:
+            return _disk_full(exc)
         if os.environ.get("SLM_DESK_DEBUG"):
             raise
         print(

@@ -147,7 +147,7 @@ class _Session:
             for i, (line, _) in enumerate(lines):
                 try:
                     _Envelopes.write(line)
-                except BrokenPipeError:  # the reader left (`| head`): what it never got is not history either
+                except OSError:  # the reader left (`| head`) or the disk is full: what it never got is not history
                     self.store.forget_runs([run_id for _, run_id in lines[i:] if run_id is not None])
                     raise
 
