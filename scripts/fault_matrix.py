@@ -1,7 +1,7 @@
 """The fault matrix: every face of slm-desk under every fault a desk meets, each case a real process on a copy of
 one taught home, and random key bursts into the real app in tmux.
 
-    .venv/bin/python scripts/fault_matrix.py                  # the whole matrix and 4 bursts (about 15 minutes)
+    .venv/bin/python scripts/fault_matrix.py                  # the whole matrix and 4 bursts (about 8 minutes)
     .venv/bin/python scripts/fault_matrix.py --only sigint    # the cases whose name holds a word
     .venv/bin/python scripts/fault_matrix.py --bursts 0 --json matrix.json
 
@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -236,6 +235,8 @@ def _start(face: Face, fault: Fault, home: Path) -> tuple[subprocess.Popen[bytes
     started = time.monotonic()
     if fault.stdout == "closed":
         child.stdout.close()  # type: ignore[union-attr]
+    elif fault.stdout == "full":
+        stdout.close()  # type: ignore[union-attr]  # the child holds its own copy
     return child, started
 
 
@@ -363,6 +364,8 @@ BURST_KEYS = [
     "F3",
     "F4",
     "F5",
+    "F6",
+    "F7",
     "C-r",
     "C-z",
     "BSpace",
@@ -448,7 +451,6 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="slm-desk-matrix-") as scratch:
         print("seeding a taught home", flush=True)
         home = seed_home(Path(scratch))
-        sqlite3.connect(_db(home)).close()
         cases = [
             (face, fault)
             for fault in faults()
