@@ -80,6 +80,11 @@ def _leave(code: int) -> int:
     return code
 
 
+def _stopped(terminated: bool) -> int:
+    print(f"slm-desk: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+    return _leave(exit_codes.TERMINATED if terminated else exit_codes.INTERRUPTED)
+
+
 def _disk_full(exc: OSError) -> int:
     run.quiet_stdout()  # what is still buffered cannot be written either, and the final flush must stay quiet
     print(f"slm-desk: error: {exc.strerror} writing {exc.filename or 'the output'}", file=sys.stderr)
@@ -103,12 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlmDeskError as exc:
         print(f"slm-desk: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except interrupts.Terminated:  # SIGTERM before a command's own handling (a model still loading)
-        print("slm-desk: terminated", file=sys.stderr)
-        return _leave(exit_codes.TERMINATED)
-    except KeyboardInterrupt:
-        print("slm-desk: interrupted", file=sys.stderr)
-        return _leave(exit_codes.INTERRUPTED)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM before a command's own handling (a model still loading)
+        return _stopped(isinstance(exc, interrupts.Terminated))
     except BrokenPipeError:  # `slm-desk ... | head`: the reader had enough; exit quietly as SIGPIPE would
         run.quiet_stdout()
         return exit_codes.BROKEN_PIPE
@@ -118,11 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.USAGE
     except Exception as exc:  # a bug: say so plainly; the traceback is one variable away
         if interrupts.pending():  # raised because of a Ctrl-C (a library turned it into its own error)
-            if interrupts.terminated():
-                print("slm-desk: terminated", file=sys.stderr)
-                return _leave(exit_codes.TERMINATED)
-            print("slm-desk: interrupted", file=sys.stderr)
-            return _leave(exit_codes.INTERRUPTED)
+            return _stopped(interrupts.terminated())
         if isinstance(exc, OSError) and exc.errno in FULL:
             return _disk_full(exc)
         if os.environ.get("SLM_DESK_DEBUG"):
