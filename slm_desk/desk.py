@@ -29,6 +29,7 @@ from slm_desk.learn import calibrate, distill, evaluate, head, teaching, trainer
 from slm_desk.learn.features import Embed
 from slm_desk.learn.retrieval import Retriever
 from slm_desk.learn.trainer import Training
+from slm_desk.learn.wordvectors import WordVectors
 from slm_desk.models import backends, embedder, preload, served, threads
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
 from slm_desk.models.protocol import Backend
@@ -137,7 +138,7 @@ class Desk:
                     found[i] = vector
             return np.vstack([v for v in found if v is not None]) if found else np.zeros((0, 384), dtype=np.float32)
 
-        return training.Embedding(ref.id, cached, encoder.embed), ""
+        return training.Embedding(ref.id, cached, encoder.embed, lambda: WordVectors.read(ref.id, ref.path)), ""
 
     def _embed_for(self, cached: bool) -> Callable[[str], Embed | None]:
         """For a head that reads embeddings from a model id: its embed function, when that model is available."""
@@ -177,11 +178,13 @@ class Desk:
             backend = self.backend(model_id, tuned_for=task if adapter else None)
             return self.pipeline(task, backend, calibrated=False)
 
+        source, note = self.embedding()
+        # with --features tfidf the encoder never runs; a compression head still reads its word table (a lookup)
         return trainer.train(
             self.store,
             task,
             next_tier,
-            self.embedding() if features != "tfidf" else (None, "--features tfidf"),
+            (source, "--features tfidf" if features == "tfidf" else note),
             compare=compare,
             features=features,
             budget_s=budget_s,

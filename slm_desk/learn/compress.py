@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from slm_desk.contract.words import FUNCTION_WORDS, token_f1
+from slm_desk.learn.wordvectors import DIMS, WordVectors
 
 TOKEN = re.compile(r"\d+|[^\W\d_]+|[^\w\s]|_")
 INNER_FOLDS = 3
@@ -63,29 +63,11 @@ def _shape(word: str) -> str:
 
 
 def keep_tags(toks: list[Token], target: str) -> list[bool]:
-    """Which input tokens the target keeps: the longest common subsequence of their stemmed words, in order."""
-    return list(_aligned(tuple(_stem(t[0]) if t[0][0].isalnum() else "" for t in toks), target))
-
-
-@lru_cache(maxsize=1 << 15)  # each pair is aligned once per training, not once per fold and vocabulary
-def _aligned(a: tuple[str, ...], target: str) -> tuple[bool, ...]:
-    b = [_stem(w) for w in re.findall(r"[^\W_]+", target)]
-    n, m = len(a), len(b)
-    table = [[0] * (m + 1) for _ in range(n + 1)]
-    for i in range(n - 1, -1, -1):
-        row, below = table[i], table[i + 1]
-        for j in range(m - 1, -1, -1):
-            row[j] = below[j + 1] + 1 if a[i] and a[i] == b[j] else max(below[j], row[j + 1])
-    kept, i, j = [False] * n, 0, 0
-    while i < n and j < m:
-        if a[i] and a[i] == b[j]:
-            kept[i] = True
-            i, j = i + 1, j + 1
-        elif table[i + 1][j] >= table[i][j + 1]:
-            i += 1
-        else:
-            j += 1
-    return tuple(kept)
+    """Which input tokens the target keeps: every word whose stem the target holds. (Only the first of a repeated word
+    was marked before, by the longest common subsequence, teaching the tagger to drop a word it kept a moment ago:
+    marking each one measured 0.526 -> 0.533 token F1 on held-out TREC topics, 0.327 -> 0.342 on bug titles.)"""
+    stems = {_stem(w) for w in re.findall(r"[^\W_]+", target)}
+    return [t[0][0].isalnum() and _stem(t[0]) in stems for t in toks]
 
 
 def render(toks: list[Token], kept: list[bool]) -> str:
@@ -178,9 +160,17 @@ class KeepDrop:
     """One keep/drop tagger per compressed field. (Pickled in the head.)"""
 
     share = False  # the threshold is a share of the likeliest token's probability (a head pickled before: never)
+    words: WordVectors | None = None  # each word's vector among the features (a head pickled before: none)
 
     def __init__(
-        self, field: str, vectorizer: Any, model: Any, vocabulary: _Vocabulary, threshold: float, share: bool = False
+        self,
+        field: str,
+        vectorizer: Any,
+        model: Any,
+        vocabulary: _Vocabulary,
+        threshold: float,
+        share: bool = False,
+        words: WordVectors | None = None,
     ) -> None:
         self.field = field
         self.vectorizer = vectorizer
@@ -188,34 +178,49 @@ class KeepDrop:
         self.vocabulary = vocabulary
         self.threshold = threshold
         self.share = share
+        self.words = words
 
     @classmethod
-    def fit(cls, field: str, texts: list[str], targets: list[str]) -> KeepDrop:
-        """The tagger on every pair, its keep rule chosen on inner folds (each fold tagged by a tagger that never saw
-        it, its word priors from the other folds too)."""
-        fold_probs: list[tuple[list[Token], np.ndarray, str]] = []
+    def fit(
+        cls, field: str, texts: list[str], targets: list[str], words: WordVectors | None = None, measure: bool = True
+    ) -> KeepDrop:
+        """The tagger on every pair, its keep rule, and whether it reads `words`, chosen on inner folds (each fold
+        tagged by a tagger that never saw it, its word priors from the other folds too). With `measure` off, it
+        reads `words` as given (a decision made once per training: on long bug reports each reading costs minutes)."""
+        readings = [None] if words is None else [None, words] if measure else [words]
+        judged: dict[tuple[float, bool, WordVectors | None], float] = {}
         if len(texts) >= 2 * INNER_FOLDS:
-            for fold in range(INNER_FOLDS):
-                kept = [i for i in range(len(texts)) if i % INNER_FOLDS != fold]
-                inner = cls._fitted(field, [texts[i] for i in kept], [targets[i] for i in kept], 0.3)
-                for i in range(fold, len(texts), INNER_FOLDS):
-                    toks = tokens(texts[i])
-                    fold_probs.append((toks, inner.keep_probabilities(toks), targets[i]))
-        rules = [(t, False) for t in THRESHOLDS] + [(s, True) for s in SHARES]
-        threshold, share = max(
-            rules, key=lambda r: sum(token_f1(render(k, _kept(p, *r)), g) for k, p, g in fold_probs)
-        )  # the first of equals: with no folds to judge by, the lowest absolute threshold
-        return cls._fitted(field, texts, targets, threshold, share)
+            for reading in readings:
+                fold_probs: list[tuple[list[Token], np.ndarray, str]] = []
+                for fold in range(INNER_FOLDS):
+                    kept = [i for i in range(len(texts)) if i % INNER_FOLDS != fold]
+                    pairs = [texts[i] for i in kept], [targets[i] for i in kept]
+                    inner = cls._fitted(field, *pairs, 0.3, False, reading)
+                    for i in range(fold, len(texts), INNER_FOLDS):
+                        toks = tokens(texts[i])
+                        fold_probs.append((toks, inner.keep_probabilities(toks), targets[i]))
+                for rule in [(t, False) for t in THRESHOLDS] + [(s, True) for s in SHARES]:
+                    judged[(*rule, reading)] = sum(token_f1(render(k, _kept(p, *rule)), g) for k, p, g in fold_probs)
+        # the first of equals: without the vectors, the lowest absolute threshold (with no folds to judge by, that)
+        threshold, share, reading = max(judged, key=lambda r: judged[r]) if judged else (THRESHOLDS[0], False, None)
+        return cls._fitted(field, texts, targets, threshold, share, reading)
 
     @classmethod
     def _fitted(
-        cls, field: str, texts: list[str], targets: list[str], threshold: float, share: bool = False
+        cls,
+        field: str,
+        texts: list[str],
+        targets: list[str],
+        threshold: float,
+        share: bool = False,
+        words: WordVectors | None = None,
     ) -> KeepDrop:
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
 
         rarity = _Vocabulary(texts, targets)
         rows: list[dict[str, Any]] = []
+        meanings: list[np.ndarray] = []
         labels: list[bool] = []
         for fold in range(INNER_FOLDS):  # each row's word priors come from the pairs of the other folds
             others = [i for i in range(len(texts)) if i % INNER_FOLDS != fold] or list(range(len(texts)))
@@ -223,20 +228,22 @@ class KeepDrop:
             for i in range(fold, len(texts), INNER_FOLDS):
                 toks = tokens(texts[i])
                 rows += features(toks, rarity, prior)
+                meanings.append(_meanings(toks, words))
                 labels += keep_tags(toks, targets[i])
         vectorizer = DictVectorizer()
-        x = _int32(vectorizer.fit_transform(rows))
+        x = _design(vectorizer.fit_transform(rows), np.vstack(meanings))
         if len(set(labels)) < 2:  # nothing kept, or everything: a constant answer
             labels[0] = not labels[0]
         # liblinear: coordinate descent suits a design this wide (every word and its neighbours is a column); on the
         # TREC pool it fitted 6x faster than L-BFGS with the same held-out token F1
         model = LogisticRegression(C=C, solver="liblinear").fit(x, labels)
-        return cls(field, vectorizer, model, rarity, threshold, share)
+        return cls(field, vectorizer, model, rarity, threshold, share, words)
 
     def keep_probabilities(self, toks: list[Token]) -> np.ndarray:
         if not toks:
             return np.zeros(0)
-        x = _int32(self.vectorizer.transform(features(toks, self.vocabulary, self.vocabulary)))
+        rows = self.vectorizer.transform(features(toks, self.vocabulary, self.vocabulary))
+        x = _design(rows, _meanings(toks, self.words))
         return np.asarray(self.model.predict_proba(x)[:, list(self.model.classes_).index(True)])
 
     def predict(self, texts: list[str]) -> list[tuple[dict[str, str | None], dict[str, float]]]:
@@ -255,8 +262,24 @@ class KeepDrop:
         return answers
 
 
-def _int32(x: Any) -> Any:
-    """liblinear reads 32-bit sparse indices; DictVectorizer may write 64-bit ones."""
+def _meanings(toks: list[Token], words: WordVectors | None) -> np.ndarray:
+    """Each token's word vector, zeros where there is none (punctuation, a word the vocabulary cannot spell, or no
+    vectors: then no columns at all)."""
+    out = np.zeros((len(toks), DIMS if words is not None else 0), dtype=np.float32)
+    if words is not None:
+        for i, (word, _, _) in enumerate(toks):
+            vector = words(word) if word[0].isalnum() else None
+            if vector is not None:
+                out[i] = vector
+    return out
+
+
+def _design(rows: Any, meanings: np.ndarray) -> Any:
+    """The sparse features beside the word vectors, with the 32-bit indices liblinear reads (DictVectorizer may
+    write 64-bit ones)."""
+    from scipy.sparse import csr_matrix, hstack
+
+    x = hstack([rows, csr_matrix(meanings)], format="csr") if meanings.shape[1] else rows.tocsr()
     x.indices = x.indices.astype(np.int32)
     x.indptr = x.indptr.astype(np.int32)
     return x

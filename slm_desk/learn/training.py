@@ -30,6 +30,7 @@ from slm_desk.learn.features import Embed, FeatureSet, LabelHead, fit_labels
 from slm_desk.learn.head import MODEL_NAME, FeatureRow, Head, HeadReport, requirements
 from slm_desk.learn.retrieval import FEATURES
 from slm_desk.learn.spans import Featurize, SpanTagger, bio_tags, featurize, tokens
+from slm_desk.learn.wordvectors import WordVectors
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
@@ -45,11 +46,13 @@ Choice = Literal["auto", "tfidf", "embeddings"]
 
 @dataclass(frozen=True)
 class Embedding:
-    """Where a head's sentence embeddings come from: `vectors` may read a cache, `fresh` never does (pricing)."""
+    """Where a head's sentence embeddings come from: `vectors` may read a cache, `fresh` never does (pricing).
+    `words` reads the encoder's static word vectors (a compression head's features; none for a non-BERT encoder)."""
 
     model: str
     vectors: Embed
     fresh: Embed
+    words: Callable[[], WordVectors | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -141,14 +144,18 @@ def _spans(task: Task, items: list[dict[str, Any]], featurized: Featurize) -> Sp
     return SpanTagger.fit(fields, [i["input"] for i in known], [i["output"] for i in known], featurized)
 
 
-def _compressors(task: Task, items: list[dict[str, Any]]) -> list[KeepDrop]:
-    """A keep/drop tagger per compressed field, on the lines that give it (each input as the task reads it)."""
+def _compressors(
+    task: Task, items: list[dict[str, Any]], words: WordVectors | dict[str, WordVectors | None] | None
+) -> list[KeepDrop]:
+    """A keep/drop tagger per compressed field, on the lines that give it (each input as the task reads it). Given
+    word vectors, each tagger measures them on inner folds; given each field's decision, it reads what it says."""
     taggers = []
     for field in (f for f, kind in task.head_fields.items() if kind == "compress"):
         known = [i for i in items if isinstance(i["output"].get(field), str)]
-        taggers.append(
-            KeepDrop.fit(field, [task.read(i["input"])[0] for i in known], [i["output"][field] for i in known])
-        )
+        texts = [task.read(i["input"])[0] for i in known]
+        decided = isinstance(words, dict)
+        reading = words.get(field) if isinstance(words, dict) else words
+        taggers.append(KeepDrop.fit(field, texts, [i["output"][field] for i in known], reading, measure=not decided))
     return taggers
 
 
@@ -182,13 +189,23 @@ def train(
     # with an encoder, the novelty rule reads embeddings whatever the label models read: measured on route-ticket's
     # pool, they tell 99 % of off-topic inputs from banking queries, TF-IDF about half
     use_vectors = embedding is not None and choice != "tfidf"
-    total, done = int(use_vectors) + k + 1, 0
+    # a compression head's word vectors are a table lookup, not the encoder: they stay with --features tfidf
+    words = embedding.words() if embedding is not None and "compress" in task.head_fields.values() else None
+    total, done = int(use_vectors) + int(words is not None) + k + 1, 0
     step(done, total)
     vectors = None
     if use_vectors:
         assert embedding is not None
         say(f"embedding {len(order)} pool items with {embedding.model}")
         vectors = embedding.vectors([i["input"] for i in order])
+        done += 1
+        step(done, total)
+    compressors = None  # the shipped taggers, fitted first where they decide whether the word vectors help
+    decided: dict[str, WordVectors | None] | None = None  # what each text field reads, for the folds below
+    if words is not None:
+        say(f"measuring {words.model} word vectors for the text, on inner folds of {len(order)} items")
+        compressors = _compressors(task, order, words)
+        decided = {c.field: c.words for c in compressors}
         done += 1
         step(done, total)
     sets: list[FeatureSet] = ["tfidf+embeddings"] if has_labels and choice == "embeddings" else ["tfidf"]
@@ -202,12 +219,12 @@ def train(
         kept = [i for i in range(len(order)) if i % k != fold]
         say(f"fold {fold + 1}/{k}: fitting on {len(kept)} items" + (", both feature sets" if len(sets) > 1 else ""))
         spans = _spans(task, [order[i] for i in kept], memo)
-        compressors = _compressors(task, [order[i] for i in kept])
+        in_fold = _compressors(task, [order[i] for i in kept], decided)
         texts = [task.read(order[i]["input"])[0] for i in held]
         for name, m in measured.items():
             v = vectors if name == "tfidf+embeddings" else None
             labels = _labels(task, [order[i] for i in kept], v[kept] if v is not None else None)
-            fitted = Head(list(task.head_fields), labels, spans, compressors=compressors, rules=requirements(task))
+            fitted = Head(list(task.head_fields), labels, spans, compressors=in_fold, rules=requirements(task))
             tick = time.perf_counter()
             m.predicted += fitted.predict(texts, memo, v[held] if v is not None else None)
             m.predict_seconds += time.perf_counter() - tick
@@ -224,7 +241,7 @@ def train(
         _labels(task, order, vectors if best.features == "tfidf+embeddings" else None),
         _spans(task, order, memo),
         embedding.model if vectors is not None and embedding is not None else None,
-        compressors=_compressors(task, order),
+        compressors=compressors if compressors is not None else _compressors(task, order, None),
         rules=requirements(task),
     )
     assert best.profile is not None and best.samples is not None
@@ -324,9 +341,11 @@ def _describe(task: Task, head: Head) -> str:
     if "span" in kinds.values():
         parts.append("spans: linear-chain CRF over tokens (BIO tags; word, shape, class and neighbour features)")
     if "compress" in kinds.values():
+        reading = next((c.words.model for c in head.compressors if c.words is not None), None)
+        meaning = f", its {reading} word vector" if reading else ""
         parts.append(
             "text: each input word kept or dropped (logistic regression over the word, its rarity, position "
-            "and neighbours, and how often the pool kept it)"
+            f"and neighbours{meaning}, and how often the pool kept it)"
         )
     if head.familiarity is not None:
         space = f"{head.embedding} embeddings" if head.familiarity.space == "embeddings" else "TF-IDF words"
