@@ -1,16 +1,15 @@
 """The compression head: free text written in the input's own words, each input word kept or dropped.
 
 Most of what a keyword query or a one-line title says is copied: 77 % of a TREC title's words are in its
-description, 65 % of a Hadoop bug title's in its report. For a field the task declares `compress`, each pool pair is
-aligned to its input (the longest common subsequence of lower-cased, lightly stemmed words: a word kept is a word of
-the target, in order), and a per-token logistic regression learns keep or drop from the word, its shape, whether it
-is a function word, how rare it is across the pool's inputs, where it sits (position, sentence), how often it repeats,
-its neighbours, and how often the pool kept that word (out of fold, so training never reads its own answer). The
-answer is the kept tokens in input order, cut from the input itself: verbatim words by construction. The keep
-rule (a probability, or a share of the likeliest token's) is chosen out of fold for token F1. A linear-chain CRF
-over the same features was measured no better on held-out TREC topics (0.48-0.49 against 0.50-0.52, two seeds) and
-several times slower on long reports; the encoder's vector of each word as features, 0.52-0.53 against 0.51, at a
-twentieth of the speed.
+description, 65 % of a Hadoop bug title's in its report. For a field the task declares `compress`, each input word
+whose lower-cased, lightly stemmed form the pool's answer holds is marked kept, and a per-token logistic regression
+learns keep or drop from the word, its shape, whether it is a function word, how rare it is across the pool's inputs,
+where it sits (position, sentence), how often it repeats, its neighbours, how often the pool kept that word (out of
+fold, so training never reads its own answer), and, where the inner folds measure it better, its static vector from
+the encoder's token table (`learn/wordvectors.py`). The answer is the kept tokens in input order, cut from the input
+itself: verbatim words by construction. The keep rule (a probability, or a share of the likeliest token's) is chosen
+out of fold for token F1. A linear-chain CRF over the same features was measured no better on held-out TREC topics
+(0.48-0.49 against 0.50-0.52, two seeds) and several times slower on long reports.
 
 Confidence is how sure the tagger is of its answer: the mean keep-probability of the kept tokens times the
 drop-probability of the likeliest token it dropped. `train` calibrates it out of fold on the task's text bar (token

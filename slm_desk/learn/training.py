@@ -153,9 +153,8 @@ def _compressors(
     for field in (f for f, kind in task.head_fields.items() if kind == "compress"):
         known = [i for i in items if isinstance(i["output"].get(field), str)]
         texts = [task.read(i["input"])[0] for i in known]
-        decided = isinstance(words, dict)
-        reading = words.get(field) if isinstance(words, dict) else words
-        taggers.append(KeepDrop.fit(field, texts, [i["output"][field] for i in known], reading, measure=not decided))
+        reading, measure = (words.get(field), False) if isinstance(words, dict) else (words, True)
+        taggers.append(KeepDrop.fit(field, texts, [i["output"][field] for i in known], reading, measure))
     return taggers
 
 
