@@ -178,13 +178,12 @@ class Desk:
             backend = self.backend(model_id, tuned_for=task if adapter else None)
             return self.pipeline(task, backend, calibrated=False)
 
-        source, note = self.embedding()
-        # with --features tfidf the encoder never runs; a compression head still reads its word table (a lookup)
+        # the encoder even with --features tfidf: it never runs then, but a compression head reads its word table
         return trainer.train(
             self.store,
             task,
             next_tier,
-            (source, "--features tfidf" if features == "tfidf" else note),
+            self.embedding(),
             compare=compare,
             features=features,
             budget_s=budget_s,

@@ -145,16 +145,16 @@ def _spans(task: Task, items: list[dict[str, Any]], featurized: Featurize) -> Sp
 
 
 def _compressors(
-    task: Task, items: list[dict[str, Any]], words: WordVectors | dict[str, WordVectors | None] | None
+    task: Task, items: list[dict[str, Any]], words: dict[str, WordVectors | None], measure: bool
 ) -> list[KeepDrop]:
-    """A keep/drop tagger per compressed field, on the lines that give it (each input as the task reads it). Given
-    word vectors, each tagger measures them on inner folds; given each field's decision, it reads what it says."""
+    """A keep/drop tagger per compressed field, on the lines that give it (each input as the task reads it).
+    `words[field]` are the vectors the field may read: with `measure`, its tagger reads them only where its inner
+    folds measure them better; without, it reads them (the decision was made once, on the whole pool)."""
     taggers = []
     for field in (f for f, kind in task.head_fields.items() if kind == "compress"):
         known = [i for i in items if isinstance(i["output"].get(field), str)]
         texts = [task.read(i["input"])[0] for i in known]
-        reading, measure = (words.get(field), False) if isinstance(words, dict) else (words, True)
-        taggers.append(KeepDrop.fit(field, texts, [i["output"][field] for i in known], reading, measure))
+        taggers.append(KeepDrop.fit(field, texts, [i["output"][field] for i in known], words.get(field), measure))
     return taggers
 
 
@@ -200,10 +200,10 @@ def train(
         done += 1
         step(done, total)
     compressors = None  # the shipped taggers, fitted first where they decide whether the word vectors help
-    decided: dict[str, WordVectors | None] | None = None  # what each text field reads, for the folds below
+    decided: dict[str, WordVectors | None] = {}  # what each text field reads, for the folds below
     if words is not None:
         say(f"measuring {words.model} word vectors for the text, on inner folds of {len(order)} items")
-        compressors = _compressors(task, order, words)
+        compressors = _compressors(task, order, dict.fromkeys(task.compress, words), measure=True)
         decided = {c.field: c.words for c in compressors}
         done += 1
         step(done, total)
@@ -218,7 +218,7 @@ def train(
         kept = [i for i in range(len(order)) if i % k != fold]
         say(f"fold {fold + 1}/{k}: fitting on {len(kept)} items" + (", both feature sets" if len(sets) > 1 else ""))
         spans = _spans(task, [order[i] for i in kept], memo)
-        in_fold = _compressors(task, [order[i] for i in kept], decided)
+        in_fold = _compressors(task, [order[i] for i in kept], decided, measure=False)
         texts = [task.read(order[i]["input"])[0] for i in held]
         for name, m in measured.items():
             v = vectors if name == "tfidf+embeddings" else None
@@ -240,7 +240,7 @@ def train(
         _labels(task, order, vectors if best.features == "tfidf+embeddings" else None),
         _spans(task, order, memo),
         embedding.model if vectors is not None and embedding is not None else None,
-        compressors=compressors if compressors is not None else _compressors(task, order, None),
+        compressors=compressors if compressors is not None else _compressors(task, order, {}, measure=False),
         rules=requirements(task),
     )
     assert best.profile is not None and best.samples is not None
@@ -278,7 +278,7 @@ def train(
         embedding_model=head.embedding,
         label_features=best.features,
         compared=[_row(m, ms[name]) for name, m in measured.items()] if len(measured) > 1 else [],
-        embeddings_note=embeddings_note if not use_vectors else "",
+        embeddings_note="" if use_vectors else "--features tfidf" if choice == "tfidf" else embeddings_note,
         without_encoder_ms=measured[sets[0]].predict_seconds * 1000 / len(ordered) if sets[0] == "tfidf" else None,
         novelty_threshold=head.familiarity.threshold,
         novelty_held_back=held_back,
