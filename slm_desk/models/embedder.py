@@ -4,6 +4,10 @@ The trained head reads them beside TF-IDF, retrieval ranks pool items by them, a
 how far an input is from everything the pool holds. An encoder reads at most its context (512 tokens for
 MiniLM); a longer input is embedded from its first 512 tokens, which the TF-IDF features still read whole.
 Loaded once per process and model, like the chat models (`backends.local`), and used by one caller at a time.
+
+`in_context` gives each word's vector as the encoder reads it in its text (no pooling): the compression head's
+features (`learn/compress.py`). llama.cpp fixes pooling per context, so that is a second context on the same file,
+made only when a head reads words in context.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ if TYPE_CHECKING:
 # 261 a second, 128 tokens 194, 512 tokens 100.
 BATCH_TOKENS = 32
 MAX_TOKENS = 512  # BERT's position table
+# `in_context` packs short texts to this many tokens a batch: 600 TREC descriptions, 2 cores, 76 a second one text
+# a batch (16), 143 at 64 tokens, 166 at 128, 157 at 256
+IN_CONTEXT_TOKENS = 128
+WORDS_KEPT = 100_000  # words whose WordPiece ids `in_context` remembers
 
 
 class Embedder:
@@ -41,15 +49,17 @@ class Embedder:
         self.prefix = prefix  # what the model expects before each input (nomic's task prefix), as its card says
         self.lock = threading.Lock()
         self._llm: Any = None
+        self._tokens_llm: Any = None  # the context without pooling, for `in_context`
+        self._pieces: dict[str, list[int]] = {}  # each word's WordPiece ids, for `in_context`
         self.dimensions = 0
 
     @property
     def id(self) -> str:
         return self.model.id
 
-    def _load(self) -> Any:
-        if self._llm is not None:
-            return self._llm
+    def _load(self, pooled: bool = True) -> Any:
+        if (self._llm if pooled else self._tokens_llm) is not None:
+            return self._llm if pooled else self._tokens_llm
         threads.prepare(self.runtime)
         import llama_cpp
 
@@ -72,9 +82,10 @@ class Embedder:
                 "set [models] embedding to an embedding model (`slm-desk models` lists them by role)",
             )
         context = int(meta.get(f"{meta['general.architecture']}.context_length", MAX_TOKENS))
+        pooling = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED if pooled else llama_cpp.LLAMA_POOLING_TYPE_NONE
         try:
             with interrupts.held():
-                self._llm = llama_cpp.Llama(
+                llm = llama_cpp.Llama(
                     model_path=str(self.model.path),
                     embedding=True,
                     n_ctx=min(context, 2048),
@@ -84,16 +95,21 @@ class Embedder:
                     n_threads_batch=self.runtime.threads or physical_cores(),
                     use_mmap=True,
                     verbose=False,
+                    pooling_type=pooling,  # unspecified: the model's own (mean, for MiniLM)
                 )
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(
                 f"llama.cpp could not load the embedding model {self.model.path}: {exc}",
                 f"pull it again: slm-desk pull {self.model.id}",
             ) from exc
-        self.dimensions = int(self._llm.n_embd())
+        self.dimensions = int(llm.n_embd())
         self._limit = min(context, MAX_TOKENS)
-        self._sequences = int(self._llm.context_params.n_seq_max)
-        return self._llm
+        self._sequences = int(llm.context_params.n_seq_max)
+        if pooled:
+            self._llm = llm
+        else:
+            self._tokens_llm = llm
+        return llm
 
     def embed(
         self,
@@ -134,8 +150,53 @@ class Embedder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms == 0, 1, norms)
 
-    def _run(self, llm: Any, sequences: list[list[int]]) -> np.ndarray:
-        """One llama.cpp batch of whole sequences; each one's pooled embedding."""
+    def in_context(self, texts: list[list[str]]) -> list[np.ndarray]:
+        """For each text, given as its words: one row per word, the mean of the encoder's outputs over the word's
+        WordPiece tokens, the whole text read at once (so "bank" by a river is not "bank" in a loan). A word past
+        the encoder's context, or one its vocabulary cannot spell, has a row of zeros."""
+        with self.lock:
+            llm = self._load(pooled=False)
+            cls, sep = (llm.tokenize(b"", add_bos=True) + [None, None])[:2]
+            out: list[np.ndarray] = []
+            batch: list[tuple[list[int], list[int], int]] = []  # each text's tokens, their words, its word count
+
+            def flush() -> None:
+                if batch:
+                    outputs = self._run(llm, [ids for ids, _, _ in batch], pooled=False)
+                    start = 0
+                    for ids, owner, count in batch:
+                        mine = np.asarray(owner)
+                        rows = np.zeros((count, self.dimensions), dtype=np.float32)
+                        for n in set(owner) - {-1}:
+                            rows[n] = outputs[start : start + len(ids)][mine == n].mean(axis=0)
+                        out.append(rows)
+                        start += len(ids)
+                    batch.clear()
+
+            for words in texts:
+                ids: list[int] = [cls] if cls is not None else []
+                owner: list[int] = [-1] * len(ids)  # which word each token belongs to
+                for n, word in enumerate(words):
+                    if word not in self._pieces:
+                        if len(self._pieces) >= WORDS_KEPT:
+                            self._pieces.clear()
+                        self._pieces[word] = llm.tokenize(word.encode("utf-8", "replace"), add_bos=False)
+                    pieces = self._pieces[word][: max(0, self._limit - 1 - len(ids))]
+                    ids += pieces
+                    owner += [n] * len(pieces)
+                if sep is not None and len(ids) < self._limit:
+                    ids.append(sep)
+                    owner.append(-1)
+                size = sum(len(i) for i, _, _ in batch)
+                if batch and (size + len(ids) > IN_CONTEXT_TOKENS or len(batch) >= self._sequences):
+                    flush()
+                batch.append((ids, owner, len(words)))
+            flush()
+        return out
+
+    def _run(self, llm: Any, sequences: list[list[int]], pooled: bool = True) -> np.ndarray:
+        """One llama.cpp batch of whole sequences; each one's pooled embedding, or (not `pooled`) each of their
+        tokens' outputs, in order."""
         import llama_cpp
 
         ctx = llm._ctx
@@ -148,6 +209,10 @@ class Embedder:
             ctx.decode(batch)
         except RuntimeError as exc:
             raise RuntimeFailure(f"llama.cpp failed while embedding: {exc}", "run `slm-desk doctor`") from exc
+        if not pooled:
+            pointer = llama_cpp.llama_get_embeddings(ctx.ctx)
+            shape = (sum(len(s) for s in sequences), self.dimensions)
+            return np.ctypeslib.as_array(pointer, shape=shape).copy()
         vectors = np.empty((len(sequences), self.dimensions), dtype=np.float32)
         for seq in range(len(sequences)):
             pointer = llama_cpp.llama_get_embeddings_seq(ctx.ctx, seq)
@@ -162,9 +227,10 @@ class Embedder:
 
     def close(self) -> None:
         with self.lock:
-            if self._llm is not None:
-                self._llm.close()
-                self._llm = None
+            for llm in (self._llm, self._tokens_llm):
+                if llm is not None:
+                    llm.close()
+            self._llm = self._tokens_llm = None
 
 
 _local: dict[tuple[str, RuntimeConfig, str], Embedder] = {}
