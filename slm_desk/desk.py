@@ -29,7 +29,7 @@ from slm_desk.learn import calibrate, distill, evaluate, head, teaching, trainer
 from slm_desk.learn.features import Embed
 from slm_desk.learn.retrieval import Retriever
 from slm_desk.learn.trainer import Training
-from slm_desk.learn.wordvectors import WordVectors
+from slm_desk.learn.wordvectors import InContext, WordVectors
 from slm_desk.models import backends, embedder, preload, served, threads
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
 from slm_desk.models.protocol import Backend
@@ -138,7 +138,8 @@ class Desk:
                     found[i] = vector
             return np.vstack([v for v in found if v is not None]) if found else np.zeros((0, 384), dtype=np.float32)
 
-        return training.Embedding(ref.id, cached, encoder.embed, lambda: WordVectors.read(ref.id, ref.path)), ""
+        words = lambda: WordVectors.read(ref.id, ref.path)  # noqa: E731 - read only when a head compresses
+        return training.Embedding(ref.id, cached, encoder.embed, words, encoder.in_context), ""
 
     def _embed_for(self, cached: bool) -> Callable[[str], Embed | None]:
         """For a head that reads embeddings from a model id: its embed function, when that model is available."""
@@ -150,6 +151,11 @@ class Desk:
             return source.vectors if cached else source.fresh
 
         return embed_for
+
+    def _reader(self, model_id: str) -> InContext | None:
+        """For a head whose compression tagger reads words in context: that encoder's reader, when available."""
+        source, _ = self.embedding()
+        return source.in_context if source is not None and source.model == model_id else None
 
     def train(
         self,
@@ -335,7 +341,7 @@ class Desk:
         key = (task.name, task.version, cached)
         held = self._heads.get(key)
         if held is None or held[0] != trained_at:
-            loaded = head.load(self.store, task, self._embed_for(cached))
+            loaded = head.load(self.store, task, self._embed_for(cached), self._reader)
             assert loaded is not None
             tier = Pipeline(
                 task,

@@ -1,15 +1,15 @@
 """The compression head: free text written in the input's own words, each input word kept or dropped.
 
-Most of what a keyword query or a one-line title says is copied: 77 % of a TREC title's words are in its
-description, 65 % of a Hadoop bug title's in its report. For a field the task declares `compress`, each input word
-whose lower-cased, lightly stemmed form the pool's answer holds is marked kept, and a per-token logistic regression
-learns keep or drop from the word, its shape, whether it is a function word, how rare it is across the pool's inputs,
-where it sits (position, sentence), how often it repeats, its neighbours, how often the pool kept that word (out of
-fold, so training never reads its own answer), and, where the inner folds measure it better, its static vector from
-the encoder's token table (`learn/wordvectors.py`). The answer is the kept tokens in input order, cut from the input
-itself: verbatim words by construction. The keep rule (a probability, or a share of the likeliest token's) is chosen
-out of fold for token F1. A linear-chain CRF over the same features was measured no better on held-out TREC topics
-(0.48-0.49 against 0.50-0.52, two seeds) and several times slower on long reports.
+Most of what a keyword query or a one-line title says is copied: 77 % of a TREC title's words are in its description,
+65 % of a Hadoop bug title's in its report. For a field the task declares `compress`, each input word whose lower-cased,
+lightly stemmed form the pool's answer holds is marked kept, and a per-token logistic regression learns keep or drop
+from the word, its shape, whether it is a function word, how rare it is across the pool's inputs, where it sits
+(position, sentence), how often it repeats, its neighbours, how often the pool kept that word (out of fold, so training
+never reads its own answer), and, where the inner folds measure them better, its static vector from the encoder's token
+table and its vector as the encoder reads it in this input (`learn/wordvectors.py`). The answer is the kept tokens in
+input order, cut from the input itself: verbatim words by construction. The keep rule (a probability, or a share of the
+likeliest token's) is chosen out of fold for token F1. A linear-chain CRF over the same features was measured no better
+on held-out TREC topics (0.48-0.49 against 0.50-0.52, two seeds) and several times slower on long reports.
 
 Confidence is how sure the tagger is of its answer: the mean keep-probability of the kept tokens times the
 drop-probability of the likeliest token it dropped. `train` calibrates it out of fold on the task's text bar (token
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from slm_desk.contract.words import FUNCTION_WORDS, token_f1
-from slm_desk.learn.wordvectors import DIMS, WordVectors
+from slm_desk.learn.wordvectors import DIMS, Context, Encoder, InContext, WordVectors
 
 TOKEN = re.compile(r"\d+|[^\W\d_]+|[^\w\s]|_")
 INNER_FOLDS = 3
@@ -37,7 +37,9 @@ SHARES = (0.3, 0.4, 0.5, 0.6)
 PRIOR_WEIGHT, PRIOR_BASE = 2.0, 0.2  # a word's keep rate, smoothed towards a fifth (TREC keeps ~20 % of tokens)
 C = 0.3  # measured on held-out TREC topics: 0.3 at or near the top of 0.1-3
 
+CONTEXT_AXES_FROM = 300  # texts whose words set the axes the encoder's rows are projected on
 Token = tuple[str, int, int]
+Reading = tuple[WordVectors | None, Encoder | None]  # what a tagger reads beside its sparse features
 
 
 def tokens(text: str) -> list[Token]:
@@ -160,6 +162,7 @@ class KeepDrop:
 
     share = False  # the threshold is a share of the likeliest token's probability (a head pickled before: never)
     words: WordVectors | None = None  # each word's vector among the features (a head pickled before: none)
+    context: Context | None = None  # each word's vector in its text among the features (the same)
 
     def __init__(
         self,
@@ -170,6 +173,7 @@ class KeepDrop:
         threshold: float,
         share: bool = False,
         words: WordVectors | None = None,
+        context: Context | None = None,
     ) -> None:
         self.field = field
         self.vectorizer = vectorizer
@@ -178,31 +182,50 @@ class KeepDrop:
         self.threshold = threshold
         self.share = share
         self.words = words
+        self.context = context
 
     @classmethod
     def fit(
-        cls, field: str, texts: list[str], targets: list[str], words: WordVectors | None = None, measure: bool = True
+        cls,
+        field: str,
+        texts: list[str],
+        targets: list[str],
+        words: WordVectors | None = None,
+        encoder: Encoder | None = None,
+        measure: bool = True,
     ) -> KeepDrop:
-        """The tagger on every pair, its keep rule, and whether it reads `words`, chosen on inner folds (each fold
-        tagged by a tagger that never saw it, its word priors from the other folds too). With `measure` off, it
-        reads `words` as given (a decision made once per training: on long bug reports each reading costs minutes)."""
-        readings = [None] if words is None else [None, words] if measure else [words]
-        judged: dict[tuple[float, bool, WordVectors | None], float] = {}
+        """The tagger on every pair, its keep rule, and what it reads beside its sparse features, chosen on inner
+        folds (each fold tagged by a tagger that never saw it, its word priors from the other folds too): nothing,
+        the static `words`, or those and each word as the `encoder` reads it in its text. With `measure` off, it
+        reads what it is given (a decision made once per training: on long bug reports each reading costs minutes)."""
+        readings: list[Reading] = [(words, encoder)]
+        if measure:
+            readings = (
+                [(None, None)] + [(words, None)] * (words is not None) + [(words, encoder)] * (encoder is not None)
+            )
+        encoded = _encoded(texts, encoder.in_context) if encoder is not None else None
+        judged: dict[tuple[float, bool, int], float] = {}
         if len(texts) >= 2 * INNER_FOLDS:
-            for reading in readings:
+            for n, (static, reads) in enumerate(readings):
                 fold_probs: list[tuple[list[Token], np.ndarray, str]] = []
                 for fold in range(INNER_FOLDS):
                     kept = [i for i in range(len(texts)) if i % INNER_FOLDS != fold]
+                    rows = [encoded[i] for i in kept] if reads is not None and encoded is not None else None
                     pairs = [texts[i] for i in kept], [targets[i] for i in kept]
-                    inner = cls._fitted(field, *pairs, 0.3, False, reading)
-                    for i in range(fold, len(texts), INNER_FOLDS):
-                        toks = tokens(texts[i])
-                        fold_probs.append((toks, inner.keep_probabilities(toks), targets[i]))
+                    inner = cls._fitted(field, *pairs, 0.3, False, static, reads, rows)
+                    held = range(fold, len(texts), INNER_FOLDS)
+                    toks = [tokens(texts[i]) for i in held]
+                    own = [encoded[i] for i in held] if inner.context is not None and encoded is not None else None
+                    probs = inner.keep_probabilities(toks, own)
+                    fold_probs += [(t, p, targets[i]) for t, p, i in zip(toks, probs, held, strict=True)]
                 for rule in [(t, False) for t in THRESHOLDS] + [(s, True) for s in SHARES]:
-                    judged[(*rule, reading)] = sum(token_f1(render(k, _kept(p, *rule)), g) for k, p, g in fold_probs)
-        # the first of equals: without the vectors, the lowest absolute threshold (with no folds to judge by, that)
-        threshold, share, reading = max(judged, key=lambda r: judged[r]) if judged else (THRESHOLDS[0], False, None)
-        return cls._fitted(field, texts, targets, threshold, share, reading)
+                    judged[(*rule, n)] = sum(token_f1(render(k, _kept(p, *rule)), g) for k, p, g in fold_probs)
+        # the first of equals: the least read, the lowest absolute threshold (with no folds to judge by, those)
+        threshold, share, n = max(judged, key=lambda r: judged[r]) if judged else (THRESHOLDS[0], False, 0)
+        static, reads = readings[n]
+        return cls._fitted(
+            field, texts, targets, threshold, share, static, reads, encoded if reads is not None else None
+        )
 
     @classmethod
     def _fitted(
@@ -213,10 +236,16 @@ class KeepDrop:
         threshold: float,
         share: bool = False,
         words: WordVectors | None = None,
+        encoder: Encoder | None = None,
+        encoded: list[np.ndarray] | None = None,
     ) -> KeepDrop:
+        """One tagger; with an `encoder`, `encoded` holds its rows of each text's words."""
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
 
+        context = None
+        if encoder is not None and encoded is not None:
+            context = Context.fit(encoder.model, encoded[:CONTEXT_AXES_FROM])
         rarity = _Vocabulary(texts, targets)
         rows: list[dict[str, Any]] = []
         meanings: list[np.ndarray] = []
@@ -227,7 +256,8 @@ class KeepDrop:
             for i in range(fold, len(texts), INNER_FOLDS):
                 toks = tokens(texts[i])
                 rows += features(toks, rarity, prior)
-                meanings.append(_meanings(toks, words))
+                own = encoded[i] if context is not None and encoded is not None else None
+                meanings.append(_meanings(toks, words, context, own))
                 labels += keep_tags(toks, targets[i])
         vectorizer = DictVectorizer()
         x = _design(vectorizer.fit_transform(rows), np.vstack(meanings))
@@ -236,21 +266,36 @@ class KeepDrop:
         # liblinear: coordinate descent suits a design this wide (every word and its neighbours is a column); on the
         # TREC pool it fitted 6x faster than L-BFGS with the same held-out token F1
         model = LogisticRegression(C=C, solver="liblinear").fit(x, labels)
-        return cls(field, vectorizer, model, rarity, threshold, share, words)
+        return cls(field, vectorizer, model, rarity, threshold, share, words, context)
 
-    def keep_probabilities(self, toks: list[Token]) -> np.ndarray:
-        if not toks:
-            return np.zeros(0)
-        rows = self.vectorizer.transform(features(toks, self.vocabulary, self.vocabulary))
-        x = _design(rows, _meanings(toks, self.words))
-        return np.asarray(self.model.predict_proba(x)[:, list(self.model.classes_).index(True)])
+    def keep_probabilities(self, texts: list[list[Token]], encoded: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Each token's probability of being kept, for each text's tokens, all texts in one design (one call into
+        the model, not one per text); `encoded` holds the encoder's rows of each, for a tagger that reads words in
+        context."""
+        if not any(texts):
+            return [np.zeros(0) for _ in texts]
+        rows = self.vectorizer.transform(
+            [row for toks in texts for row in features(toks, self.vocabulary, self.vocabulary)]
+        )
+        meanings = [
+            _meanings(toks, self.words, self.context, encoded[n] if encoded is not None else None)
+            for n, toks in enumerate(texts)
+        ]
+        x = _design(rows, np.vstack(meanings))
+        probs = np.asarray(self.model.predict_proba(x)[:, list(self.model.classes_).index(True)])
+        return np.split(probs, np.cumsum([len(toks) for toks in texts])[:-1])
 
-    def predict(self, texts: list[str]) -> list[tuple[dict[str, str | None], dict[str, float]]]:
-        """For each text: the field's value (null when the input has no word) and the tagger's sureness."""
+    def predict(
+        self, texts: list[str], in_context: InContext | None = None
+    ) -> list[tuple[dict[str, str | None], dict[str, float]]]:
+        """For each text: the field's value (null when the input has no word) and the tagger's sureness.
+        `in_context` is the encoder a tagger that reads words in context needs (`Embedder.in_context`)."""
+        if self.context is not None and in_context is None:
+            raise ValueError(f"the {self.field} tagger reads words in context and was given no encoder")
+        encoded = _encoded(texts, in_context) if self.context is not None and in_context is not None else None
+        every = [tokens(text) for text in texts]
         answers: list[tuple[dict[str, str | None], dict[str, float]]] = []
-        for text in texts:
-            toks = tokens(text)
-            probs = self.keep_probabilities(toks)
+        for toks, probs in zip(every, self.keep_probabilities(every, encoded), strict=True):
             if not len(probs) or not any(t[0][0].isalnum() for t in toks):
                 answers.append(({self.field: None}, {self.field: 0.0}))
                 continue
@@ -261,15 +306,26 @@ class KeepDrop:
         return answers
 
 
-def _meanings(toks: list[Token], words: WordVectors | None) -> np.ndarray:
-    """Each token's word vector, zeros where there is none: punctuation, a function word (the same held-out TREC
-    score, 0.541 against 0.542, a sparser design), a word the vocabulary cannot spell; no vectors, no columns."""
+def _encoded(texts: list[str], in_context: InContext) -> list[np.ndarray]:
+    """The encoder's row of each token of each text."""
+    return in_context([[t[0] for t in tokens(text)] for text in texts])
+
+
+def _meanings(
+    toks: list[Token], words: WordVectors | None, context: Context | None = None, encoded: np.ndarray | None = None
+) -> np.ndarray:
+    """Each token's static word vector, zeros where there is none: punctuation, a function word (the same held-out
+    TREC score, 0.541 against 0.542, a sparser design), a word the vocabulary cannot spell; beside it, with a
+    `context`, its projected row of `encoded` (every token: a function word's reading says where the topic is). No
+    vectors, no columns."""
     out = np.zeros((len(toks), DIMS if words is not None else 0), dtype=np.float32)
     if words is not None:
         for i, (word, _, _) in enumerate(toks):
             vector = words(word) if word[0].isalnum() and word.lower() not in FUNCTION_WORDS else None
             if vector is not None:
                 out[i] = vector
+    if context is not None and encoded is not None:
+        out = np.hstack([out, context(encoded)])
     return out
 
 

@@ -25,6 +25,7 @@ from slm_desk.learn.compress import KeepDrop
 from slm_desk.learn.features import Embed, LabelHead  # heads pickled before it moved there name it here too
 from slm_desk.learn.novelty import Familiarity
 from slm_desk.learn.spans import Featurize, SpanTagger, featurize
+from slm_desk.learn.wordvectors import InContext
 from slm_desk.models.protocol import AlwaysReady, Completion, IsCancelled, Messages, OnText
 
 if TYPE_CHECKING:
@@ -128,14 +129,24 @@ class Head:
     def reads_embeddings(self) -> bool:
         return self.embedding is not None
 
+    @property
+    def reads_in_context(self) -> str | None:
+        """The encoder a compression tagger reads words in context from, if one does."""
+        return next((c.context.model for c in self.compressors if c.context is not None), None)
+
     def predict(
-        self, texts: list[str], featurized: Featurize = featurize, vectors: np.ndarray | None = None
+        self,
+        texts: list[str],
+        featurized: Featurize = featurize,
+        vectors: np.ndarray | None = None,
+        in_context: InContext | None = None,
     ) -> list[tuple[dict[str, Any], dict[str, float]]]:
-        """For each text: the answer (fields in the schema's order) and each field's confidence."""
+        """For each text: the answer (fields in the schema's order) and each field's confidence. `vectors` are the
+        texts' sentence embeddings and `in_context` the encoder, for a head that reads them."""
         parts = [
             self.labels.predict(texts, vectors) if self.labels is not None else None,
             self.spans.predict(texts, featurized) if self.spans is not None else None,
-            *(compressor.predict(texts) for compressor in self.compressors),
+            *(compressor.predict(texts, in_context) for compressor in self.compressors),
         ]
         answers = []
         for row in range(len(texts)):
@@ -176,9 +187,10 @@ class HeadBackend(AlwaysReady):
     model = MODEL_NAME
     where = "the trained head (this machine)"
 
-    def __init__(self, head: Head, embed: Embed | None = None) -> None:
+    def __init__(self, head: Head, embed: Embed | None = None, in_context: InContext | None = None) -> None:
         self.head = head
         self.embed = embed
+        self.in_context = in_context
 
     def complete(
         self, task: Task, messages: Messages, on_text: OnText | None = None, cancelled: IsCancelled | None = None
@@ -202,6 +214,13 @@ class HeadBackend(AlwaysReady):
     def complete_many(self, task: Task, texts: list[str]) -> list[Completion]:
         """Every text in one batch: the features of all of them at once are what makes the head fast."""
         vectors = self.vectors(texts)
+        encoder = self.head.reads_in_context
+        if encoder is not None and self.in_context is None:
+            raise ModelNotFound(
+                f"this head reads words in context with {encoder}, which is not available",
+                f"install it (`slm-desk pull {encoder}`), or retrain the head without it: "
+                "`slm-desk train TASK --features tfidf`",
+            )
         unfamiliar = self.head.unfamiliar(texts, vectors)
         return [
             Completion(
@@ -212,7 +231,9 @@ class HeadBackend(AlwaysReady):
                 fields=probs,
                 unfamiliar=why,
             )
-            for (output, probs), why in zip(self.head.predict(texts, vectors=vectors), unfamiliar, strict=True)
+            for (output, probs), why in zip(
+                self.head.predict(texts, vectors=vectors, in_context=self.in_context), unfamiliar, strict=True
+            )
         ]
 
 
@@ -240,9 +261,15 @@ def load_policy(store: Store, task: Task) -> TierPolicy | None:
     return TierPolicy.model_validate_json(policy) if policy else None
 
 
-def load(store: Store, task: Task, embedder: Callable[[str], Embed | None] | None = None) -> Loaded | None:
+def load(
+    store: Store,
+    task: Task,
+    embedder: Callable[[str], Embed | None] | None = None,
+    reader: Callable[[str], InContext | None] | None = None,
+) -> Loaded | None:
     """The newest head trained for this task version, or None. `embedder` gives the embedding function of a model
-    id (None when that model is not available) for a head that reads embeddings."""
+    id (None when that model is not available) for a head that reads embeddings; `reader` its words-in-context
+    function, for a head whose compression tagger reads them."""
     row = store.head(task.name, task.version)
     if row is None:
         return None
@@ -252,8 +279,10 @@ def load(store: Store, task: Task, embedder: Callable[[str], Embed | None] | Non
         head = Head(list(head.models), head, None)
     policy = saved.get("policy")
     embed = embedder(head.embedding) if head.embedding is not None and embedder is not None else None
+    encoder = head.reads_in_context
+    in_context = reader(encoder) if encoder is not None and reader is not None else None
     return Loaded(
-        HeadBackend(head, embed),
+        HeadBackend(head, embed, in_context),
         Profile.model_validate_json(saved["profile"]),
         HeadReport.model_validate_json(report_json),
         TierPolicy.model_validate_json(policy) if policy else None,

@@ -25,12 +25,13 @@ from slm_desk.contract.calibration import Profile, Sample, answer_right, build_p
 from slm_desk.errors import UsageError
 from slm_desk.judge.tiers import Scored
 from slm_desk.learn import novelty
-from slm_desk.learn.compress import KeepDrop
+from slm_desk.learn.compress import KeepDrop, Reading
+from slm_desk.learn.compress import tokens as compress_tokens
 from slm_desk.learn.features import Embed, FeatureSet, LabelHead, fit_labels
 from slm_desk.learn.head import MODEL_NAME, FeatureRow, Head, HeadReport, requirements
 from slm_desk.learn.retrieval import FEATURES
 from slm_desk.learn.spans import Featurize, SpanTagger, bio_tags, featurize, tokens
-from slm_desk.learn.wordvectors import WordVectors
+from slm_desk.learn.wordvectors import Encoder, InContext, WordVectors
 
 if TYPE_CHECKING:
     from slm_desk.contract.tasks import Task
@@ -47,12 +48,14 @@ Choice = Literal["auto", "tfidf", "embeddings"]
 @dataclass(frozen=True)
 class Embedding:
     """Where a head's sentence embeddings come from: `vectors` may read a cache, `fresh` never does (pricing).
-    `words` reads the encoder's static word vectors (a compression head's features; none for a non-BERT encoder)."""
+    `words` reads the encoder's static word vectors and `in_context` runs it for each word in its text (a compression
+    head's features; no static vectors for a non-BERT encoder)."""
 
     model: str
     vectors: Embed
     fresh: Embed
     words: Callable[[], WordVectors | None] = lambda: None
+    in_context: InContext | None = None
 
 
 @dataclass(frozen=True)
@@ -145,17 +148,33 @@ def _spans(task: Task, items: list[dict[str, Any]], featurized: Featurize) -> Sp
 
 
 def _compressors(
-    task: Task, items: list[dict[str, Any]], words: dict[str, WordVectors | None], measure: bool
+    task: Task, items: list[dict[str, Any]], readings: dict[str, Reading], measure: bool
 ) -> list[KeepDrop]:
     """A keep/drop tagger per compressed field, on the lines that give it (each input as the task reads it).
-    `words[field]` are the vectors the field may read: with `measure`, its tagger reads them only where its inner
-    folds measure them better; without, it reads them (the decision was made once, on the whole pool)."""
+    `readings[field]` is what the field may read (static word vectors, the encoder for words in context): with
+    `measure`, its tagger reads each only where its inner folds measure it better; without, it reads them (the
+    decision was made once, on the whole pool)."""
     taggers = []
     for field in (f for f, kind in task.head_fields.items() if kind == "compress"):
         known = [i for i in items if isinstance(i["output"].get(field), str)]
         texts = [task.read(i["input"])[0] for i in known]
-        taggers.append(KeepDrop.fit(field, texts, [i["output"][field] for i in known], words.get(field), measure))
+        words, encoder = readings.get(field, (None, None))
+        taggers.append(KeepDrop.fit(field, texts, [i["output"][field] for i in known], words, encoder, measure))
     return taggers
+
+
+def _remembered(in_context: InContext) -> InContext:
+    """`in_context` that runs the encoder once per text while training (float16 rows: a long report's 200 words
+    hold 150 KB)."""
+    seen: dict[tuple[str, ...], np.ndarray] = {}
+
+    def remembered(texts: list[list[str]]) -> list[np.ndarray]:
+        missing = list(dict.fromkeys(tuple(t) for t in texts if tuple(t) not in seen))
+        for words, rows in zip(missing, in_context([list(m) for m in missing]) if missing else [], strict=True):
+            seen[words] = rows.astype(np.float16)
+        return [seen[tuple(t)].astype(np.float32) for t in texts]
+
+    return remembered
 
 
 def train(
@@ -188,9 +207,14 @@ def train(
     # with an encoder, the novelty rule reads embeddings whatever the label models read: measured on route-ticket's
     # pool, they tell 99 % of off-topic inputs from banking queries, TF-IDF about half
     use_vectors = embedding is not None and choice != "tfidf"
-    # a compression head's word vectors are a table lookup, not the encoder: they stay with --features tfidf
-    words = embedding.words() if embedding is not None and "compress" in task.head_fields.values() else None
-    total, done = int(use_vectors) + int(words is not None) + k + 1, 0
+    # a compression head's word vectors are a table lookup, not the encoder: they stay with --features tfidf; its
+    # words in context run the encoder on each input, as the novelty rule does: they do not
+    compresses = embedding is not None and "compress" in task.head_fields.values()
+    words = embedding.words() if embedding is not None and compresses else None
+    encoder = None
+    if use_vectors and compresses and embedding is not None and embedding.in_context is not None:
+        encoder = Encoder(embedding.model, _remembered(embedding.in_context))
+    total, done = int(use_vectors) + int(words is not None or encoder is not None) + k + 1, 0
     step(done, total)
     vectors = None
     if use_vectors:
@@ -199,12 +223,13 @@ def train(
         vectors = embedding.vectors([i["input"] for i in order])
         done += 1
         step(done, total)
-    compressors = None  # the shipped taggers, fitted first where they decide whether the word vectors help
-    decided: dict[str, WordVectors | None] = {}  # what each text field reads, for the folds below
-    if words is not None:
-        say(f"measuring {words.model} word vectors for the text, on inner folds of {len(order)} items")
-        compressors = _compressors(task, order, dict.fromkeys(task.compress, words), measure=True)
-        decided = {c.field: c.words for c in compressors}
+    compressors = None  # the shipped taggers, fitted first where they decide whether word vectors help
+    decided: dict[str, Reading] = {}  # what each text field reads, for the folds below
+    if words is not None or encoder is not None:
+        model = embedding.model if embedding is not None else ""
+        say(f"measuring {model} word vectors for the text, alone and in context, on inner folds of {len(order)} items")
+        compressors = _compressors(task, order, dict.fromkeys(task.compress, (words, encoder)), measure=True)
+        decided = {c.field: (c.words, encoder if c.context is not None else None) for c in compressors}
         done += 1
         step(done, total)
     sets: list[FeatureSet] = ["tfidf+embeddings"] if has_labels and choice == "embeddings" else ["tfidf"]
@@ -225,7 +250,8 @@ def train(
             labels = _labels(task, [order[i] for i in kept], v[kept] if v is not None else None)
             fitted = Head(list(task.head_fields), labels, spans, compressors=in_fold, rules=requirements(task))
             tick = time.perf_counter()
-            m.predicted += fitted.predict(texts, memo, v[held] if v is not None else None)
+            reader = encoder.in_context if encoder is not None else None
+            m.predicted += fitted.predict(texts, memo, v[held] if v is not None else None, reader)
             m.predict_seconds += time.perf_counter() - tick
         ordered += [order[i] for i in held]
         fold_of += [fold] * len(held)
@@ -256,6 +282,8 @@ def train(
         for item, (output, _), s, a, f in zip(ordered, best.predicted, best.samples, accepted, familiar, strict=True)
     ]
     embed_ms = _embed_ms(embedding, order) if use_vectors and embedding is not None else 0.0
+    if head.reads_in_context and embedding is not None and embedding.in_context is not None:
+        embed_ms += _in_context_ms(task, embedding.in_context, order)
     ms = {name: m.predict_seconds * 1000 / len(ordered) + embed_ms for name, m in measured.items()}
     held_back = sum(a and not f for a, f in zip(accepted, familiar, strict=True)) / max(1, sum(accepted))
     kept_scored = [s for s in scored if s.accepted]
@@ -317,6 +345,14 @@ def _embed_ms(embedding: Embedding, order: list[dict[str, Any]]) -> float:
     return (time.perf_counter() - tick) * 1000 / len(sample)
 
 
+def _in_context_ms(task: Task, in_context: InContext, order: list[dict[str, Any]]) -> float:
+    """Milliseconds to read one input's words in context afresh."""
+    sample = [[t[0] for t in compress_tokens(task.read(i["input"])[0])] for i in order[:PRICED]]
+    tick = time.perf_counter()
+    in_context(sample)
+    return (time.perf_counter() - tick) * 1000 / len(sample)
+
+
 def _row(m: _Measured, ms: float) -> FeatureRow:
     assert m.profile is not None and m.samples is not None
     accepted = [s for s in m.samples if _accepted(m.profile, s)]
@@ -342,6 +378,8 @@ def _describe(task: Task, head: Head) -> str:
     if "compress" in kinds.values():
         reading = next((c.words.model for c in head.compressors if c.words is not None), None)
         meaning = f", its {reading} word vector" if reading else ""
+        if head.reads_in_context:
+            meaning += f"{',' if reading else ', its'} {head.reads_in_context} vector in context"
         parts.append(
             "text: each input word kept or dropped (logistic regression over the word, its rarity, position "
             f"and neighbours{meaning}, and how often the pool kept it)"
