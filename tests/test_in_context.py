@@ -126,7 +126,7 @@ def test_training_reads_words_in_context_with_the_encoder_and_never_with_tfidf()
     )
     trained = training.train(task, pool, embedding=source)
     assert trained.head.reads_in_context == "scripted"
-    assert "scripted vector in context" in trained.report.features
+    assert "scripted vector in context" in trained.report.features and trained.report.in_context
     backend = HeadBackend(trained.head, source.vectors)  # loaded where that encoder is not installed
     with pytest.raises(ModelNotFound) as raised:
         backend.complete_many(task, [pool[0]["input"]])
@@ -136,4 +136,4 @@ def test_training_reads_words_in_context_with_the_encoder_and_never_with_tfidf()
     )
     assert answer == {"query": pool[0]["output"]["query"]}
     fast = training.train(task, pool, embedding=source, choice="tfidf")
-    assert fast.head.reads_in_context is None  # the encoder never runs for a --features tfidf head
+    assert fast.head.reads_in_context is None and not fast.report.in_context  # no encoder run for a tfidf head

@@ -256,9 +256,10 @@ def _features_lines(r: Any) -> list[str]:
                 f"  {row.features:<44} {row.accuracy:>8.1%} {row.accept_rate:>9.1%} {row.ms_per_item:>9.2f}{kept}"
             )
     if r.embedding_model and r.without_encoder_ms is not None:
+        lost = ", and its text tagger reads no words in context" if r.in_context else ""
         lines.append(
             f"  (without the encoder: `slm-desk train {r.task} --features tfidf`, {r.without_encoder_ms:.2f} ms/item;"
-            " its novelty rule then reads TF-IDF, which catches about half as many off-topic inputs)"
+            f" its novelty rule then reads TF-IDF, which catches about half as many off-topic inputs{lost})"
         )
     elif r.embeddings_note and "label" in r.field_kinds.values():
         lines.append(f"  label features: TF-IDF alone; sentence embeddings were not measured: {r.embeddings_note}")

@@ -67,6 +67,7 @@ class HeadReport(BaseModel):
     compared: list[FeatureRow] = []  # both feature sets measured out of fold, when both could be
     embeddings_note: str = ""  # why embeddings were not measured, when they were not
     without_encoder_ms: float | None = None  # the TF-IDF head with no encoder at all (`--features tfidf`)
+    in_context: bool = False  # a text tagger reads words in context (the encoder runs on every input)
     novelty_threshold: float | None = None  # below this similarity to the pool an input goes to review
     novelty_held_back: float | None = None  # the share of out-of-fold accepted items the rule sends to review
     warnings: list[str] = []

@@ -308,6 +308,7 @@ def train(
         compared=[_row(m, ms[name]) for name, m in measured.items()] if len(measured) > 1 else [],
         embeddings_note="" if use_vectors else "--features tfidf" if choice == "tfidf" else embeddings_note,
         without_encoder_ms=measured[sets[0]].predict_seconds * 1000 / len(ordered) if sets[0] == "tfidf" else None,
+        in_context=head.reads_in_context is not None,
         novelty_threshold=head.familiarity.threshold,
         novelty_held_back=held_back,
         warnings=_rare_none(task, usable),
