@@ -316,8 +316,8 @@ def _meanings(
 ) -> np.ndarray:
     """Each token's static word vector, zeros where there is none: punctuation, a function word (the same held-out
     TREC score, 0.541 against 0.542, a sparser design), a word the vocabulary cannot spell; beside it, with a
-    `context`, its projected row of `encoded` (every token: a function word's reading says where the topic is). No
-    vectors, no columns."""
+    `context`, its projected row of `encoded` (every token's: leaving function words out measured 0.576 against
+    0.579 on three inner folds of the TREC pool). No vectors, no columns."""
     out = np.zeros((len(toks), DIMS if words is not None else 0), dtype=np.float32)
     if words is not None:
         for i, (word, _, _) in enumerate(toks):

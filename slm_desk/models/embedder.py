@@ -153,7 +153,7 @@ class Embedder:
     def in_context(self, texts: list[list[str]]) -> list[np.ndarray]:
         """For each text, given as its words: one row per word, the mean of the encoder's outputs over the word's
         WordPiece tokens, the whole text read at once (so "bank" by a river is not "bank" in a loan). A word past
-        the encoder's context, or one its vocabulary cannot spell, has a row of zeros."""
+        the encoder's context (512 tokens for MiniLM) has a row of zeros, as does one with no token at all."""
         with self.lock:
             llm = self._load(pooled=False)
             cls, sep = (llm.tokenize(b"", add_bos=True) + [None, None])[:2]
