@@ -25,7 +25,7 @@ from slm_desk.contract.calibration import Profile, Sample, answer_right, build_p
 from slm_desk.errors import UsageError
 from slm_desk.judge.tiers import Scored
 from slm_desk.learn import novelty
-from slm_desk.learn.compress import KeepDrop, Reading
+from slm_desk.learn.compress import KeepDrop
 from slm_desk.learn.compress import tokens as compress_tokens
 from slm_desk.learn.features import Embed, FeatureSet, LabelHead, fit_labels
 from slm_desk.learn.head import MODEL_NAME, FeatureRow, Head, HeadReport, requirements
@@ -148,18 +148,23 @@ def _spans(task: Task, items: list[dict[str, Any]], featurized: Featurize) -> Sp
 
 
 def _compressors(
-    task: Task, items: list[dict[str, Any]], readings: dict[str, Reading], measure: bool
+    task: Task,
+    items: list[dict[str, Any]],
+    words: WordVectors | None = None,
+    encoder: Encoder | None = None,
+    like: list[KeepDrop] | None = None,
 ) -> list[KeepDrop]:
-    """A keep/drop tagger per compressed field, on the lines that give it (each input as the task reads it).
-    `readings[field]` is what the field may read (static word vectors, the encoder for words in context): with
-    `measure`, its tagger reads each only where its inner folds measure it better; without, it reads them (the
-    decision was made once, on the whole pool)."""
+    """A keep/drop tagger per compressed field, on the lines that give it (each input as the task reads it): what
+    it reads (nothing, the static `words`, those and the `encoder`'s words in context) and its keep rule measured on
+    inner folds of `items`; or, `like` the whole pool's taggers, each refitted with their choices (a fold's)."""
     taggers = []
-    for field in (f for f, kind in task.head_fields.items() if kind == "compress"):
+    for n, field in enumerate(f for f, kind in task.head_fields.items() if kind == "compress"):
         known = [i for i in items if isinstance(i["output"].get(field), str)]
-        texts = [task.read(i["input"])[0] for i in known]
-        words, encoder = readings.get(field, (None, None))
-        taggers.append(KeepDrop.fit(field, texts, [i["output"][field] for i in known], words, encoder, measure))
+        texts, targets = [task.read(i["input"])[0] for i in known], [i["output"][field] for i in known]
+        if like is not None:
+            taggers.append(like[n].refitted(texts, targets, encoder))
+        else:
+            taggers.append(KeepDrop.fit(field, texts, targets, words, encoder))
     return taggers
 
 
@@ -223,13 +228,13 @@ def train(
         vectors = embedding.vectors([i["input"] for i in order])
         done += 1
         step(done, total)
-    compressors = None  # the shipped taggers, fitted first where they decide whether word vectors help
-    decided: dict[str, Reading] = {}  # what each text field reads, for the folds below
+    # the shipped text taggers first: what each reads and its keep rule, chosen on inner folds of the whole pool, are
+    # the folds' below too
     if words is not None or encoder is not None:
         model = embedding.model if embedding is not None else ""
         say(f"measuring {model} word vectors for the text, alone and in context, on inner folds of {len(order)} items")
-        compressors = _compressors(task, order, dict.fromkeys(task.compress, (words, encoder)), measure=True)
-        decided = {c.field: (c.words, encoder if c.context is not None else None) for c in compressors}
+    compressors = _compressors(task, order, words, encoder)
+    if words is not None or encoder is not None:
         done += 1
         step(done, total)
     sets: list[FeatureSet] = ["tfidf+embeddings"] if has_labels and choice == "embeddings" else ["tfidf"]
@@ -243,7 +248,7 @@ def train(
         kept = [i for i in range(len(order)) if i % k != fold]
         say(f"fold {fold + 1}/{k}: fitting on {len(kept)} items" + (", both feature sets" if len(sets) > 1 else ""))
         spans = _spans(task, [order[i] for i in kept], memo)
-        in_fold = _compressors(task, [order[i] for i in kept], decided, measure=False)
+        in_fold = _compressors(task, [order[i] for i in kept], encoder=encoder, like=compressors)
         texts = [task.read(order[i]["input"])[0] for i in held]
         for name, m in measured.items():
             v = vectors if name == "tfidf+embeddings" else None
@@ -266,7 +271,7 @@ def train(
         _labels(task, order, vectors if best.features == "tfidf+embeddings" else None),
         _spans(task, order, memo),
         embedding.model if vectors is not None and embedding is not None else None,
-        compressors=compressors if compressors is not None else _compressors(task, order, {}, measure=False),
+        compressors=compressors,
         rules=requirements(task),
     )
     assert best.profile is not None and best.samples is not None
