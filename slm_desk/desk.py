@@ -141,21 +141,24 @@ class Desk:
         words = lambda: WordVectors.read(ref.id, ref.path)  # noqa: E731 - read only when a head compresses
         return training.Embedding(ref.id, cached, encoder.embed, words, encoder.in_context), ""
 
+    def _encoder(self, model_id: str) -> training.Embedding | None:
+        """The encoder a head names, when it is the one configured and available."""
+        source, _ = self.embedding()
+        return source if source is not None and source.model == model_id else None
+
     def _embed_for(self, cached: bool) -> Callable[[str], Embed | None]:
         """For a head that reads embeddings from a model id: its embed function, when that model is available."""
 
         def embed_for(model_id: str) -> Embed | None:
-            source, _ = self.embedding()
-            if source is None or source.model != model_id:
-                return None
-            return source.vectors if cached else source.fresh
+            source = self._encoder(model_id)
+            return None if source is None else source.vectors if cached else source.fresh
 
         return embed_for
 
     def _reader(self, model_id: str) -> InContext | None:
         """For a head whose compression tagger reads words in context: that encoder's reader, when available."""
-        source, _ = self.embedding()
-        return source.in_context if source is not None and source.model == model_id else None
+        source = self._encoder(model_id)
+        return source.in_context if source is not None else None
 
     def train(
         self,

@@ -205,11 +205,7 @@ class HeadBackend(AlwaysReady):
         if not self.head.reads_embeddings:
             return None
         if self.embed is None:
-            raise ModelNotFound(
-                f"this head reads sentence embeddings from {self.head.embedding}, which is not available",
-                f"install it (`slm-desk pull {self.head.embedding}`), or retrain the head without it: "
-                "`slm-desk train TASK --features tfidf`",
-            )
+            raise _missing("sentence embeddings from", self.head.embedding)
         return self.embed(texts)
 
     def complete_many(self, task: Task, texts: list[str]) -> list[Completion]:
@@ -217,11 +213,7 @@ class HeadBackend(AlwaysReady):
         vectors = self.vectors(texts)
         encoder = self.head.reads_in_context
         if encoder is not None and self.in_context is None:
-            raise ModelNotFound(
-                f"this head reads words in context with {encoder}, which is not available",
-                f"install it (`slm-desk pull {encoder}`), or retrain the head without it: "
-                "`slm-desk train TASK --features tfidf`",
-            )
+            raise _missing("words in context with", encoder)
         unfamiliar = self.head.unfamiliar(texts, vectors)
         return [
             Completion(
@@ -236,6 +228,14 @@ class HeadBackend(AlwaysReady):
                 self.head.predict(texts, vectors=vectors, in_context=self.in_context), unfamiliar, strict=True
             )
         ]
+
+
+def _missing(reads: str, model: str | None) -> ModelNotFound:
+    """What a head says when an encoder it reads is not installed, and the two ways out."""
+    return ModelNotFound(
+        f"this head reads {reads} {model}, which is not available",
+        f"install it (`slm-desk pull {model}`), or retrain the head without it: `slm-desk train TASK --features tfidf`",
+    )
 
 
 def save(store: Store, head: Head, profile: Profile, report: HeadReport, policy: TierPolicy | None) -> None:

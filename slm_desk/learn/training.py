@@ -230,11 +230,12 @@ def train(
         step(done, total)
     # the shipped text taggers first: what each reads and its keep rule, chosen on inner folds of the whole pool, are
     # the folds' below too
-    if words is not None or encoder is not None:
-        model = embedding.model if embedding is not None else ""
-        say(f"measuring {model} word vectors for the text, alone and in context, on inner folds of {len(order)} items")
+    measuring = embedding.model if embedding is not None and (words is not None or encoder is not None) else None
+    if measuring is not None:
+        what = f"measuring {measuring} word vectors for the text, alone and in context"
+        say(f"{what}, on inner folds of {len(order)} items")
     compressors = _compressors(task, order, words, encoder)
-    if words is not None or encoder is not None:
+    if measuring is not None:
         done += 1
         step(done, total)
     sets: list[FeatureSet] = ["tfidf+embeddings"] if has_labels and choice == "embeddings" else ["tfidf"]
@@ -286,9 +287,12 @@ def train(
         Scored(item["input"], item["output"], output, best.profile.apply(s.confidence), s.correct, a and f, f)
         for item, (output, _), s, a, f in zip(ordered, best.predicted, best.samples, accepted, familiar, strict=True)
     ]
-    embed_ms = _embed_ms(embedding, order) if use_vectors and embedding is not None else 0.0
+    embed_ms = 0.0  # each input encoded afresh (the caches kept while training are no help to new inputs)
+    if use_vectors and embedding is not None:
+        embed_ms += _ms_afresh(embedding.fresh, [i["input"] for i in order[:PRICED]])
     if head.reads_in_context and embedding is not None and embedding.in_context is not None:
-        embed_ms += _in_context_ms(task, embedding.in_context, order)
+        words_of = [[t[0] for t in compress_tokens(task.read(i["input"])[0])] for i in order[:PRICED]]
+        embed_ms += _ms_afresh(embedding.in_context, words_of)
     ms = {name: m.predict_seconds * 1000 / len(ordered) + embed_ms for name, m in measured.items()}
     held_back = sum(a and not f for a, f in zip(accepted, familiar, strict=True)) / max(1, sum(accepted))
     kept_scored = [s for s in scored if s.accepted]
@@ -343,19 +347,10 @@ def _choose(measured: dict[FeatureSet, _Measured]) -> _Measured:
     return both if both.accuracy > tfidf.accuracy + EMBEDDINGS_MUST_WIN else tfidf
 
 
-def _embed_ms(embedding: Embedding, order: list[dict[str, Any]]) -> float:
-    """Milliseconds to embed one input afresh (the cache kept from training is no help to new inputs)."""
-    sample = [i["input"] for i in order[:PRICED]]
+def _ms_afresh(run: Callable[[Any], Any], sample: list[Any]) -> float:
+    """Milliseconds an item for `run` (an encoder, no cache) on `sample`."""
     tick = time.perf_counter()
-    embedding.fresh(sample)
-    return (time.perf_counter() - tick) * 1000 / len(sample)
-
-
-def _in_context_ms(task: Task, in_context: InContext, order: list[dict[str, Any]]) -> float:
-    """Milliseconds to read one input's words in context afresh."""
-    sample = [[t[0] for t in compress_tokens(task.read(i["input"])[0])] for i in order[:PRICED]]
-    tick = time.perf_counter()
-    in_context(sample)
+    run(sample)
     return (time.perf_counter() - tick) * 1000 / len(sample)
 
 

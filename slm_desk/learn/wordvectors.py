@@ -52,11 +52,8 @@ class WordVectors:
         rows = np.asarray(gguf.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
         rows = rows.reshape(-1, int(tensor.shape[0]))
         tokens = reader.fields["tokenizer.ggml.tokens"].contents()
-        centred = rows - rows.mean(axis=0)
-        _, vectors = np.linalg.eigh(centred.T @ centred)  # ascending: the last columns are the first axes
-        projected = centred @ vectors[:, ::-1][:, :DIMS]
-        projected /= projected.std() or 1.0
-        return cls(model, {t: i for i, t in enumerate(tokens)}, projected.astype(np.float16))
+        mean, axes = _principal_axes(rows)
+        return cls(model, {t: i for i, t in enumerate(tokens)}, ((rows - mean) @ axes).astype(np.float16))
 
     def __call__(self, word: str) -> np.ndarray | None:
         """The word's vector (float32), or None when the vocabulary cannot spell it. Lower-cased and its accents
@@ -118,11 +115,7 @@ class Context:
         rows = np.vstack([m[np.abs(m).sum(axis=1) > 0] for m in encoded]) if encoded else np.zeros((0, 0))
         if len(rows) <= DIMS:
             return None
-        mean = rows.mean(axis=0)
-        centred = rows - mean
-        _, vectors = np.linalg.eigh(centred.T @ centred)
-        axes = vectors[:, ::-1][:, :DIMS]
-        axes /= (centred @ axes).std() or 1.0
+        mean, axes = _principal_axes(rows)
         return cls(model, mean.astype(np.float32), axes.astype(np.float32))
 
     def __call__(self, encoded: np.ndarray) -> np.ndarray:
@@ -130,3 +123,12 @@ class Context:
         projected: np.ndarray = (encoded.astype(np.float32) - self.mean) @ self.axes
         projected[np.abs(encoded).sum(axis=1) == 0] = 0
         return projected
+
+
+def _principal_axes(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' mean and their first `DIMS` principal axes, scaled so the projected rows have unit spread."""
+    mean = rows.mean(axis=0)
+    centred = rows - mean
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # ascending: the last columns are the first axes
+    axes = vectors[:, ::-1][:, :DIMS]
+    return mean, axes / ((centred @ axes).std() or 1.0)
