@@ -18,6 +18,7 @@ from slm_desk.contract.calibration import Profile
 from slm_desk.contract.results import RunResult
 from slm_desk.contract.tasks import Task, load_task
 from slm_desk.data import pool, review, shipped
+from slm_desk.data.catalog import ModelRef, load_catalog, resolve_model
 from slm_desk.data.config import Config, RuntimeConfig, load_config
 from slm_desk.data.hardware import physical_cores
 from slm_desk.data.store import Store
@@ -29,9 +30,10 @@ from slm_desk.learn import calibrate, distill, evaluate, head, teaching, trainer
 from slm_desk.learn.features import Embed
 from slm_desk.learn.retrieval import Retriever
 from slm_desk.learn.trainer import Training
-from slm_desk.learn.wordvectors import InContext, WordVectors
+from slm_desk.learn.wordvectors import CONTEXT_LAYERS, Encoder, InContext, WordVectors
 from slm_desk.models import backends, embedder, preload, served, threads
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
+from slm_desk.models.layers import first_layers
 from slm_desk.models.protocol import Backend
 
 QUEUE_SHOWN = 100  # review items listed at once
@@ -109,7 +111,6 @@ class Desk:
     def embedding(self) -> tuple[training.Embedding | None, str]:
         """The sentence encoder a head may read ([models] embedding), and why there is none when there is none.
         Its `vectors` keep what they embed in the store, so retraining never embeds a pool item twice."""
-        from slm_desk.data.catalog import load_catalog, resolve_model
         from slm_desk.errors import ModelNotFound
 
         model_id = self.config.models.embedding
@@ -139,7 +140,21 @@ class Desk:
             return np.vstack([v for v in found if v is not None]) if found else np.zeros((0, 384), dtype=np.float32)
 
         words = lambda: WordVectors.read(ref.id, ref.path)  # noqa: E731 - read only when a head compresses
-        return training.Embedding(ref.id, cached, encoder.embed, words, encoder.in_context), ""
+        in_context = Encoder(ref.id, self._in_context(ref, CONTEXT_LAYERS), CONTEXT_LAYERS)
+        return training.Embedding(ref.id, cached, encoder.embed, words, in_context), ""
+
+    def _in_context(self, ref: ModelRef, layers: int | None) -> InContext:
+        """The words-in-context reader of an encoder's first `layers` layers (a model file written on first use,
+        beside the downloaded ones), or of all of them."""
+
+        def read(texts: list[list[str]]) -> list[Any]:
+            model = ref
+            if layers is not None:
+                path = first_layers(ref.path, layers, locations.models_dir() / "derived")
+                model = ModelRef(f"{ref.id}'s first {layers} layers", path)
+            return embedder.local(model, self.config.runtime).in_context(texts)
+
+        return read
 
     def _encoder(self, model_id: str) -> training.Embedding | None:
         """The encoder a head names, when it is the one configured and available."""
@@ -155,10 +170,12 @@ class Desk:
 
         return embed_for
 
-    def _reader(self, model_id: str) -> InContext | None:
-        """For a head whose compression tagger reads words in context: that encoder's reader, when available."""
-        source = self._encoder(model_id)
-        return source.in_context if source is not None else None
+    def _reader(self, model_id: str, layers: int | None) -> InContext | None:
+        """For a head whose compression tagger reads words in context: the reader of that encoder's first `layers`
+        layers (None: all of them), when the encoder is available."""
+        if self._encoder(model_id) is None:
+            return None
+        return self._in_context(resolve_model(model_id), layers)
 
     def train(
         self,
@@ -214,7 +231,6 @@ class Desk:
     def teacher(self, task: Task, teacher: str | None = None, model_name: str | None = None) -> Pipeline:
         """The teacher that labels inputs for review (`distill`): a server URL (`model_name` at it), an installed
         model id, else the [escalation] target."""
-        from slm_desk.data.catalog import resolve_model
         from slm_desk.errors import UsageError
 
         config = self.config.escalation

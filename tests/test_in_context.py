@@ -1,24 +1,29 @@
-"""Words read in context: the bundled encoder's output for each word of a text (`Embedder.in_context`), and the
-compression head that measures that reading on its inner folds before it reads it."""
+"""Words read in context: the bundled encoder's output for each word of a text (`Embedder.in_context`), its first
+layers as a model of their own, and the compression head that measures that reading on its inner folds before it
+reads it."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from slm_desk.contract.tasks import load_task
-from slm_desk.data.catalog import EMBEDDING_ID, resolve_model
+from slm_desk.data.catalog import EMBEDDING_ID, ModelRef, resolve_model
 from slm_desk.data.config import RuntimeConfig
-from slm_desk.errors import ModelNotFound
-from slm_desk.learn import training
+from slm_desk.errors import ModelFileError, ModelNotFound
+from slm_desk.learn import novelty, training
 from slm_desk.learn.compress import KeepDrop, tokens
 from slm_desk.learn.head import HeadBackend
-from slm_desk.learn.wordvectors import Encoder
+from slm_desk.learn.wordvectors import CONTEXT_LAYERS, Encoder
 from slm_desk.models.embedder import Embedder
+from slm_desk.models.layers import first_layers
 from tests.test_wordvectors import ANIMALS, CITIES, SEEN, _reports
 
 
@@ -60,6 +65,54 @@ def test_words_past_the_encoder_s_context_have_zero_rows_not_a_wrapped_guess(enc
 
 
 @pytest.mark.model
+def test_the_first_layers_are_a_model_of_their_own_written_once_per_copy_of_the_encoder(
+    encoder: Embedder, tmp_path: Path
+) -> None:
+    import gguf
+
+    source = tmp_path / "encoder.gguf"
+    shutil.copy(encoder.model.path, source)
+    folder = tmp_path / "derived"
+    path = first_layers(source, 2, folder)
+    reader = gguf.GGUFReader(path)
+    assert reader.fields["bert.block_count"].contents() == 2
+    assert {int(t.name.split(".")[1]) for t in reader.tensors if t.name.startswith("blk.")} == {0, 1}
+    written = path.stat().st_mtime_ns
+    assert first_layers(source, 2, folder) == path and path.stat().st_mtime_ns == written  # not written again
+    two = Embedder(ModelRef("first 2", path), RuntimeConfig())
+    words = _words("the bank of the river flooded")
+    [shallow], [deep] = two.in_context([words]), encoder.in_context([words])
+    two.close()
+    assert shallow.shape == deep.shape and not np.allclose(shallow, deep, atol=0.1)  # another reading of each word
+    os.utime(source, ns=(written, written + 1))  # the encoder replaced: its layers are written again, once
+    again = first_layers(source, 2, folder)
+    assert again != path and again.is_file() and list(folder.iterdir()) == [again]
+    with pytest.raises(ModelFileError, match="no 7 layers"):
+        first_layers(source, 7, folder)
+    assert list(folder.iterdir()) == [again]  # nothing half-written left behind
+
+
+@pytest.mark.model
+def test_a_head_reads_the_layers_it_was_trained_on(slm_home: Path) -> None:
+    """The desk's encoder reads the first layers (written under the models folder when first read); a head pickled
+    before that read all of them, and still does."""
+    from slm_desk import locations
+    from slm_desk.desk import Desk
+
+    desk = Desk()
+    source, _ = desk.embedding()
+    assert source is not None and source.in_context is not None and source.in_context.layers == CONTEXT_LAYERS
+    words = [_words("the bank of the river flooded")]
+    [shallow] = source.in_context.in_context(words)
+    assert [p.name.split(".")[2] for p in (locations.models_dir() / "derived").iterdir()] == [f"first{CONTEXT_LAYERS}"]
+    every = desk._reader(source.model, None)
+    assert every is not None
+    [deep] = every(words)
+    assert not np.allclose(shallow, deep, atol=0.1)
+    assert desk._reader("not-installed", 2) is None
+
+
+@pytest.mark.model
 def test_the_head_reads_words_in_context_from_the_real_encoder_where_it_measures_them_better(
     encoder: Embedder,
 ) -> None:
@@ -86,6 +139,17 @@ def _marked(texts: list[list[str]]) -> list[np.ndarray]:
             rows[words.index(max(words)), 0] += 3.0
         out.append(rows)
     return out
+
+
+def _reversed(texts: list[list[str]]) -> list[np.ndarray]:
+    """The scripted encoder's rows turned around: every text reads unlike the pool's."""
+    return [-rows for rows in _marked(texts)]
+
+
+def test_a_text_s_vector_in_context_is_its_read_words_mean_at_unit_length() -> None:
+    rows = np.array([[3.0, 4.0], [0.0, 0.0], [3.0, 4.0]], dtype=np.float32)  # the middle word was never read
+    vectors = novelty.in_context([rows, np.zeros((0, 2), dtype=np.float32)])
+    np.testing.assert_allclose(vectors, [[0.6, 0.8], [0.0, 0.0]])
 
 
 def _last_in_alphabet(n: int, seed: int) -> list[tuple[str, str]]:
@@ -115,18 +179,21 @@ def test_a_reading_only_the_text_gives_is_measured_better_read_and_asked_for() -
         read.predict([unseen[0][0]])
 
 
+def _no_embeddings(texts: list[str]) -> np.ndarray:
+    raise AssertionError("a text head that reads words in context runs no second encoder pass")
+
+
 def test_training_reads_words_in_context_with_the_encoder_and_never_with_tfidf() -> None:
     task = load_task("rewrite-query")
     pool = [{"input": x, "output": {"query": y}} for x, y in _last_in_alphabet(60, 2)]
-    source = training.Embedding(
-        "scripted",
-        vectors=lambda texts: np.ones((len(texts), 8), dtype=np.float32),
-        fresh=lambda texts: np.ones((len(texts), 8), dtype=np.float32),
-        in_context=_marked,
-    )
+    source = training.Embedding("scripted", _no_embeddings, _no_embeddings, in_context=Encoder("scripted", _marked, 2))
     trained = training.train(task, pool, embedding=source)
-    assert trained.head.reads_in_context == "scripted"
-    assert "scripted vector in context" in trained.report.features and trained.report.in_context
+    context = trained.head.reads_in_context
+    assert context is not None and (context.model, context.layers) == ("scripted", 2)  # what loading it asks for
+    assert "vector in context from scripted's first 2 layers" in trained.report.features and trained.report.in_context
+    # its novelty rule reads the same pass: the mean of the words read in context, no sentence embeddings
+    assert trained.head.familiarity is not None and trained.head.familiarity.space == "context"
+    assert trained.head.embedding is None and trained.report.novelty_space == "context"
     backend = HeadBackend(trained.head, source.vectors)  # loaded where that encoder is not installed
     with pytest.raises(ModelNotFound) as raised:
         backend.complete_many(task, [pool[0]["input"]])
@@ -135,5 +202,7 @@ def test_training_reads_words_in_context_with_the_encoder_and_never_with_tfidf()
         HeadBackend(trained.head, source.vectors, _marked).complete_many(task, [pool[0]["input"]])[0].text
     )
     assert answer == {"query": pool[0]["output"]["query"]}
+    unlike = HeadBackend(trained.head, None, _reversed).complete_many(task, [pool[0]["input"]])[0]
+    assert unlike.unfamiliar is not None and "unlike every example" in unlike.unfamiliar
     fast = training.train(task, pool, embedding=source, choice="tfidf")
     assert fast.head.reads_in_context is None and not fast.report.in_context  # no encoder run for a tfidf head

@@ -275,6 +275,8 @@ def _features_lines(r: Any) -> list[str]:
         lines.append(f"  label features: TF-IDF alone; sentence embeddings were not measured: {r.embeddings_note}")
     if r.novelty_threshold is not None:
         space = f"{r.embedding_model} embedding" if r.embedding_model else "TF-IDF"
+        if r.novelty_space == "context":
+            space = "words-in-context"  # the mean of the words the text tagger read, one encoder pass for both
         held = "" if r.novelty_held_back is None else f", {r.novelty_held_back:.1%} of its accepted items out of fold"
         lines.append(
             f"  novelty: an input whose {space} similarity to the nearest pool item is below "

@@ -198,7 +198,7 @@ class KeepDrop:
         the static `words`, or those and each word as the `encoder` reads it in its text."""
         readings: list[Reading] = [(None, None)]
         readings += [(words, None)] * (words is not None) + [(words, encoder)] * (encoder is not None)
-        encoded = _encoded(texts, encoder.in_context) if encoder is not None else None
+        encoded = encode_words(texts, encoder.in_context) if encoder is not None else None
         judged: dict[tuple[float, bool, int], float] = {}
         if len(texts) >= 2 * INNER_FOLDS:
             for n, (static, reads) in enumerate(readings):
@@ -227,7 +227,7 @@ class KeepDrop:
         to read and the rule are chosen once per training, on the whole pool: choosing them again in each of the 5
         folds took title-bug-report's training from 29 to 47 min of CPU)."""
         reads = encoder if self.context is not None else None
-        encoded = _encoded(texts, reads.in_context) if reads is not None else None
+        encoded = encode_words(texts, reads.in_context) if reads is not None else None
         return self._fitted(self.field, texts, targets, self.threshold, self.share, self.words, reads, encoded)
 
     @classmethod
@@ -248,7 +248,7 @@ class KeepDrop:
 
         context = None
         if encoder is not None and encoded is not None:
-            context = Context.fit(encoder.model, encoded[:CONTEXT_AXES_FROM])
+            context = Context.fit(encoder, encoded[:CONTEXT_AXES_FROM])
         rarity = _Vocabulary(texts, targets)
         rows: list[dict[str, Any]] = []
         meanings: list[np.ndarray] = []
@@ -289,13 +289,17 @@ class KeepDrop:
         return np.split(probs, np.cumsum([len(toks) for toks in texts])[:-1])
 
     def predict(
-        self, texts: list[str], in_context: InContext | None = None
+        self, texts: list[str], in_context: InContext | None = None, encoded: list[np.ndarray] | None = None
     ) -> list[tuple[dict[str, str | None], dict[str, float]]]:
-        """For each text: the field's value (null when the input has no word) and the tagger's sureness.
-        `in_context` is the encoder a tagger that reads words in context needs (`Embedder.in_context`)."""
-        if self.context is not None and in_context is None:
-            raise ValueError(f"the {self.field} tagger reads words in context and was given no encoder")
-        encoded = _encoded(texts, in_context) if self.context is not None and in_context is not None else None
+        """For each text: the field's value (null when the input has no word) and the tagger's sureness. A tagger
+        that reads words in context needs the encoder (`in_context`, `Embedder.in_context`) or what it read
+        (`encoded`, `encode_words`)."""
+        if self.context is None:
+            encoded = None
+        elif encoded is None:
+            if in_context is None:
+                raise ValueError(f"the {self.field} tagger reads words in context and was given no encoder")
+            encoded = encode_words(texts, in_context)
         every = [tokens(text) for text in texts]
         answers: list[tuple[dict[str, str | None], dict[str, float]]] = []
         for toks, probs in zip(every, self.keep_probabilities(every, encoded), strict=True):
@@ -309,7 +313,7 @@ class KeepDrop:
         return answers
 
 
-def _encoded(texts: list[str], in_context: InContext) -> list[np.ndarray]:
+def encode_words(texts: list[str], in_context: InContext) -> list[np.ndarray]:
     """The encoder's row of each token of each text."""
     return in_context([[t[0] for t in tokens(text)] for text in texts])
 

@@ -21,11 +21,12 @@ from slm_desk.contract.calibration import Profile
 from slm_desk.contract.results import Tokens
 from slm_desk.errors import ModelNotFound
 from slm_desk.judge.tiers import TierPolicy
-from slm_desk.learn.compress import KeepDrop
+from slm_desk.learn import novelty
+from slm_desk.learn.compress import KeepDrop, encode_words
 from slm_desk.learn.features import Embed, LabelHead  # heads pickled before it moved there name it here too
 from slm_desk.learn.novelty import Familiarity
 from slm_desk.learn.spans import Featurize, SpanTagger, featurize
-from slm_desk.learn.wordvectors import InContext
+from slm_desk.learn.wordvectors import Context, InContext
 from slm_desk.models.protocol import AlwaysReady, Completion, IsCancelled, Messages, OnText
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class HeadReport(BaseModel):
     without_encoder_ms: float | None = None  # the TF-IDF head with no encoder at all (`--features tfidf`)
     in_context: bool = False  # a text tagger reads words in context (the encoder runs on every input)
     novelty_threshold: float | None = None  # below this similarity to the pool an input goes to review
+    novelty_space: str | None = None  # what that similarity reads (`novelty.Space`); a report before it: not said
     novelty_held_back: float | None = None  # the share of out-of-fold accepted items the rule sends to review
     warnings: list[str] = []
 
@@ -131,23 +133,25 @@ class Head:
         return self.embedding is not None
 
     @property
-    def reads_in_context(self) -> str | None:
-        """The encoder a compression tagger reads words in context from, if one does."""
-        return next((c.context.model for c in self.compressors if c.context is not None), None)
+    def reads_in_context(self) -> Context | None:
+        """What a compression tagger reads words in context from (an encoder and how many of its layers), if one
+        does."""
+        return next((c.context for c in self.compressors if c.context is not None), None)
 
     def predict(
         self,
         texts: list[str],
         featurized: Featurize = featurize,
         vectors: np.ndarray | None = None,
-        in_context: InContext | None = None,
+        encoded: list[np.ndarray] | None = None,
     ) -> list[tuple[dict[str, Any], dict[str, float]]]:
         """For each text: the answer (fields in the schema's order) and each field's confidence. `vectors` are the
-        texts' sentence embeddings and `in_context` the encoder, for a head that reads them."""
+        texts' sentence embeddings and `encoded` their words read in context (`read_in_context`), for a head that
+        reads them."""
         parts = [
             self.labels.predict(texts, vectors) if self.labels is not None else None,
             self.spans.predict(texts, featurized) if self.spans is not None else None,
-            *(compressor.predict(texts, in_context) for compressor in self.compressors),
+            *(compressor.predict(texts, encoded=encoded) for compressor in self.compressors),
         ]
         answers = []
         for row in range(len(texts)):
@@ -174,10 +178,25 @@ class Head:
             return [None] * len(texts)
         return [float(m) for m in self.labels.margins(texts, vectors)]
 
-    def unfamiliar(self, texts: list[str], vectors: np.ndarray | None = None) -> list[str | None]:
-        """Why each input is unlike the pool (None when it is like it, or the head has no novelty rule)."""
+    def read_in_context(self, texts: list[str], in_context: InContext | None) -> list[np.ndarray] | None:
+        """The texts' words as the encoder reads them in context, once for the text tagger and the novelty rule;
+        None for a head that does not read them."""
+        context = self.reads_in_context
+        if context is None:
+            return None
+        if in_context is None:
+            raise _missing("words in context with", context.model)
+        return encode_words(texts, in_context)
+
+    def unfamiliar(
+        self, texts: list[str], vectors: np.ndarray | None = None, encoded: list[np.ndarray] | None = None
+    ) -> list[str | None]:
+        """Why each input is unlike the pool (None when it is like it, or the head has no novelty rule); its
+        vectors are the sentence embeddings, or the mean of the words read in context (`encoded`)."""
         if self.familiarity is None:
             return [None] * len(texts)
+        if self.familiarity.space == "context":
+            vectors = novelty.in_context(encoded) if encoded is not None else None
         return self.familiarity.unfamiliar(texts, vectors)
 
 
@@ -211,10 +230,8 @@ class HeadBackend(AlwaysReady):
     def complete_many(self, task: Task, texts: list[str]) -> list[Completion]:
         """Every text in one batch: the features of all of them at once are what makes the head fast."""
         vectors = self.vectors(texts)
-        encoder = self.head.reads_in_context
-        if encoder is not None and self.in_context is None:
-            raise _missing("words in context with", encoder)
-        unfamiliar = self.head.unfamiliar(texts, vectors)
+        encoded = self.head.read_in_context(texts, self.in_context)
+        unfamiliar = self.head.unfamiliar(texts, vectors, encoded)
         return [
             Completion(
                 text=json.dumps(output, ensure_ascii=False),
@@ -225,7 +242,7 @@ class HeadBackend(AlwaysReady):
                 unfamiliar=why,
             )
             for (output, probs), why in zip(
-                self.head.predict(texts, vectors=vectors, in_context=self.in_context), unfamiliar, strict=True
+                self.head.predict(texts, vectors=vectors, encoded=encoded), unfamiliar, strict=True
             )
         ]
 
@@ -266,11 +283,11 @@ def load(
     store: Store,
     task: Task,
     embedder: Callable[[str], Embed | None] | None = None,
-    reader: Callable[[str], InContext | None] | None = None,
+    reader: Callable[[str, int | None], InContext | None] | None = None,
 ) -> Loaded | None:
     """The newest head trained for this task version, or None. `embedder` gives the embedding function of a model
     id (None when that model is not available) for a head that reads embeddings; `reader` its words-in-context
-    function, for a head whose compression tagger reads them."""
+    function (of a model id and how many of its first layers), for a head whose compression tagger reads them."""
     row = store.head(task.name, task.version)
     if row is None:
         return None
@@ -280,8 +297,8 @@ def load(
         head = Head(list(head.models), head, None)
     policy = saved.get("policy")
     embed = embedder(head.embedding) if head.embedding is not None and embedder is not None else None
-    encoder = head.reads_in_context
-    in_context = reader(encoder) if encoder is not None and reader is not None else None
+    context = head.reads_in_context
+    in_context = reader(context.model, context.layers) if context is not None and reader is not None else None
     return Loaded(
         HeadBackend(head, embed, in_context),
         Profile.model_validate_json(saved["profile"]),

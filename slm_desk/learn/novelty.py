@@ -21,7 +21,9 @@ import numpy as np
 
 QUANTILE = 0.04
 CHUNK = 1024  # rows of a similarity block at a time: 1024 x a 10,000-item pool is 40 MB
-Space = Literal["embeddings", "tfidf"]
+# "context": a text's words as the compression head's encoder reads them in context, averaged (`in_context`), so
+# a text head runs one encoder pass per input, not two
+Space = Literal["embeddings", "tfidf", "context"]
 
 
 LONGER = 3  # an input this many times longer than the pool's longest is unlike it, whatever its words
@@ -68,12 +70,24 @@ class Familiarity:
         return why
 
 
+def in_context(encoded: list[np.ndarray]) -> np.ndarray:
+    """Each text's vector in the "context" space: the mean of its words' rows as the encoder read them in the text
+    (a word it could not read, past its context, left out), unit length; zeros for a text with no word."""
+    out = np.zeros((len(encoded), encoded[0].shape[1] if encoded else 0), dtype=np.float32)
+    for n, rows in enumerate(encoded):
+        read = rows[np.abs(rows).sum(axis=1) > 0]
+        if len(read):
+            mean = read.mean(axis=0)
+            out[n] = mean / (np.linalg.norm(mean) or 1.0)
+    return out
+
+
 def _rows(space: Space, features: Any, texts: list[str], vectors: np.ndarray | None) -> Any:
     from sklearn.preprocessing import normalize
 
-    if space == "embeddings":
+    if space != "tfidf":
         if vectors is None:
-            raise ValueError("an embedding-space familiarity needs the inputs' embeddings")
+            raise ValueError(f"a familiarity in the {space} space needs the inputs' vectors in it")
         return np.asarray(vectors, dtype=np.float32)
     return normalize(features.transform(texts))
 
@@ -90,19 +104,21 @@ def fit(
     vectors: np.ndarray | None,
     fold_of: list[int],
     accepted: list[bool],
+    space: Space = "embeddings",
 ) -> tuple[Familiarity, np.ndarray]:
     """The familiarity of a pool, its threshold measured out of fold: each item's similarity to its nearest item
-    in the other folds, at QUANTILE of the items the head accepted (of all items when it accepted none). Also
-    returns those out-of-fold similarities, so that `train` can say what the rule holds back."""
+    in the other folds, at QUANTILE of the items the head accepted (of all items when it accepted none). `vectors`
+    are the pool's in `space` (no vectors: TF-IDF words). Also returns those out-of-fold similarities, so that
+    `train` can say what the rule holds back."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    space: Space = "embeddings" if vectors is not None else "tfidf"
+    space = space if vectors is not None else "tfidf"
     # content words only: character n-grams and stop words make any two English sentences look alike (measured on
     # route-ticket's pool: the head's own TF-IDF flagged 23 % of restaurant and search questions, this 51 %)
     words = TfidfVectorizer(ngram_range=(1, 2), stop_words="english", sublinear_tf=True, dtype=np.float32)
     features = words.fit(texts) if space == "tfidf" else None
     rows = _rows(space, features, texts, vectors)
-    pool = rows.astype(np.float16) if space == "embeddings" else rows
+    pool = rows.astype(np.float16) if space != "tfidf" else rows
     folds = np.asarray(fold_of)
     nearest = []
     for start, block in zip(range(0, len(texts), CHUNK), _blocks(rows, rows), strict=True):

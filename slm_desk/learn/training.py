@@ -10,6 +10,7 @@ rule's threshold; the head that ships is then fitted on the whole pool.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -25,7 +26,7 @@ from slm_desk.contract.calibration import Profile, Sample, answer_right, build_p
 from slm_desk.errors import UsageError
 from slm_desk.judge.tiers import Scored
 from slm_desk.learn import novelty
-from slm_desk.learn.compress import KeepDrop
+from slm_desk.learn.compress import KeepDrop, encode_words
 from slm_desk.learn.compress import tokens as compress_tokens
 from slm_desk.learn.features import Embed, FeatureSet, LabelHead, fit_labels
 from slm_desk.learn.head import MODEL_NAME, FeatureRow, Head, HeadReport, requirements
@@ -48,14 +49,14 @@ Choice = Literal["auto", "tfidf", "embeddings"]
 @dataclass(frozen=True)
 class Embedding:
     """Where a head's sentence embeddings come from: `vectors` may read a cache, `fresh` never does (pricing).
-    `words` reads the encoder's static word vectors and `in_context` runs it for each word in its text (a compression
-    head's features; no static vectors for a non-BERT encoder)."""
+    `words` reads the encoder's static word vectors and `in_context` runs its first layers for each word in its text
+    (a compression head's features; no static vectors for a non-BERT encoder)."""
 
     model: str
     vectors: Embed
     fresh: Embed
     words: Callable[[], WordVectors | None] = lambda: None
-    in_context: InContext | None = None
+    in_context: Encoder | None = None
 
 
 @dataclass(frozen=True)
@@ -218,16 +219,9 @@ def train(
     words = embedding.words() if embedding is not None and compresses else None
     encoder = None
     if use_vectors and compresses and embedding is not None and embedding.in_context is not None:
-        encoder = Encoder(embedding.model, _remembered(embedding.in_context))
+        encoder = dataclasses.replace(embedding.in_context, in_context=_remembered(embedding.in_context.in_context))
     total, done = int(use_vectors) + int(words is not None or encoder is not None) + k + 1, 0
     step(done, total)
-    vectors = None
-    if use_vectors:
-        assert embedding is not None
-        say(f"embedding {len(order)} pool items with {embedding.model}")
-        vectors = embedding.vectors([i["input"] for i in order])
-        done += 1
-        step(done, total)
     # the shipped text taggers first: what each reads and its keep rule, chosen on inner folds of the whole pool, are
     # the folds' below too
     measuring = embedding.model if embedding is not None and (words is not None or encoder is not None) else None
@@ -238,6 +232,18 @@ def train(
     if measuring is not None:
         done += 1
         step(done, total)
+    # a head whose text tagger reads words in context and that has no label model measures novelty on what the
+    # tagger read: one encoder pass an input, not two (3,000 TREC descriptions: X a second against Y)
+    in_context = encoder if encoder is not None and any(c.context is not None for c in compressors) else None
+    vectors = None
+    if use_vectors and (has_labels or in_context is None):
+        assert embedding is not None
+        say(f"embedding {len(order)} pool items with {embedding.model}")
+        vectors = embedding.vectors([i["input"] for i in order])
+        done += 1
+        step(done, total)
+    elif use_vectors:
+        total -= 1
     sets: list[FeatureSet] = ["tfidf+embeddings"] if has_labels and choice == "embeddings" else ["tfidf"]
     if has_labels and use_vectors and choice == "auto":
         sets = ["tfidf", "tfidf+embeddings"]
@@ -256,8 +262,8 @@ def train(
             labels = _labels(task, [order[i] for i in kept], v[kept] if v is not None else None)
             fitted = Head(list(task.head_fields), labels, spans, compressors=in_fold, rules=requirements(task))
             tick = time.perf_counter()
-            reader = encoder.in_context if encoder is not None else None
-            m.predicted += fitted.predict(texts, memo, v[held] if v is not None else None, reader)
+            encoded = fitted.read_in_context(texts, encoder.in_context if encoder is not None else None)
+            m.predicted += fitted.predict(texts, memo, v[held] if v is not None else None, encoded)
             m.predict_seconds += time.perf_counter() - tick
         ordered += [order[i] for i in held]
         fold_of += [fold] * len(held)
@@ -280,7 +286,11 @@ def train(
     position = {id(item): n for n, item in enumerate(order)}
     in_order = [position[id(item)] for item in ordered]
     own_vectors = vectors[in_order] if vectors is not None else None
-    head.familiarity, own = novelty.fit([i["input"] for i in ordered], own_vectors, fold_of, accepted)
+    space: novelty.Space = "embeddings"
+    if vectors is None and in_context is not None:
+        read = [task.read(i["input"])[0] for i in ordered]
+        own_vectors, space = novelty.in_context(encode_words(read, in_context.in_context)), "context"
+    head.familiarity, own = novelty.fit([i["input"] for i in ordered], own_vectors, fold_of, accepted, space)
     familiar = [bool(s >= head.familiarity.threshold) for s in own]  # what the rule holds back, out of fold
     step(total, total)
     scored = [
@@ -288,11 +298,11 @@ def train(
         for item, (output, _), s, a, f in zip(ordered, best.predicted, best.samples, accepted, familiar, strict=True)
     ]
     embed_ms = 0.0  # each input encoded afresh (the caches kept while training are no help to new inputs)
-    if use_vectors and embedding is not None:
+    if vectors is not None and embedding is not None:
         embed_ms += _ms_afresh(embedding.fresh, [i["input"] for i in order[:PRICED]])
     if head.reads_in_context and embedding is not None and embedding.in_context is not None:
         words_of = [[t[0] for t in compress_tokens(task.read(i["input"])[0])] for i in order[:PRICED]]
-        embed_ms += _ms_afresh(embedding.in_context, words_of)
+        embed_ms += _ms_afresh(embedding.in_context.in_context, words_of)
     ms = {name: m.predict_seconds * 1000 / len(ordered) + embed_ms for name, m in measured.items()}
     held_back = sum(a and not f for a, f in zip(accepted, familiar, strict=True)) / max(1, sum(accepted))
     kept_scored = [s for s in scored if s.accepted]
@@ -319,6 +329,7 @@ def train(
         without_encoder_ms=measured[sets[0]].predict_seconds * 1000 / len(ordered) if sets[0] == "tfidf" else None,
         in_context=head.reads_in_context is not None,
         novelty_threshold=head.familiarity.threshold,
+        novelty_space=head.familiarity.space,
         novelty_held_back=held_back,
         warnings=_rare_none(task, usable),
     )
@@ -380,13 +391,17 @@ def _describe(task: Task, head: Head) -> str:
         reading = next((c.words.model for c in head.compressors if c.words is not None), None)
         meaning = f", its {reading} word vector" if reading else ""
         if head.reads_in_context:
-            meaning += f"{',' if reading else ', its'} {head.reads_in_context} vector in context"
+            meaning += f"{',' if reading else ', its'} vector in context from {head.reads_in_context.reads()}"
         parts.append(
             "text: each input word kept or dropped (logistic regression over the word, its rarity, position "
             f"and neighbours{meaning}, and how often the pool kept it)"
         )
     if head.familiarity is not None:
-        space = f"{head.embedding} embeddings" if head.familiarity.space == "embeddings" else "TF-IDF words"
+        space = {
+            "embeddings": f"{head.embedding} embeddings",
+            "tfidf": "TF-IDF words",
+            "context": "the mean of its words read in context",
+        }[head.familiarity.space]
         parts.append(f"novelty: cosine similarity to the nearest pool item in {space}")
     return "; ".join(parts)
 

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 DIMS = 48  # 24, 48 and 64 axes scored alike on the TREC pool (0.566-0.569); 96 lower (0.555)
 START = "\u2581"  # llama.cpp's mark on a WordPiece row that begins a word (its "##" rows lose their mark)
 LONGEST = 100  # BERT's own limit: a longer "word" is unknown
+# how many of the encoder's first layers read words in context: MiniLM's first 2 of 6 scored as well as all 6 on
+# inner folds of both text pools (TREC 0.579 against 0.577, three shuffles; bug titles 0.337 against 0.335), 3 alike
+# (0.577; 0.341), 1 lower (TREC 0.571), and 2 read 472 TREC descriptions a second against 170 (`models/layers.py`)
+CONTEXT_LAYERS = 2
 
 
 class WordVectors:
@@ -90,10 +94,12 @@ InContext = Callable[[list[list[str]]], list[np.ndarray]]  # texts as words -> a
 
 @dataclass(frozen=True)
 class Encoder:
-    """A sentence encoder that reads each word in its text: its id and `Embedder.in_context`."""
+    """A sentence encoder that reads each word in its text: its id, `Embedder.in_context` and how many of its first
+    layers that reads (None: all of them)."""
 
     model: str
     in_context: InContext
+    layers: int | None = None
 
 
 class Context:
@@ -102,21 +108,28 @@ class Context:
     through `train` and `eval`: held-out TREC topics 0.535 -> 0.556 token F1 (three inner folds of the pool: 0.571 ->
     0.579), held-out bug titles 0.343 -> 0.350. It costs a run of the encoder per input at answer time (3,000 TREC
     descriptions through `run --jsonl`: 59 a second, against 1,000 without the encoder). (Pickled in the head: the
-    encoder's id, a mean, 384 x 48 axes.)"""
+    encoder's id, how many of its layers it reads, a mean, 384 x 48 axes.)"""
 
-    def __init__(self, model: str, mean: np.ndarray, axes: np.ndarray) -> None:
+    layers: int | None = None  # the class default: a head pickled before read every layer
+
+    def __init__(self, model: str, mean: np.ndarray, axes: np.ndarray, layers: int | None = None) -> None:
         self.model = model
         self.mean = mean
         self.axes = axes
+        self.layers = layers
 
     @classmethod
-    def fit(cls, model: str, encoded: list[np.ndarray]) -> Context | None:
-        """The axes of the words in `encoded` (the encoder's rows of some texts); None with too few words."""
+    def fit(cls, encoder: Encoder, encoded: list[np.ndarray]) -> Context | None:
+        """The axes of the words in `encoded` (the `encoder`'s rows of some texts); None with too few words."""
         rows = np.vstack([m[np.abs(m).sum(axis=1) > 0] for m in encoded]) if encoded else np.zeros((0, 0))
         if len(rows) <= DIMS:
             return None
         mean, axes = _principal_axes(rows)
-        return cls(model, mean.astype(np.float32), axes.astype(np.float32))
+        return cls(encoder.model, mean.astype(np.float32), axes.astype(np.float32), encoder.layers)
+
+    def reads(self) -> str:
+        """What it reads, for a person: "all-minilm-l6-v2's first 2 layers"."""
+        return f"{self.model}'s first {self.layers} layers" if self.layers else self.model
 
     def __call__(self, encoded: np.ndarray) -> np.ndarray:
         """The projected rows; a word the encoder gave no row (zeros) stays zeros."""
