@@ -83,7 +83,7 @@ def test_llama_cpp_embeds_as_the_pytorch_model_does(encoder_gguf: Path, tmp_path
     ours = encoder.embed(SENTENCES)
     assert ours.shape == (3, 384) and np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
     assert (ours * reference).sum(axis=1).min() > 0.9999
-    llm = encoder._load()
+    llm = encoder._load()[0]
     for sentence in SENTENCES:
         assert llm.tokenize(sentence.encode()) == tokenizer(sentence)["input_ids"]
     alone = encoder.embed([SENTENCES[1]])  # packed with others or alone: the same vector

@@ -6,8 +6,13 @@ MiniLM); a longer input is embedded from its first 512 tokens, which the TF-IDF 
 Loaded once per process and model, like the chat models (`backends.local`), and used by one caller at a time.
 
 `in_context` gives each word's vector as the encoder reads it in its text (no pooling): the compression head's
-features (`learn/compress.py`). llama.cpp fixes pooling per context, so that is a second context on the same file,
-made only when a head reads words in context.
+features (`learn/compress.py`). llama.cpp fixes pooling per context, so that is a second set of contexts, made only
+when a head reads words in context.
+
+Batches run side by side, one single-threaded context a core (`_load`): a small encoder's steps are too short to
+share between threads (one context on two cores, threads sleeping at each barrier as [runtime] wait = "passive"
+has them: 97 TREC descriptions embedded a second; two contexts of one thread each: 274, and 124 beside two busy
+loops).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import atexit
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,14 +36,17 @@ if TYPE_CHECKING:
     from slm_desk.data.config import RuntimeConfig
 
 # Tokens per llama.cpp batch. A non-causal encoder attends across every sequence packed in a batch, so its cost
-# grows with the batch's square: on 600 banking77 queries, 2 cores, 32 tokens (two or three queries) embedded
-# 261 a second, 128 tokens 194, 512 tokens 100.
+# grows with the batch's square: on 600 TREC descriptions, 2 cores, a context a core, 32 tokens (one or two texts)
+# embedded 274 a second, 64 tokens 260, 128 tokens 232.
 BATCH_TOKENS = 32
 MAX_TOKENS = 512  # BERT's position table
-# `in_context` packs short texts to this many tokens a batch: 600 TREC descriptions, 2 cores, 76 a second one text
-# a batch (16), 143 at 64 tokens, 166 at 128, 157 at 256
+# `in_context` packs short texts to this many tokens a batch: 1,200 TREC descriptions read by MiniLM's first 2
+# layers, 2 cores, 418 a second at 64 tokens, 491 at 128, 438 at 256 (one context on both cores; side by side the
+# same order, 585 a second at 64 and 128)
 IN_CONTEXT_TOKENS = 128
 WORDS_KEPT = 100_000  # words whose WordPiece ids `in_context` remembers
+MAX_CONTEXTS = 8  # contexts side by side at most (each holds its own compute buffers)
+WAVE = 8  # batches a context runs between two progress reports (and what a wave's outputs hold at once)
 
 
 class Embedder:
@@ -48,8 +57,9 @@ class Embedder:
         self.runtime = runtime
         self.prefix = prefix  # what the model expects before each input (nomic's task prefix), as its card says
         self.lock = threading.Lock()
-        self._llm: Any = None
-        self._tokens_llm: Any = None  # the context without pooling, for `in_context`
+        self._pooled: list[Any] = []  # one single-threaded context a core
+        self._unpooled: list[Any] = []  # the same without pooling, for `in_context`
+        self._workers: ThreadPoolExecutor | None = None
         self._pieces: dict[str, list[int]] = {}  # each word's WordPiece ids, for `in_context`
         self.dimensions = 0
 
@@ -57,9 +67,17 @@ class Embedder:
     def id(self) -> str:
         return self.model.id
 
-    def _load(self, pooled: bool = True) -> Any:
-        if (self._llm if pooled else self._tokens_llm) is not None:
-            return self._llm if pooled else self._tokens_llm
+    def _load(self, pooled: bool = True) -> list[Any]:
+        """The contexts that run batches side by side: one a core, each on one thread (600 TREC descriptions read
+        in context by MiniLM's first 2 layers, 2 cores: 714 a second, one context on both cores 484)."""
+        loaded = self._pooled if pooled else self._unpooled
+        if not loaded:
+            cores = max(1, min(self.runtime.threads or physical_cores(), MAX_CONTEXTS))
+            loaded += [self._context(pooled) for _ in range(cores)]
+            self._workers = self._workers or ThreadPoolExecutor(cores, thread_name_prefix="slm-desk-encoder")
+        return loaded
+
+    def _context(self, pooled: bool) -> Any:
         threads.prepare(self.runtime)
         import llama_cpp
 
@@ -91,8 +109,8 @@ class Embedder:
                     n_ctx=min(context, 2048),
                     n_batch=max(BATCH_TOKENS, min(context, MAX_TOKENS)),
                     n_ubatch=max(BATCH_TOKENS, min(context, MAX_TOKENS)),
-                    n_threads=self.runtime.threads or physical_cores(),
-                    n_threads_batch=self.runtime.threads or physical_cores(),
+                    n_threads=1,
+                    n_threads_batch=1,
                     use_mmap=True,
                     verbose=False,
                     pooling_type=pooling,  # unspecified: the model's own (mean, for MiniLM)
@@ -105,11 +123,21 @@ class Embedder:
         self.dimensions = int(llm.n_embd())
         self._limit = min(context, MAX_TOKENS)
         self._sequences = int(llm.context_params.n_seq_max)
-        if pooled:
-            self._llm = llm
-        else:
-            self._tokens_llm = llm
         return llm
+
+    def _side_by_side(self, contexts: list[Any], batches: list[list[list[int]]], pooled: bool) -> list[np.ndarray]:
+        """Each batch of token sequences through `_run`, as many at once as there are contexts; in order."""
+        if len(batches) == 1 or len(contexts) == 1 or self._workers is None:
+            return [self._run(contexts[0], batch, pooled) for batch in batches]
+        with interrupts.held():  # Ctrl-C after the wave: never while a context it runs on may be closed
+            jobs = [
+                self._workers.submit(
+                    lambda k: [self._run(contexts[k], b, pooled) for b in batches[k :: len(contexts)]], k
+                )
+                for k in range(min(len(contexts), len(batches)))
+            ]
+            done = [job.result() for job in jobs]
+        return [done[n % len(contexts)][n // len(contexts)] for n in range(len(batches))]
 
     def embed(
         self,
@@ -119,34 +147,29 @@ class Embedder:
     ) -> np.ndarray:
         """Unit-length embeddings of `texts`, one row each, in order."""
         with self.lock:
-            llm = self._load()
+            contexts = self._load()
+            llm = contexts[0]
             out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
-            batch: list[list[int]] = []
-            rows: list[int] = []
-            size = 0
-            done = 0
-
-            def flush() -> None:
-                nonlocal batch, rows, size, done
-                if batch:
-                    vectors = self._run(llm, batch)
-                    out[rows] = vectors
-                    done += len(rows)
-                    if progress is not None:
-                        progress(done, len(texts))
-                batch, rows, size = [], [], 0
-
+            batches: list[list[list[int]]] = [[]]
+            rows: list[list[int]] = [[]]
             for row, text in enumerate(texts):
+                tokens = llm.tokenize((self.prefix + text).encode("utf-8", "replace"), add_bos=True)[: self._limit]
+                size = sum(len(t) for t in batches[-1])
+                if batches[-1] and (size + len(tokens) > BATCH_TOKENS or len(batches[-1]) >= self._sequences):
+                    batches.append([])
+                    rows.append([])
+                batches[-1].append(tokens)
+                rows[-1].append(row)
+            done = 0
+            for start in range(0, len(batches) if texts else 0, WAVE * len(contexts)):
                 if cancelled is not None and cancelled():
                     raise KeyboardInterrupt
-                encoded = (self.prefix + text).encode("utf-8", "replace")
-                tokens = llm.tokenize(encoded, add_bos=True)[: self._limit]
-                if batch and (size + len(tokens) > BATCH_TOKENS or len(batch) >= self._sequences):
-                    flush()
-                batch.append(tokens)
-                rows.append(row)
-                size += len(tokens)
-            flush()
+                wave = slice(start, start + WAVE * len(contexts))
+                for vectors, mine in zip(self._side_by_side(contexts, batches[wave], True), rows[wave], strict=True):
+                    out[mine] = vectors
+                    done += len(mine)
+                if progress is not None:
+                    progress(done, len(texts))
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms == 0, 1, norms)
 
@@ -155,24 +178,10 @@ class Embedder:
         WordPiece tokens, the whole text read at once (so "bank" by a river is not "bank" in a loan). A word past
         the encoder's context (512 tokens for MiniLM) has a row of zeros, as does one with no token at all."""
         with self.lock:
-            llm = self._load(pooled=False)
+            contexts = self._load(pooled=False)
+            llm = contexts[0]
             cls, sep = (llm.tokenize(b"", add_bos=True) + [None, None])[:2]
-            out: list[np.ndarray] = []
-            batch: list[tuple[list[int], list[int], int]] = []  # each text's tokens, their words, its word count
-
-            def flush() -> None:
-                if batch:
-                    outputs = self._run(llm, [ids for ids, _, _ in batch], pooled=False)
-                    start = 0
-                    for ids, owner, count in batch:
-                        mine = np.asarray(owner)
-                        rows = np.zeros((count, self.dimensions), dtype=np.float32)
-                        for n in set(owner) - {-1}:
-                            rows[n] = outputs[start : start + len(ids)][mine == n].mean(axis=0)
-                        out.append(rows)
-                        start += len(ids)
-                    batch.clear()
-
+            read: list[tuple[list[int], list[int], int]] = []  # each text's tokens, their words, its word count
             for words in texts:
                 ids: list[int] = [cls] if cls is not None else []
                 owner: list[int] = [-1] * len(ids)  # which word each token belongs to
@@ -187,11 +196,28 @@ class Embedder:
                 if sep is not None and len(ids) < self._limit:
                     ids.append(sep)
                     owner.append(-1)
-                size = sum(len(i) for i, _, _ in batch)
-                if batch and (size + len(ids) > IN_CONTEXT_TOKENS or len(batch) >= self._sequences):
-                    flush()
-                batch.append((ids, owner, len(words)))
-            flush()
+                read.append((ids, owner, len(words)))
+            batches: list[list[int]] = [[]]  # the texts of each batch, by their place in `read`
+            size = 0
+            for n, (ids, _, _) in enumerate(read):
+                if batches[-1] and (size + len(ids) > IN_CONTEXT_TOKENS or len(batches[-1]) >= self._sequences):
+                    batches.append([])
+                    size = 0
+                batches[-1].append(n)
+                size += len(ids)
+            out: list[np.ndarray] = []
+            for start in range(0, len(batches) if texts else 0, WAVE * len(contexts)):
+                wave = batches[start : start + WAVE * len(contexts)]
+                sequences = [[read[n][0] for n in batch] for batch in wave]
+                for outputs, batch in zip(self._side_by_side(contexts, sequences, False), wave, strict=True):
+                    offset = 0
+                    for ids, owner, count in (read[n] for n in batch):
+                        mine = np.asarray(owner)
+                        rows = np.zeros((count, self.dimensions), dtype=np.float32)
+                        for n in set(owner) - {-1}:
+                            rows[n] = outputs[offset : offset + len(ids)][mine == n].mean(axis=0)
+                        out.append(rows)
+                        offset += len(ids)
         return out
 
     def _run(self, llm: Any, sequences: list[list[int]], pooled: bool = True) -> np.ndarray:
@@ -227,10 +253,12 @@ class Embedder:
 
     def close(self) -> None:
         with self.lock:
-            for llm in (self._llm, self._tokens_llm):
-                if llm is not None:
-                    llm.close()
-            self._llm = self._tokens_llm = None
+            for llm in self._pooled + self._unpooled:
+                llm.close()
+            self._pooled, self._unpooled = [], []
+            if self._workers is not None:
+                self._workers.shutdown()
+                self._workers = None
 
 
 _local: dict[tuple[str, RuntimeConfig, str], Embedder] = {}
