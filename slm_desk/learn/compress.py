@@ -113,7 +113,15 @@ class _Vocabulary:
         return math.log((self.inputs + 1) / (self.df[word] + 1))
 
 
-def features(toks: list[Token], rarity: _Vocabulary, prior: _Vocabulary) -> list[dict[str, Any]]:
+Memo = dict[str, tuple[dict[str, Any], tuple[str, bool, bool, int]]]  # a word's own features, and as a neighbour
+
+
+def features(
+    toks: list[Token], rarity: _Vocabulary, prior: _Vocabulary, memo: Memo | None = None
+) -> list[dict[str, Any]]:
+    """Each token's features. What a word says by itself is the same wherever it stands: `memo` keeps it across the
+    texts of one batch (with one `rarity` and `prior`): 3,000 TREC descriptions' features 0.41 -> 0.17 s."""
+    memo = {} if memo is None else memo
     lower = [t[0].lower() for t in toks]
     sentence, sentences = 0, []
     for word in lower:
@@ -122,39 +130,50 @@ def features(toks: list[Token], rarity: _Vocabulary, prior: _Vocabulary) -> list
     here = Counter(lower)
     first = {w: i for i, w in reversed(list(enumerate(lower)))}
     n = len(toks)
+    own = [memo[t[0]] if t[0] in memo else memo.setdefault(t[0], _word(t[0], rarity, prior)) for t in toks]
     rows = []
-    for i, (word, _, _) in enumerate(toks):
+    for i in range(n):
         w = lower[i]
-        keep_rate = prior.prior(w)
-        row: dict[str, Any] = {
-            "bias": 1.0,
-            "w": w,
-            "stem": _stem(w),
-            "shape": _shape(word),
-            "s3": w[-3:],
-            "function": w in FUNCTION_WORDS,
-            "alnum": word[0].isalnum(),
-            "upper": word[:1].isupper(),
-            "idf": min(int(rarity.idf(w)), 8),
+        row = {
+            **own[i][0],
             "pos": min(i, 6),
             "rel": int(5 * i / max(n, 1)),
             "sentence": min(sentences[i], 4),
             "repeats": min(here[w], 4),
-            "len": min(len(word), 8),
             "first": first[w] == i,
-            "prior": int(keep_rate * 10),
-            "prior_value": keep_rate,
-            "seen": min(prior.seen[w], 5),
         }
         for d in (-2, -1, 1, 2):
             j = i + d
             if 0 <= j < n:
-                row[f"{d}w"], row[f"{d}function"] = lower[j], lower[j] in FUNCTION_WORDS
-                row[f"{d}upper"], row[f"{d}prior"] = toks[j][0][:1].isupper(), int(prior.prior(lower[j]) * 10)
+                near = own[j][1]
+                row[f"{d}w"], row[f"{d}function"], row[f"{d}upper"], row[f"{d}prior"] = near
             else:
                 row[f"{d}w"] = "<pad>"
         rows.append(row)
     return rows
+
+
+def _word(word: str, rarity: _Vocabulary, prior: _Vocabulary) -> tuple[dict[str, Any], tuple[str, bool, bool, int]]:
+    """A token's features that are its own, and those its neighbours read of it."""
+    w = word.lower()
+    keep_rate = prior.prior(w)
+    function, upper = w in FUNCTION_WORDS, word[:1].isupper()
+    alone = {
+        "bias": 1.0,
+        "w": w,
+        "stem": _stem(w),
+        "shape": _shape(word),
+        "s3": w[-3:],
+        "function": function,
+        "alnum": word[0].isalnum(),
+        "upper": upper,
+        "idf": min(int(rarity.idf(w)), 8),
+        "len": min(len(word), 8),
+        "prior": int(keep_rate * 10),
+        "prior_value": keep_rate,
+        "seen": min(prior.seen[w], 5),
+    }
+    return alone, (w, function, upper, int(keep_rate * 10))
 
 
 class KeepDrop:
@@ -256,9 +275,10 @@ class KeepDrop:
         for fold in range(INNER_FOLDS):  # each row's word priors come from the pairs of the other folds
             others = [i for i in range(len(texts)) if i % INNER_FOLDS != fold] or list(range(len(texts)))
             prior = _Vocabulary([texts[i] for i in others], [targets[i] for i in others])
+            memo: Memo = {}
             for i in range(fold, len(texts), INNER_FOLDS):
                 toks = tokens(texts[i])
-                rows += features(toks, rarity, prior)
+                rows += features(toks, rarity, prior, memo)
                 own = encoded[i] if context is not None and encoded is not None else None
                 meanings.append(_meanings(toks, words, context, own))
                 labels += keep_tags(toks, targets[i])
@@ -277,8 +297,9 @@ class KeepDrop:
         context."""
         if not any(texts):
             return [np.zeros(0) for _ in texts]
-        rows = self.vectorizer.transform(
-            [row for toks in texts for row in features(toks, self.vocabulary, self.vocabulary)]
+        memo: Memo = {}
+        rows = _sparse(
+            self.vectorizer, [row for t in texts for row in features(t, self.vocabulary, self.vocabulary, memo)]
         )
         meanings = [
             _meanings(toks, self.words, self.context, encoded[n] if encoded is not None else None)
@@ -334,6 +355,27 @@ def _meanings(
     if context is not None and encoded is not None:
         out = np.hstack([out, context(encoded)])
     return out
+
+
+def _sparse(vectorizer: Any, rows: list[dict[str, Any]]) -> Any:
+    """`vectorizer.transform(rows)` for a fitted DictVectorizer, without its checks of every value's type (3,000 TREC
+    descriptions: 0.56 -> 0.21 s): a string is a one-hot column, anything else its value, a feature it never saw
+    nothing."""
+    from scipy.sparse import csr_matrix
+
+    vocabulary, separator = vectorizer.vocabulary_, vectorizer.separator
+    indices: list[int] = []
+    values: list[float] = []
+    ends = [0]
+    for row in rows:
+        for name, value in row.items():
+            column = vocabulary.get(f"{name}{separator}{value}" if isinstance(value, str) else name)
+            if column is not None:
+                indices.append(column)
+                values.append(1.0 if isinstance(value, str) else value)
+        ends.append(len(indices))
+    shape = (len(rows), len(vocabulary))
+    return csr_matrix((np.asarray(values, dtype=vectorizer.dtype), indices, ends), shape=shape)
 
 
 def _design(rows: Any, meanings: np.ndarray) -> Any:
