@@ -181,7 +181,7 @@ class Embedder:
             contexts = self._load(pooled=False)
             llm = contexts[0]
             cls, sep = (llm.tokenize(b"", add_bos=True) + [None, None])[:2]
-            read: list[tuple[list[int], list[int], int]] = []  # each text's tokens, their words, its word count
+            read: list[tuple[list[int], np.ndarray, int]] = []  # each text's tokens, their words, its word count
             for words in texts:
                 ids: list[int] = [cls] if cls is not None else []
                 owner: list[int] = [-1] * len(ids)  # which word each token belongs to
@@ -196,7 +196,7 @@ class Embedder:
                 if sep is not None and len(ids) < self._limit:
                     ids.append(sep)
                     owner.append(-1)
-                read.append((ids, owner, len(words)))
+                read.append((ids, np.asarray(owner, dtype=np.int64), len(words)))
             batches: list[list[int]] = [[]]  # the texts of each batch, by their place in `read`
             size = 0
             for n, (ids, _, _) in enumerate(read):
@@ -210,14 +210,7 @@ class Embedder:
                 wave = batches[start : start + WAVE * len(contexts)]
                 sequences = [[read[n][0] for n in batch] for batch in wave]
                 for outputs, batch in zip(self._side_by_side(contexts, sequences, False), wave, strict=True):
-                    offset = 0
-                    for ids, owner, count in (read[n] for n in batch):
-                        mine = np.asarray(owner)
-                        rows = np.zeros((count, self.dimensions), dtype=np.float32)
-                        for n in set(owner) - {-1}:
-                            rows[n] = outputs[offset : offset + len(ids)][mine == n].mean(axis=0)
-                        out.append(rows)
-                        offset += len(ids)
+                    out += _word_rows(outputs, [read[n][1] for n in batch], [read[n][2] for n in batch])
         return out
 
     def _run(self, llm: Any, sequences: list[list[int]], pooled: bool = True) -> np.ndarray:
@@ -259,6 +252,22 @@ class Embedder:
             if self._workers is not None:
                 self._workers.shutdown()
                 self._workers = None
+
+
+def _word_rows(outputs: np.ndarray, owners: list[np.ndarray], counts: list[int]) -> list[np.ndarray]:
+    """Each text's word rows from a batch's token outputs (its texts' tokens one after another; `owners` says which
+    word of its text each token is, -1 for none): the mean over each word's tokens, which are consecutive; zeros for
+    a word with none. One pass over the batch, not one per word (0.2 ms a TREC description, as long as the first
+    2 layers took to read it)."""
+    starts = np.cumsum([0, *counts[:-1]])
+    owner = np.concatenate([np.where(o >= 0, o + start, -1) for o, start in zip(owners, starts, strict=True)])
+    rows = np.zeros((sum(counts), outputs.shape[1]), dtype=np.float32)
+    read = owner >= 0
+    if read.any():
+        words = owner[read]
+        first = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+        rows[words[first]] = np.add.reduceat(outputs[read], first, axis=0) / np.diff(np.r_[first, len(words)])[:, None]
+    return np.split(rows, np.cumsum(counts)[:-1])
 
 
 _local: dict[tuple[str, RuntimeConfig, str], Embedder] = {}
