@@ -22,7 +22,8 @@
    before (static prompt, no adapter) and after (the adapter, no head, no retrieval).
 6. The batch path: items/s of `run --jsonl` as a whole process with a trained head (TF-IDF alone, the default,
    and the embedding head) on 10,000 (and for TF-IDF 100,000) banking77 queries, against a bare script that
-   loads the same head (and encoder) and predicts the same inputs.
+   loads the same head (and encoder) and predicts the same inputs; and rewrite-query's text head (the default,
+   reading words in context, and --features tfidf) on 3,000 TREC descriptions.
 7. The learning curve (needs ../shared/data): route-ticket's TF-IDF and embedding heads after 30..800 labels a
    scripted reviewer gives from gold labels, in the review queue's teaching order against arrival order
    (scripts/learning_curve.py).
@@ -44,6 +45,7 @@ import hashlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -308,6 +310,32 @@ def batch_speed(sizes: list[int], heads: list[str]) -> None:
         "(slm-desk validates, decides, checks novelty, records each input in the history in batched transactions and"
         " prints the full envelope; the bare script prints the label)"
     )
+    text_speed(pools)
+
+
+TEXT_HEADS = {
+    "auto": "the default head (words in context: the encoder's first 2 layers)",
+    "tfidf": "--features tfidf (static word vectors, no encoder run)",
+}
+
+
+def text_speed(pools: Path, n: int = 3000) -> None:
+    """Section 6 for a head that writes text: rewrite-query's keep/drop tagger on TREC descriptions (its pool's,
+    cycled), `run --jsonl` as a whole process, with the time the head itself took (`batch_ms_per_item`)."""
+    _slm("examples", "add", "rewrite-query", str(pools / "rewrite-query.pool.jsonl"))
+    texts = [json.loads(line)["input"].replace("\n", " ") for line in (pools / "rewrite-query.pool.jsonl").open()]
+    data = "".join(f"{texts[i % len(texts)]}\n" for i in range(n)).encode()
+    print(f"\n6b. run --jsonl with rewrite-query's head, {n:,} TREC descriptions, whole process, history on")
+    print(f"{'head':<68} {'items/s':>8} {'the head alone':>15}")
+    for kind, name in TEXT_HEADS.items():
+        _slm("train", "rewrite-query", "--compare", "0", "--features", kind)
+        started = time.perf_counter()
+        done = _slm("run", "rewrite-query", "--jsonl", stdin=data)
+        seconds = time.perf_counter() - started
+        envelopes = [json.loads(line) for line in done.stdout.splitlines()]
+        assert len(envelopes) == n
+        alone = 1000 / statistics.mean(e["batch_ms_per_item"] for e in envelopes)
+        print(f"{name:<68} {n / seconds:>8,.0f} {alone:>15,.0f}", flush=True)
 
 
 def tuning(items: int, sizes: list[int], epochs: int, tasks: list[str]) -> None:

@@ -104,11 +104,12 @@ class Encoder:
 
 class Context:
     """Each word's vector as the encoder reads it in its text, projected onto the first `DIMS` principal axes of the
-    pool's words: what the word means there, where a static vector says what it can mean. Beside the static vectors,
-    through `train` and `eval`: held-out TREC topics 0.535 -> 0.556 token F1 (three inner folds of the pool: 0.571 ->
-    0.579), held-out bug titles 0.343 -> 0.350. It costs a run of the encoder per input at answer time (3,000 TREC
-    descriptions through `run --jsonl`: 59 a second, against 1,000 without the encoder). (Pickled in the head: the
-    encoder's id, how many of its layers it reads, a mean, 384 x 48 axes.)"""
+    pool's words: what the word means there, where a static vector says what it can mean. Read by the encoder's first
+    `CONTEXT_LAYERS` layers, beside the static vectors, through `train` and `eval`: held-out TREC topics 0.535 ->
+    0.559 token F1 (three inner folds of the pool: 0.571 -> 0.579), held-out bug titles 0.343 -> 0.354. It costs a
+    run of those layers per input at answer time (3,000 TREC descriptions through `run --jsonl`: 381 a second,
+    against 1,171 without the encoder). (Pickled in the head: the encoder's id, how many of its layers it reads, a
+    mean, 384 x 48 axes.)"""
 
     layers: int | None = None  # the class default: a head pickled before read every layer
 
