@@ -13,12 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from slm_desk import locations
+from slm_desk import encoders, locations
 from slm_desk.contract.calibration import Profile
 from slm_desk.contract.results import RunResult
 from slm_desk.contract.tasks import Task, load_task
 from slm_desk.data import pool, review, shipped
-from slm_desk.data.catalog import ModelRef, load_catalog, resolve_model
 from slm_desk.data.config import Config, RuntimeConfig, load_config
 from slm_desk.data.hardware import physical_cores
 from slm_desk.data.store import Store
@@ -27,13 +26,10 @@ from slm_desk.judge.cascade import Cascade
 from slm_desk.judge.pipeline import Pipeline, no_shots
 from slm_desk.judge.tiers import TierPolicy
 from slm_desk.learn import calibrate, distill, evaluate, head, teaching, trainer, training
-from slm_desk.learn.features import Embed
 from slm_desk.learn.retrieval import Retriever
 from slm_desk.learn.trainer import Training
-from slm_desk.learn.wordvectors import CONTEXT_LAYERS, Encoder, InContext, WordVectors
-from slm_desk.models import backends, embedder, preload, served, threads
+from slm_desk.models import backends, served, threads
 from slm_desk.models.escalation import Budget, escalation_backend, is_loopback
-from slm_desk.models.layers import first_layers
 from slm_desk.models.protocol import Backend
 
 QUEUE_SHOWN = 100  # review items listed at once
@@ -109,73 +105,9 @@ class Desk:
         return profile
 
     def embedding(self) -> tuple[training.Embedding | None, str]:
-        """The sentence encoder a head may read ([models] embedding), and why there is none when there is none.
-        Its `vectors` keep what they embed in the store, so retraining never embeds a pool item twice."""
-        from slm_desk.errors import ModelNotFound
-
-        model_id = self.config.models.embedding
-        if not model_id:
-            return None, 'embeddings are off ([models] embedding = "")'
-        if not preload.models_allowed():
-            return None, "this process may not load models"
-        try:
-            ref = resolve_model(model_id)
-        except ModelNotFound as exc:
-            return None, f"{exc.message} ({exc.hint})"
-        entry = load_catalog().get(ref.id)
-        encoder = embedder.local(ref, self.config.runtime, entry.prefix if entry is not None else "")
-        stat = ref.path.stat()
-        key = f"{ref.id}:{stat.st_size}:{stat.st_mtime_ns}:{encoder.prefix}"
-
-        def cached(texts: list[str]) -> Any:
-            import numpy as np
-
-            found = self.store.vectors(key, texts)
-            missing = [i for i, v in enumerate(found) if v is None]
-            if missing:
-                fresh = encoder.embed([texts[i] for i in missing])
-                self.store.keep_vectors(key, [texts[i] for i in missing], fresh)
-                for i, vector in zip(missing, fresh, strict=True):
-                    found[i] = vector
-            return np.vstack([v for v in found if v is not None]) if found else np.zeros((0, 384), dtype=np.float32)
-
-        words = lambda: WordVectors.read(ref.id, ref.path)  # noqa: E731 - read only when a head compresses
-        in_context = Encoder(ref.id, self._in_context(ref, CONTEXT_LAYERS), CONTEXT_LAYERS)
-        return training.Embedding(ref.id, cached, encoder.embed, words, in_context), ""
-
-    def _in_context(self, ref: ModelRef, layers: int | None) -> InContext:
-        """The words-in-context reader of an encoder's first `layers` layers (a model file written on first use,
-        beside the downloaded ones), or of all of them."""
-
-        def read(texts: list[list[str]]) -> list[Any]:
-            model = ref
-            if layers is not None:
-                path = first_layers(ref.path, layers, locations.models_dir() / "derived")
-                model = ModelRef(f"{ref.id}'s first {layers} layers", path)
-            return embedder.local(model, self.config.runtime).in_context(texts)
-
-        return read
-
-    def _encoder(self, model_id: str) -> training.Embedding | None:
-        """The encoder a head names, when it is the one configured and available."""
-        source, _ = self.embedding()
-        return source if source is not None and source.model == model_id else None
-
-    def _embed_for(self, cached: bool) -> Callable[[str], Embed | None]:
-        """For a head that reads embeddings from a model id: its embed function, when that model is available."""
-
-        def embed_for(model_id: str) -> Embed | None:
-            source = self._encoder(model_id)
-            return None if source is None else source.vectors if cached else source.fresh
-
-        return embed_for
-
-    def _reader(self, model_id: str, layers: int | None) -> InContext | None:
-        """For a head whose compression tagger reads words in context: the reader of that encoder's first `layers`
-        layers (None: all of them), when the encoder is available."""
-        if self._encoder(model_id) is None:
-            return None
-        return self._in_context(resolve_model(model_id), layers)
+        """The sentence encoder a head may read ([models] embedding), and why there is none when there is none
+        (`encoders.embedding`)."""
+        return encoders.embedding(self.config, self.store)
 
     def train(
         self,
@@ -231,6 +163,7 @@ class Desk:
     def teacher(self, task: Task, teacher: str | None = None, model_name: str | None = None) -> Pipeline:
         """The teacher that labels inputs for review (`distill`): a server URL (`model_name` at it), an installed
         model id, else the [escalation] target."""
+        from slm_desk.data.catalog import resolve_model
         from slm_desk.errors import UsageError
 
         config = self.config.escalation
@@ -360,7 +293,12 @@ class Desk:
         key = (task.name, task.version, cached)
         held = self._heads.get(key)
         if held is None or held[0] != trained_at:
-            loaded = head.load(self.store, task, self._embed_for(cached), self._reader)
+            loaded = head.load(
+                self.store,
+                task,
+                encoders.embed_for(self.config, self.store, cached),
+                encoders.reader_for(self.config, self.store),
+            )
             assert loaded is not None
             tier = Pipeline(
                 task,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slm_desk import encoders
 from slm_desk.contract.tasks import load_task
 from slm_desk.data.catalog import EMBEDDING_ID, ModelRef, resolve_model
 from slm_desk.data.config import RuntimeConfig
@@ -105,11 +106,12 @@ def test_a_head_reads_the_layers_it_was_trained_on(slm_home: Path) -> None:
     words = [_words("the bank of the river flooded")]
     [shallow] = source.in_context.in_context(words)
     assert [p.name.split(".")[2] for p in (locations.models_dir() / "derived").iterdir()] == [f"first{CONTEXT_LAYERS}"]
-    every = desk._reader(source.model, None)
+    reader = encoders.reader_for(desk.config, desk.store)
+    every = reader(source.model, None)
     assert every is not None
     [deep] = every(words)
     assert not np.allclose(shallow, deep, atol=0.1)
-    assert desk._reader("not-installed", 2) is None
+    assert reader("not-installed", 2) is None
 
 
 @pytest.mark.model
