@@ -4,10 +4,13 @@ removed (the head is stale), the pool exported. Everything is real (the store, s
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 from textual.widgets import DataTable, Input, Select, Static
 
+from slm_desk import apart
 from slm_desk.contract.tasks import load_task
 from slm_desk.desk import Desk
 from slm_desk.tui.app import SlmDeskApp
@@ -104,10 +107,31 @@ async def test_esc_cancels_training_and_leaves_no_head() -> None:
         await pilot.pause()
         await pilot.press("t", "escape")  # the child hears "stop" before its first step ends
         await wait_until(pilot, lambda: not app.screen.training)
-        await app.workers.wait_for_complete()
-        assert any("training cancelled: the head is unchanged" in m for m in messages(app)), messages(app)
+        await wait_until(pilot, lambda: any("training cancelled: the head is unchanged" in m for m in messages(app)))
         assert desk.store.head_trained_at("route-ticket", 1) is None
         assert "not trained" in summary(app)
+
+
+async def test_esc_during_the_comparison_keeps_the_head_and_says_so(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Esc while the small model is being compared stops the comparison, and the head, already fitted, is saved to
+    answer alone (`apart.train` returns): the screen says that, never that the head is unchanged."""
+
+    def compared_until_stopped(*args: Any, cancelled: Any, **kwargs: Any) -> apart.Outcome:
+        while not cancelled():
+            time.sleep(0.01)
+        return apart.Outcome(n_train=40, heldout_accuracy=0.9, model="", measured=0, interrupted=True, note="")
+
+    monkeypatch.setattr(apart, "train", compared_until_stopped)  # the training process is this screen's neighbour
+    desk = Desk()
+    desk.add_examples(load_task("route-ticket"), POOL)
+    app = SlmDeskApp(desk=desk)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        await pilot.press("t", "escape", "escape")
+        await wait_until(pilot, lambda: any("the comparison was stopped" in m for m in messages(app)))
+        await pilot.pause(0.3)
+        assert not any("unchanged" in m for m in messages(app)), messages(app)
 
 
 async def test_a_task_with_free_text_fields_says_it_has_no_head() -> None:

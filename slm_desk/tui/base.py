@@ -33,7 +33,7 @@ CANCELLED = {
     "calibrate": "calibration cancelled: nothing was saved",
     "pull": "pull cancelled: a later pull resumes it",
     "escalate": "escalation cancelled",
-    "train": "training cancelled: the head is unchanged",
+    "train": "",  # the worker says what Esc stopped: the fitting (the head unchanged) or the comparison (it is kept)
     "retrain": "retraining cancelled: the head is unchanged",
     "distill": "teacher stopped: what it labelled so far waits in Review",
     "order": "",  # Review's teaching order, asked again (the newer one replaces it): nothing to say

@@ -339,15 +339,19 @@ class TeachScreen(DeskScreen):
         # as `slm-desk train` does: the small model is measured where it could change an answer, within a budget
         # (a head sure of its pool skips it), and a cancelled measurement keeps the policy measured before; in a
         # process of its own, so the screen stays live (apart.py)
-        outcome = apart.train(
-            self.desk.config,
-            task,
-            compare=None,
-            said=said,
-            answered=asked,
-            steps=stepped,
-            cancelled=lambda: worker.is_cancelled,
-        )
+        try:
+            outcome = apart.train(
+                self.desk.config,
+                task,
+                compare=None,
+                said=said,
+                answered=asked,
+                steps=stepped,
+                cancelled=lambda: worker.is_cancelled,
+            )
+        except Cancelled:  # stopped before the head was saved (Esc during the comparison keeps it: `_trained` says)
+            self.app.call_from_thread(self.notify, "training cancelled: the head is unchanged")
+            raise
         self.app.call_from_thread(self._trained, outcome)
 
     def _said(self, line: str) -> None:
