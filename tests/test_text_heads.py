@@ -9,11 +9,13 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from slm_desk.contract.tasks import load_task
 from slm_desk.contract.words import token_f1, words
 from slm_desk.data.evalset import builtin, read_jsonl
-from slm_desk.learn.compress import _kept, keep_tags, render, tokens
+from slm_desk.learn.compress import Memo, _kept, _sparse, _Vocabulary, features, keep_tags, render, tokens
 
 DATA = Path(__file__).parent / "data"
 
@@ -47,6 +49,30 @@ def test_a_keep_rule_is_a_probability_or_a_share_of_the_likeliest_token_s() -> N
     assert _kept(probs, 0.5, share=True) == [False, True, True, False]  # 0.12 >= half of 0.2
     assert _kept(probs, 0.0, share=True) == [True] * 4  # a 0.0 share keeps all: it is a value, not "missing"
     assert _kept(probs, 0.9) == [False, True, False, False]  # never empty: the likeliest at least
+
+
+VALUES = st.one_of(st.text(alphabet="xyz", max_size=2), st.booleans(), st.integers(0, 8), st.floats(-5, 5))
+ROWS = st.lists(st.dictionaries(st.sampled_from(["w", "shape", "prior", "upper"]), VALUES), min_size=1, max_size=12)
+
+
+@given(seen=ROWS, rows=ROWS)
+def test_the_tagger_s_columns_are_dictvectorizer_s_column_for_column(seen: list[dict], rows: list[dict]) -> None:  # type: ignore[type-arg]
+    """`_sparse` skips DictVectorizer's checks, never its meaning: a string one-hot, a number (0.0 and False too)
+    its value, a feature or value it never saw no column."""
+    from sklearn.feature_extraction import DictVectorizer
+
+    fitted = DictVectorizer().fit(seen)
+    np.testing.assert_array_equal(_sparse(fitted, rows).toarray(), fitted.transform(rows).toarray())
+
+
+def test_a_word_s_features_are_the_same_read_once_a_batch() -> None:
+    texts = ["The Rail strike hit rail services.", "rail STRIKE: the rail unions", ""]
+    vocabulary = _Vocabulary(texts, ["rail strike", "rail unions", ""])
+    memo: Memo = {}
+    assert [features(tokens(t), vocabulary, vocabulary, memo) for t in texts] == [
+        features(tokens(t), vocabulary, vocabulary) for t in texts
+    ]
+    assert "rail" in memo and "Rail" in memo  # each spelling once
 
 
 def test_a_query_head_keeps_only_the_input_s_words_and_eval_scores_it(cli, tmp_path: Path) -> None:
