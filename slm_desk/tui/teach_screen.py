@@ -350,7 +350,7 @@ class TeachScreen(DeskScreen):
                 cancelled=lambda: worker.is_cancelled,
             )
         except Cancelled:  # stopped before the head was saved (Esc during the comparison keeps it: `_trained` says)
-            self.app.call_from_thread(self.notify, "training cancelled: the head is unchanged")
+            self.notify("training cancelled: the head is unchanged")  # posted, never waited on: the app may be quitting
             raise
         self.app.call_from_thread(self._trained, outcome)
 
