@@ -20,6 +20,7 @@ from slm_desk.learn.training import Embedding
 from slm_desk.learn.wordvectors import CONTEXT_LAYERS, Encoder, InContext, WordVectors
 from slm_desk.models import embedder, preload
 from slm_desk.models.layers import first_layers
+from slm_desk.models.layers import named as layers_named
 
 
 def embedding(config: Config, store: Store) -> tuple[Embedding | None, str]:
@@ -92,7 +93,7 @@ def _in_context(config: Config, ref: ModelRef, layers: int | None) -> InContext:
         model = ref
         if layers is not None:
             path = first_layers(ref.path, layers, locations.models_dir() / "derived")
-            model = ModelRef(f"{ref.id}'s first {layers} layers", path)
+            model = ModelRef(layers_named(ref.id, layers), path)
         return embedder.local(model, config.runtime).in_context(texts)
 
     return read

@@ -98,10 +98,15 @@ async def test_import_a_file_train_and_see_the_accuracy(tmp_path: Path) -> None:
         assert len(exported) == len(lines) - 1 and set(exported[0]) == {"input", "output"}
 
 
-async def test_esc_cancels_training_and_leaves_no_head() -> None:
+def _pooled() -> tuple[Desk, SlmDeskApp]:
+    """A desk whose route-ticket pool holds POOL, and the app over it."""
     desk = Desk()
     desk.add_examples(load_task("route-ticket"), POOL)
-    app = SlmDeskApp(desk=desk)
+    return desk, SlmDeskApp(desk=desk)
+
+
+async def test_esc_cancels_training_and_leaves_no_head() -> None:
+    desk, app = _pooled()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
         await pilot.pause()
@@ -122,9 +127,7 @@ async def test_esc_during_the_comparison_keeps_the_head_and_says_so(monkeypatch)
         return apart.Outcome(n_train=40, heldout_accuracy=0.9, model="", measured=0, interrupted=True, note="")
 
     monkeypatch.setattr(apart, "train", compared_until_stopped)  # the training process is this screen's neighbour
-    desk = Desk()
-    desk.add_examples(load_task("route-ticket"), POOL)
-    app = SlmDeskApp(desk=desk)
+    _, app = _pooled()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")
         await pilot.pause()

@@ -70,7 +70,7 @@ class HeadReport(BaseModel):
     without_encoder_ms: float | None = None  # the TF-IDF head with no encoder at all (`--features tfidf`)
     in_context: bool = False  # a text tagger reads words in context (the encoder runs on every input)
     novelty_threshold: float | None = None  # below this similarity to the pool an input goes to review
-    novelty_space: str | None = None  # what that similarity reads (`novelty.Space`); a report before it: not said
+    novelty_space: novelty.Space | None = None  # what that similarity reads; a report before it: not said
     novelty_held_back: float | None = None  # the share of out-of-fold accepted items the rule sends to review
     warnings: list[str] = []
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slm_desk.models.layers import named as layers_named
+
 log = logging.getLogger(__name__)
 DIMS = 48  # 24, 48 and 64 axes scored alike on the TREC pool (0.566-0.569); 96 lower (0.555)
 START = "\u2581"  # llama.cpp's mark on a WordPiece row that begins a word (its "##" rows lose their mark)
@@ -130,7 +132,7 @@ class Context:
 
     def reads(self) -> str:
         """What it reads, for a person: "all-minilm-l6-v2's first 2 layers"."""
-        return f"{self.model}'s first {self.layers} layers" if self.layers else self.model
+        return layers_named(self.model, self.layers)
 
     def __call__(self, encoded: np.ndarray) -> np.ndarray:
         """The projected rows; a word the encoder gave no row (zeros) stays zeros."""

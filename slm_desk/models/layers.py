@@ -16,6 +16,11 @@ from pathlib import Path
 from slm_desk.errors import ModelFileError
 
 
+def named(model_id: str, layers: int | None) -> str:
+    """What a reader of an encoder's first `layers` layers (None: all of them) is called, for a person."""
+    return f"{model_id}'s first {layers} layers" if layers else model_id
+
+
 def first_layers(source: Path, layers: int, folder: Path) -> Path:
     """The path of a GGUF holding `source`'s first `layers` blocks and everything outside its blocks, written into
     `folder` the first time (atomically: a reader never sees half a file)."""
