@@ -117,6 +117,20 @@ async def test_esc_cancels_training_and_leaves_no_head() -> None:
         assert "not trained" in summary(app)
 
 
+async def test_esc_in_the_moment_training_starts_puts_the_screen_back() -> None:
+    """`t` and Esc in one burst (one terminal read): the worker is cancelled before its first step and never reports
+    a state; the screen must not stay "training" with nothing running."""
+    desk, app = _pooled()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        await pilot.pause()
+        app.screen.action_train()  # both in one tick of the event loop, as a burst of keys arrives
+        app.screen.action_cancel()
+        await wait_until(pilot, lambda: not app.screen.training)
+        assert any("cancelled before it began" in m for m in messages(app)), messages(app)
+        assert desk.store.head_trained_at("route-ticket", 1) is None
+
+
 async def test_esc_during_the_comparison_keeps_the_head_and_says_so(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Esc while the small model is being compared stops the comparison, and the head, already fitted, is saved to
     answer alone (`apart.train` returns): the screen says that, never that the head is unchanged."""

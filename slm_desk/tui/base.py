@@ -27,6 +27,8 @@ class HasDesk(Protocol):
     initial_task: str | None
 
 
+UNREPORTED_S = 0.3  # after Esc, when a worker that never began is looked for (its task ends at once)
+
 # what Esc (or quitting) stopped, said by the worker's name
 CANCELLED = {
     "run": "generation cancelled",
@@ -109,6 +111,21 @@ class DeskScreen(Screen[None]):
         if wanted in names:
             return str(wanted)
         return default if default in names else names[0]
+
+    def cancel_work(self, group: str) -> None:
+        """Esc: cancel this screen's workers of `group`. One cancelled in the same moment it was started (two keys
+        at machine speed) never reports a state: Textual cancels its task before the task's first step, so the
+        thread never runs and no StateChanged comes. Such a worker, gone from the app while still "running", is put
+        back here as a cancelled one would be (before this, Teach kept "training" with nothing running)."""
+        cancelled = self.workers.cancel_group(self, group)
+        if cancelled:
+            self.set_timer(UNREPORTED_S, lambda: self._unreported(cancelled))
+
+    def _unreported(self, workers: list[Worker[Any]]) -> None:
+        for worker in workers:
+            if worker.state == WorkerState.RUNNING and worker not in self.app.workers:
+                self.notify(f"{worker.name} cancelled before it began: nothing changed")
+                self.worker_stopped(worker, "cancelled")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker of this screen failed or was cancelled: say why, in the app's words, and put the screen back."""

@@ -102,7 +102,7 @@ class CalibrationScreen(DeskScreen):
         return True
 
     def action_cancel(self) -> None:
-        self.workers.cancel_group(self, "inference")
+        self.cancel_work("inference")
         self.query_one("#calibrate-progress", ProgressBar).display = False
         self.refresh_bindings()
 

@@ -207,7 +207,7 @@ class RunScreen(DeskScreen):
         self.refresh_bindings()
 
     def action_cancel(self) -> None:
-        self.workers.cancel_group(self, "inference")
+        self.cancel_work("inference")
 
     def action_clear_input(self) -> None:
         box = self.query_one("#input", InputBox)

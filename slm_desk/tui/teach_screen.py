@@ -384,7 +384,7 @@ class TeachScreen(DeskScreen):
         self.reload()
 
     def action_cancel(self) -> None:
-        self.workers.cancel_group(self, "teach")
+        self.cancel_work("teach")
 
     def worker_stopped(self, worker: Worker[Any], reason: str) -> None:
         if worker.name in ("train", "distill"):
