@@ -9,13 +9,26 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slm_desk.contract.tasks import load_task
 from slm_desk.contract.words import token_f1, words
 from slm_desk.data.evalset import builtin, read_jsonl
-from slm_desk.learn.compress import Memo, _kept, _sparse, _Vocabulary, features, keep_tags, render, tokens
+from slm_desk.learn.compress import (
+    KeepDrop,
+    Memo,
+    _design,
+    _kept,
+    _meanings,
+    _Vocabulary,
+    features,
+    keep_tags,
+    render,
+    token_rows,
+    tokens,
+)
+from slm_desk.learn.wordvectors import DIMS, START, WordVectors
 
 DATA = Path(__file__).parent / "data"
 
@@ -51,28 +64,48 @@ def test_a_keep_rule_is_a_probability_or_a_share_of_the_likeliest_token_s() -> N
     assert _kept(probs, 0.9) == [False, True, False, False]  # never empty: the likeliest at least
 
 
-VALUES = st.one_of(st.text(alphabet="xyz", max_size=2), st.booleans(), st.integers(0, 8), st.floats(-5, 5))
-ROWS = st.lists(st.dictionaries(st.sampled_from(["w", "shape", "prior", "upper"]), VALUES), min_size=1, max_size=12)
+TEXTS = st.lists(st.sampled_from(["rail", "Strike", "the", "of", "HDFS-12", "fails", ".", "über", "0"]), max_size=9)
+VECTORS = WordVectors("m", {f"{START}rail": 0, f"{START}strike": 1, "s": 2}, np.eye(3, DIMS, dtype=np.float16))
 
 
-@given(seen=ROWS, rows=ROWS)
-def test_the_tagger_s_columns_are_dictvectorizer_s_column_for_column(seen: list[dict], rows: list[dict]) -> None:  # type: ignore[type-arg]
-    """`_sparse` skips DictVectorizer's checks, never its meaning: a string one-hot, a number (0.0 and False too)
-    its value, a feature or value it never saw no column."""
-    from sklearn.feature_extraction import DictVectorizer
-
-    fitted = DictVectorizer().fit(seen)
-    np.testing.assert_array_equal(_sparse(fitted, rows).toarray(), fitted.transform(rows).toarray())
+@settings(max_examples=30, deadline=None)
+@given(
+    pool=st.lists(st.tuples(TEXTS.filter(bool), TEXTS), min_size=6, max_size=10),
+    asked=st.lists(TEXTS, min_size=1, max_size=4),
+    vectors=st.booleans(),
+)
+def test_the_tagger_s_scores_are_its_model_s_probabilities(
+    pool: list[tuple[list[str], list[str]]], asked: list[list[str]], vectors: bool
+) -> None:
+    """The tagger scores each word's parts once and never builds the design: the same probabilities as its model on
+    DictVectorizer's design, with words it never saw (no column), empty texts and features whose value is 0 or
+    False."""
+    words = VECTORS if vectors else None
+    inputs, targets = [" ".join(i) for i, _ in pool], [" ".join(o) for _, o in pool]
+    tagger = KeepDrop._fitted("query", inputs, targets, 0.3, False, words)
+    toks = [tokens(" ".join(text)) for text in asked]
+    memo: Memo = {}
+    rows = [row for t in toks for row in token_rows(features(t, tagger.vocabulary, tagger.vocabulary, memo), memo)]
+    scores = np.concatenate(tagger.keep_probabilities(toks))
+    if rows:
+        meanings = np.vstack([_meanings(t, words) for t in toks])
+        design = _design(tagger.vectorizer.transform(rows), meanings)
+        np.testing.assert_allclose(scores, tagger.model.predict_proba(design)[:, 1], rtol=1e-9, atol=1e-12)
+    assert len(scores) == len(rows)
 
 
 def test_a_word_s_features_are_the_same_read_once_a_batch() -> None:
     texts = ["The Rail strike hit rail services.", "rail STRIKE: the rail unions", ""]
     vocabulary = _Vocabulary(texts, ["rail strike", "rail unions", ""])
     memo: Memo = {}
-    assert [features(tokens(t), vocabulary, vocabulary, memo) for t in texts] == [
-        features(tokens(t), vocabulary, vocabulary) for t in texts
-    ]
+    once = [token_rows(features(tokens(t), vocabulary, vocabulary, memo), memo) for t in texts]
+    fresh = []
+    for text in texts:
+        own: Memo = {}
+        fresh.append(token_rows(features(tokens(text), vocabulary, vocabulary, own), own))
+    assert once == fresh
     assert "rail" in memo and "Rail" in memo  # each spelling once
+    assert once[0][1]["-1w"] == "the" and once[0][1]["w"] == "rail" and once[0][0]["-1w"] == "<pad>"
 
 
 def test_a_query_head_keeps_only_the_input_s_words_and_eval_scores_it(cli, tmp_path: Path) -> None:
