@@ -20,8 +20,9 @@ from slm_desk.data.catalog import EMBEDDING_ID, ModelRef, resolve_model
 from slm_desk.data.config import RuntimeConfig
 from slm_desk.errors import ModelFileError, ModelNotFound
 from slm_desk.learn import novelty, training
-from slm_desk.learn.compress import KeepDrop, tokens
+from slm_desk.learn.compress import KeepDrop
 from slm_desk.learn.head import HeadBackend
+from slm_desk.learn.tokenfeatures import tokens
 from slm_desk.learn.wordvectors import CONTEXT_LAYERS, Encoder
 from slm_desk.models.embedder import Embedder
 from slm_desk.models.layers import first_layers

@@ -5,6 +5,7 @@ leave the span out. Real store, real training, real CLI; the fast tier reads TF-
 from __future__ import annotations
 
 import json
+import pickle
 import sqlite3
 from pathlib import Path
 
@@ -15,19 +16,8 @@ from hypothesis import strategies as st
 from slm_desk.contract.tasks import load_task
 from slm_desk.contract.words import token_f1, words
 from slm_desk.data.evalset import builtin, read_jsonl
-from slm_desk.learn.compress import (
-    KeepDrop,
-    Memo,
-    _design,
-    _kept,
-    _meanings,
-    _Vocabulary,
-    features,
-    keep_tags,
-    render,
-    token_rows,
-    tokens,
-)
+from slm_desk.learn.compress import KeepDrop, _design, _kept, _meanings, render
+from slm_desk.learn.tokenfeatures import Memo, Vocabulary, features, keep_tags, token_rows, tokens
 from slm_desk.learn.wordvectors import DIMS, START, WordVectors
 
 DATA = Path(__file__).parent / "data"
@@ -87,6 +77,9 @@ def test_the_tagger_s_scores_are_its_model_s_probabilities(
     memo: Memo = {}
     rows = [row for t in toks for row in token_rows(features(t, tagger.vocabulary, tagger.vocabulary, memo), memo)]
     scores = np.concatenate(tagger.keep_probabilities(toks))
+    again = pickle.loads(pickle.dumps(tagger))  # what a saved head holds: not the words it scored (a cache)
+    assert "_scored" not in again.__dict__ and "_memo" not in again.__dict__
+    np.testing.assert_array_equal(np.concatenate(tagger.keep_probabilities(toks)), scores)  # from what it kept
     if rows:
         meanings = np.vstack([_meanings(t, words) for t in toks])
         design = _design(tagger.vectorizer.transform(rows), meanings)
@@ -96,7 +89,7 @@ def test_the_tagger_s_scores_are_its_model_s_probabilities(
 
 def test_a_word_s_features_are_the_same_read_once_a_batch() -> None:
     texts = ["The Rail strike hit rail services.", "rail STRIKE: the rail unions", ""]
-    vocabulary = _Vocabulary(texts, ["rail strike", "rail unions", ""])
+    vocabulary = Vocabulary(texts, ["rail strike", "rail unions", ""])
     memo: Memo = {}
     once = [token_rows(features(tokens(t), vocabulary, vocabulary, memo), memo) for t in texts]
     fresh = []

@@ -11,6 +11,10 @@ input order, cut from the input itself: verbatim words by construction. The keep
 likeliest token's) is chosen out of fold for token F1. A linear-chain CRF over the same features was measured no better
 on held-out TREC topics (0.48-0.49 against 0.50-0.52, two seeds) and several times slower on long reports.
 
+It also reads, for each token, how likely a model of the whole input says the answer is to hold its word (one per
+common answer word, `learn/addwords.py`); where the inner folds measure it better, and only there, the answer also
+says those words its input lacks ("Fix", "S3A", "support"), never a number.
+
 Confidence is how sure the tagger is of its answer: the mean keep-probability of the kept tokens times the
 drop-probability of the likeliest token it dropped. `train` calibrates it out of fold on the task's text bar (token
 F1 >= `text_match` counts as right), like any confidence.
@@ -18,57 +22,43 @@ F1 >= `text_match` counts as right), like any confidence.
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from slm_desk.contract.words import FUNCTION_WORDS, token_f1
+from slm_desk.learn import addwords
+from slm_desk.learn.addwords import AddedWords, Told
+from slm_desk.learn.tokenfeatures import (
+    NEAR,
+    PAD,
+    WHERE,
+    Memo,
+    Part,
+    Token,
+    Vocabulary,
+    features,
+    keep_tags,
+    stem,
+    token_rows,
+    tokens,
+)
 from slm_desk.learn.wordvectors import DIMS, Context, Encoder, InContext, WordVectors
 
-TOKEN = re.compile(r"\d+|[^\W\d_]+|[^\w\s]|_")
+_Vocabulary = Vocabulary  # the name a head pickled before tokenfeatures.py has its vocabulary under
+
 INNER_FOLDS = 3
 # the keep rules tried out of fold: a token kept at or above a probability, or at or above a share of the likeliest
 # token's (a long report's words are all less likely than a short topic's: measured 0.509 -> 0.530 on held-out TREC)
 THRESHOLDS = (0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 SHARES = (0.3, 0.4, 0.5, 0.6)
-PRIOR_WEIGHT, PRIOR_BASE = 2.0, 0.2  # a word's keep rate, smoothed towards a fifth (TREC keeps ~20 % of tokens)
+RULES = [(t, False) for t in THRESHOLDS] + [(s, True) for s in SHARES]
 C = 0.3  # measured on held-out TREC topics: 0.3 at or near the top of 0.1-3
 
+WORDS_KEPT = 20_000  # words whose features (about 2 KB each) and scores a tagger keeps between batches
 CONTEXT_AXES_FROM = 300  # texts whose words set the axes the encoder's rows are projected on
-Token = tuple[str, int, int]
 Reading = tuple[WordVectors | None, Encoder | None]  # what a tagger reads beside its sparse features
-
-
-def tokens(text: str) -> list[Token]:
-    return [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
-
-
-def _stem(word: str) -> str:
-    """A plural's singular, near enough: studies -> study, boxes -> box, cases -> case, strikes -> strike."""
-    word = word.lower()
-    if len(word) <= 3 or not word.endswith("s") or word.endswith("ss"):
-        return word
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "zes", "ches", "shes")):
-        return word[:-2]
-    return word[:-1]
-
-
-def _shape(word: str) -> str:
-    shape = re.sub("[A-Z]", "X", re.sub("[a-z]", "x", re.sub("[0-9]", "d", word)))
-    return re.sub(r"(.)\1+", r"\1\1", shape)
-
-
-def keep_tags(toks: list[Token], target: str) -> list[bool]:
-    """Which input tokens the target keeps: every word whose stem the target holds. (Only the first of a repeated word
-    was marked before, by the longest common subsequence, teaching the tagger to drop a word it kept a moment ago:
-    marking each one measured 0.526 -> 0.533 token F1 on held-out TREC topics, 0.327 -> 0.342 on bug titles.)"""
-    stems = {_stem(w) for w in re.findall(r"[^\W_]+", target)}
-    return [t[0][0].isalnum() and _stem(t[0]) in stems for t in toks]
 
 
 def render(toks: list[Token], kept: list[bool]) -> str:
@@ -87,102 +77,8 @@ def render(toks: list[Token], kept: list[bool]) -> str:
         previous = i
     first: dict[str, str] = {}  # each stem's first spelling, in input order
     for word in words:
-        first.setdefault(_stem(word), word)
+        first.setdefault(stem(word), word)
     return " ".join(first.values())
-
-
-class _Vocabulary:
-    """What the pool says about words: how many inputs hold each (rarity) and how often a target kept it."""
-
-    def __init__(self, texts: list[str], targets: list[str]) -> None:
-        self.inputs = len(texts)
-        self.df: Counter[str] = Counter()
-        self.seen: Counter[str] = Counter()
-        self.kept: Counter[str] = Counter()
-        for text, target in zip(texts, targets, strict=True):
-            toks = tokens(text)
-            self.df.update({t[0].lower() for t in toks})
-            for (word, _, _), keep in zip(toks, keep_tags(toks, target), strict=True):
-                self.seen[word.lower()] += 1
-                self.kept[word.lower()] += keep
-
-    def prior(self, word: str) -> float:
-        return (self.kept[word] + PRIOR_WEIGHT * PRIOR_BASE) / (self.seen[word] + PRIOR_WEIGHT)
-
-    def idf(self, word: str) -> float:
-        return math.log((self.inputs + 1) / (self.df[word] + 1))
-
-
-NEAR = (-2, -1, 1, 2)  # the neighbours whose words a token's features read
-WHERE = ("pos", "rel", "sentence", "repeats", "first")  # where a token stands: a number each, one column each
-Part = dict[str, Any]  # features by name: a string is a one-hot column, anything else a column's value
-Memo = dict[str, tuple[Part, dict[int, Part]]]  # each word's own part, and its part as each neighbour
-PAD: dict[int, Part] = {d: {f"{d}w": "<pad>"} for d in NEAR}  # a neighbour past either end of the text
-
-
-class Features(NamedTuple):
-    """A text's features: each token's word (whose parts are in the memo) and where it stands (WHERE)."""
-
-    words: list[str]
-    where: list[tuple[int, int, int, int, bool]]
-
-
-def features(toks: list[Token], rarity: _Vocabulary, prior: _Vocabulary, memo: Memo) -> Features:
-    """A text's features. What a word says by itself, or as a neighbour, is the same wherever it stands: `memo`
-    keeps those parts once per word for all texts read with one `rarity` and `prior`. `token_rows` gives each token's
-    as one dict; a fitted tagger scores the parts once per word (`KeepDrop.keep_probabilities`)."""
-    lower = [t[0].lower() for t in toks]
-    sentence, sentences = 0, []
-    for word in lower:
-        sentences.append(sentence)
-        sentence += word in ".?!"
-    here = Counter(lower)
-    first = {w: i for i, w in reversed(list(enumerate(lower)))}
-    n = len(toks)
-    for word, _, _ in toks:
-        if word not in memo:
-            memo[word] = _word(word, rarity, prior)
-    where = [
-        (min(i, 6), int(5 * i / max(n, 1)), min(sentences[i], 4), min(here[w], 4), first[w] == i)
-        for i, w in enumerate(lower)
-    ]
-    return Features([t[0] for t in toks], where)
-
-
-def token_rows(text: Features, memo: Memo) -> list[dict[str, Any]]:
-    """Each token's features as one dict (what DictVectorizer reads)."""
-    n = len(text.words)
-    out = []
-    for i, word in enumerate(text.words):
-        row = {**memo[word][0], **dict(zip(WHERE, text.where[i], strict=True))}
-        for d in NEAR:
-            row.update(memo[text.words[i + d]][1][d] if 0 <= i + d < n else PAD[d])
-        out.append(row)
-    return out
-
-
-def _word(word: str, rarity: _Vocabulary, prior: _Vocabulary) -> tuple[Part, dict[int, Part]]:
-    """A token's features that are its own, and those each of its neighbours reads of it."""
-    w = word.lower()
-    keep_rate = prior.prior(w)
-    function, upper = w in FUNCTION_WORDS, word[:1].isupper()
-    alone = {
-        "bias": 1.0,
-        "w": w,
-        "stem": _stem(w),
-        "shape": _shape(word),
-        "s3": w[-3:],
-        "function": function,
-        "alnum": word[0].isalnum(),
-        "upper": upper,
-        "idf": min(int(rarity.idf(w)), 8),
-        "len": min(len(word), 8),
-        "prior": int(keep_rate * 10),
-        "prior_value": keep_rate,
-        "seen": min(prior.seen[w], 5),
-    }
-    near = (w, function, upper, int(keep_rate * 10))
-    return alone, {d: dict(zip((f"{d}w", f"{d}function", f"{d}upper", f"{d}prior"), near, strict=True)) for d in NEAR}
 
 
 class KeepDrop:
@@ -191,17 +87,23 @@ class KeepDrop:
     share = False  # the threshold is a share of the likeliest token's probability (a head pickled before: never)
     words: WordVectors | None = None  # each word's vector among the features (a head pickled before: none)
     context: Context | None = None  # each word's vector in its text among the features (the same)
+    adds: AddedWords | None = None  # common answer words it may add (the same)
+    add_at: float | None = None  # the probability at or above which it adds one; None: it adds none
+    reads_told: bool = False  # whether it reads its word models' probabilities of each token's word (the same)
 
     def __init__(
         self,
         field: str,
         vectorizer: Any,
         model: Any,
-        vocabulary: _Vocabulary,
+        vocabulary: Vocabulary,
         threshold: float,
         share: bool = False,
         words: WordVectors | None = None,
         context: Context | None = None,
+        adds: AddedWords | None = None,
+        add_at: float | None = None,
+        reads_told: bool = False,
     ) -> None:
         self.field = field
         self.vectorizer = vectorizer
@@ -211,6 +113,9 @@ class KeepDrop:
         self.share = share
         self.words = words
         self.context = context
+        self.adds = adds
+        self.add_at = add_at if adds is not None else None
+        self.reads_told = reads_told
 
     @classmethod
     def fit(
@@ -223,11 +128,14 @@ class KeepDrop:
     ) -> KeepDrop:
         """The tagger on every pair, its keep rule, and what it reads beside its sparse features, chosen on inner
         folds (each fold tagged by a tagger that never saw it, its word priors from the other folds too): nothing,
-        the static `words`, or those and each word as the `encoder` reads it in its text."""
+        the static `words`, or those and each word as the `encoder` reads it in its text; then whether it adds
+        common answer words the input may lack (`learn/addwords.py`), and from what probability."""
         readings: list[Reading] = [(None, None)]
         readings += [(words, None)] * (words is not None) + [(words, encoder)] * (encoder is not None)
         encoded = encode_words(texts, encoder.in_context) if encoder is not None else None
+        told = addwords.out_of_fold(texts, targets, INNER_FOLDS)  # what the answer holds, by models blind to it
         judged: dict[tuple[float, bool, int], float] = {}
+        tagged: list[list[tuple[int, list[Token], np.ndarray]]] = []  # each reading's tokens and probabilities
         if len(texts) >= 2 * INNER_FOLDS:
             for n, (static, reads) in enumerate(readings):
                 fold_probs: list[tuple[list[Token], np.ndarray, str]] = []
@@ -235,20 +143,27 @@ class KeepDrop:
                     kept = [i for i in range(len(texts)) if i % INNER_FOLDS != fold]
                     rows = [encoded[i] for i in kept] if reads is not None and encoded is not None else None
                     pairs = [texts[i] for i in kept], [targets[i] for i in kept]
-                    inner = cls._fitted(field, *pairs, 0.3, False, static, reads, rows)
+                    inner = cls._fitted(
+                        field, *pairs, 0.3, False, static, reads, rows, told=_by(told, kept) if told else None
+                    )
                     held = range(fold, len(texts), INNER_FOLDS)
                     toks = [tokens(texts[i]) for i in held]
                     own = [encoded[i] for i in held] if inner.context is not None and encoded is not None else None
-                    probs = inner.keep_probabilities(toks, own)
+                    probs = inner.keep_probabilities(toks, own, _by(told, held) if inner.reads_told else None)
                     fold_probs += [(t, p, targets[i]) for t, p, i in zip(toks, probs, held, strict=True)]
-                for rule in [(t, False) for t in THRESHOLDS] + [(s, True) for s in SHARES]:
+                tagged.append([(i, t, p) for i, (t, p, _) in zip(_folded(len(texts)), fold_probs, strict=True)])
+                for rule in RULES:
                     judged[(*rule, n)] = sum(token_f1(render(k, _kept(p, *rule)), g) for k, p, g in fold_probs)
         # the first of equals: the least read, the lowest absolute threshold (with no folds to judge by, those)
         threshold, share, n = max(judged, key=lambda r: judged[r]) if judged else (THRESHOLDS[0], False, 0)
         static, reads = readings[n]
-        return cls._fitted(
-            field, texts, targets, threshold, share, static, reads, encoded if reads is not None else None
-        )
+        add_at = None
+        if tagged:
+            answers = {rule: {i: render(t, _kept(p, *rule)) for i, t, p in tagged[n]} for rule in RULES}
+            (threshold, share), add_at = addwords.choose(targets, answers, told)
+        rows = encoded if reads is not None else None
+        every, adds = (_by(told, range(len(texts))), AddedWords.fit(texts, targets)) if told else (None, None)
+        return cls._fitted(field, texts, targets, threshold, share, static, reads, rows, add_at, every, adds)
 
     def refitted(self, texts: list[str], targets: list[str], encoder: Encoder | None = None) -> KeepDrop:
         """A tagger that reads what this one reads, with its keep rule, fitted on other pairs: a training fold's (what
@@ -256,7 +171,11 @@ class KeepDrop:
         folds took title-bug-report's training from 29 to 47 min of CPU)."""
         reads = encoder if self.context is not None else None
         encoded = encode_words(texts, reads.in_context) if reads is not None else None
-        return self._fitted(self.field, texts, targets, self.threshold, self.share, self.words, reads, encoded)
+        rule = self.threshold, self.share
+        blind = addwords.out_of_fold(texts, targets, INNER_FOLDS) if self.reads_told else {}
+        told = _by(blind, range(len(texts))) if blind else None
+        adds = AddedWords.fit(texts, targets) if self.adds is not None else None
+        return self._fitted(self.field, texts, targets, *rule, self.words, reads, encoded, self.add_at, told, adds)
 
     @classmethod
     def _fitted(
@@ -269,27 +188,35 @@ class KeepDrop:
         words: WordVectors | None = None,
         encoder: Encoder | None = None,
         encoded: list[np.ndarray] | None = None,
+        add_at: float | None = None,
+        told: list[Told | None] | None = None,
+        adds: AddedWords | None = None,
     ) -> KeepDrop:
-        """One tagger; with an `encoder`, `encoded` holds its rows of each text's words."""
+        """One tagger; with an `encoder`, `encoded` holds its rows of each text's words; with `told`, each text's
+        word probabilities from models blind to its answer, which it reads, and `adds` its own word models, which
+        tell it at answer time (a tagger that only tags an inner fold is told by the caller); with `add_at`, it adds
+        those words from that probability."""
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
 
         context = None
         if encoder is not None and encoded is not None:
             context = Context.fit(encoder, encoded[:CONTEXT_AXES_FROM])
-        rarity = _Vocabulary(texts, targets)
+        rarity = Vocabulary(texts, targets)
+        reads = told is not None
         rows: list[dict[str, Any]] = []
         meanings: list[np.ndarray] = []
         labels: list[bool] = []
         for fold in range(INNER_FOLDS):  # each row's word priors come from the pairs of the other folds
             others = [i for i in range(len(texts)) if i % INNER_FOLDS != fold] or list(range(len(texts)))
-            prior = _Vocabulary([texts[i] for i in others], [targets[i] for i in others])
+            prior = Vocabulary([texts[i] for i in others], [targets[i] for i in others])
             memo: Memo = {}
             for i in range(fold, len(texts), INNER_FOLDS):
                 toks = tokens(texts[i])
                 rows += token_rows(features(toks, rarity, prior, memo), memo)
                 own = encoded[i] if context is not None and encoded is not None else None
-                meanings.append(_meanings(toks, words, context, own))
+                said = _said(toks, told[i]) if told is not None else None
+                meanings.append(_meanings(toks, words, context, own, said))
                 labels += keep_tags(toks, targets[i])
         vectorizer = DictVectorizer()
         x = _design(vectorizer.fit_transform(rows), np.vstack(meanings))
@@ -298,17 +225,24 @@ class KeepDrop:
         # liblinear: coordinate descent suits a design this wide (every word and its neighbours is a column); on the
         # TREC pool it fitted 6x faster than L-BFGS with the same held-out token F1
         model = LogisticRegression(C=C, solver="liblinear").fit(x, labels)
-        return cls(field, vectorizer, model, rarity, threshold, share, words, context)
+        return cls(field, vectorizer, model, rarity, threshold, share, words, context, adds, add_at, reads)
 
-    def keep_probabilities(self, texts: list[list[Token]], encoded: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    def keep_probabilities(
+        self, texts: list[list[Token]], encoded: list[np.ndarray] | None = None, told: list[Told | None] | None = None
+    ) -> list[np.ndarray]:
         """Each token's probability of being kept, for each text's tokens; `encoded` holds the encoder's rows of
-        each, for a tagger that reads words in context. What the model computes, sigmoid(w . x + b), without building
-        x: a token's score is its word's own part's, its neighbours' parts', where it stands and its vectors'. Each
-        word's parts are scored once a batch, and the rest is arrays over every token of every text (3,000 TREC
+        each, for a tagger that reads words in context, and `told` its word probabilities, for one that reads
+        those. What the model computes, sigmoid(w . x + b), without building x: a token's score is its word's own
+        part's, its neighbours' parts', where it stands and its vectors'. Each word's parts are scored once (and
+        kept, for the next batch: `WORDS_KEPT`), and the rest is arrays over every token of every text (3,000 TREC
         descriptions: 0.71 -> 0.27 s, the same probabilities as `predict_proba` on DictVectorizer's design)."""
         if not any(texts):
             return [np.zeros(0) for _ in texts]
-        memo: Memo = {}
+        memo: Memo = self.__dict__.setdefault("_memo", {})  # never pickled (`__getstate__`)
+        scored: dict[str, tuple[float, ...]] = self.__dict__.setdefault("_scored", {})
+        if len(memo) > WORDS_KEPT:
+            memo.clear()
+            scored.clear()
         read = [features(toks, self.vocabulary, self.vocabulary, memo) for toks in texts]
         weights = self.model.coef_[0]
         vocabulary = self.vectorizer.vocabulary_
@@ -322,8 +256,10 @@ class KeepDrop:
                     total += sparse[column] * (1.0 if isinstance(value, str) else value)
             return total
 
-        scored = {word: (score(own), *(score(near[d]) for d in NEAR)) for word, (own, near) in memo.items()}
         words = [word for text in read for word in text.words]
+        for word in set(words) - scored.keys():
+            own, near = memo[word]
+            scored[word] = (score(own), *(score(near[d]) for d in NEAR))
         table = np.asarray([scored[word] for word in words], dtype=np.float64).reshape(len(words), 1 + len(NEAR))
         where = np.asarray([w for text in read for w in text.where], dtype=np.float64).reshape(len(words), len(WHERE))
         located = [vocabulary.get(name) for name in WHERE]
@@ -335,9 +271,15 @@ class KeepDrop:
             there = np.clip(at + d, 0, max(len(words) - 1, 0))
             inside = (at + d >= 0) & (at + d < len(words)) & (owner[there] == owner)
             z += np.where(inside, table[there, k], score(PAD[d]))
-        if dense.size:
+        if dense.size:  # text by text: one text's rows stay in the cache (all at once measured 2x slower)
             meanings = [
-                _meanings(toks, self.words, self.context, encoded[n] if encoded is not None else None)
+                _meanings(
+                    toks,
+                    self.words,
+                    self.context,
+                    encoded[n] if encoded is not None else None,
+                    _said(toks, told[n] if told is not None else None) if self.reads_told else None,
+                )
                 for n, toks in enumerate(texts)
             ]
             z += np.vstack(meanings) @ dense
@@ -345,6 +287,9 @@ class KeepDrop:
         if list(self.model.classes_).index(True) == 0:  # sigmoid(z) is the second class's probability
             probs = 1 - probs
         return np.split(probs, np.cumsum([len(toks) for toks in texts])[:-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in {"_memo", "_scored"}}  # not the words it read
 
     def predict(
         self, texts: list[str], in_context: InContext | None = None, encoded: list[np.ndarray] | None = None
@@ -359,16 +304,33 @@ class KeepDrop:
                 raise ValueError(f"the {self.field} tagger reads words in context and was given no encoder")
             encoded = encode_words(texts, in_context)
         every = [tokens(text) for text in texts]
+        adding = self.adds.probabilities(texts) if self.adds is not None else None
+        told: list[Told | None] | None = None
+        if adding is not None and self.adds is not None:
+            told = [(self.adds, row) for row in adding]
         answers: list[tuple[dict[str, str | None], dict[str, float]]] = []
-        for toks, probs in zip(every, self.keep_probabilities(every, encoded), strict=True):
+        for n, (toks, probs) in enumerate(zip(every, self.keep_probabilities(every, encoded, told), strict=True)):
             if not len(probs) or not any(t[0][0].isalnum() for t in toks):
                 answers.append(({self.field: None}, {self.field: 0.0}))
                 continue
             kept = _kept(probs, self.threshold, self.share)
             dropped = [p for p, k in zip(probs, kept, strict=True) if not k]
             sure = float(np.mean([p for p, k in zip(probs, kept, strict=True) if k])) * (1 - max(dropped, default=0))
-            answers.append(({self.field: render(toks, kept)}, {self.field: sure}))
+            answer = render(toks, kept)
+            if self.adds is not None and self.add_at is not None and adding is not None:
+                answer = self.adds.added(answer, adding[n], self.add_at)
+            answers.append(({self.field: answer}, {self.field: sure}))
         return answers
+
+
+def _by(told: dict[int, Told], pairs: Iterable[int]) -> list[Told | None]:
+    """`out_of_fold`'s word probabilities of these pairs, in order; None for a pair it has none of."""
+    return [told.get(i) for i in pairs]
+
+
+def _folded(n: int) -> list[int]:
+    """The order the inner folds visit n pairs in: the first fold's, then the second's, ..."""
+    return [i for fold in range(INNER_FOLDS) for i in range(fold, n, INNER_FOLDS)]
 
 
 def encode_words(texts: list[str], in_context: InContext) -> list[np.ndarray]:
@@ -377,12 +339,16 @@ def encode_words(texts: list[str], in_context: InContext) -> list[np.ndarray]:
 
 
 def _meanings(
-    toks: list[Token], words: WordVectors | None, context: Context | None = None, encoded: np.ndarray | None = None
+    toks: list[Token],
+    words: WordVectors | None,
+    context: Context | None = None,
+    encoded: np.ndarray | None = None,
+    said: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each token's static word vector, zeros where there is none: punctuation, a function word (the same held-out
     TREC score, 0.541 against 0.542, a sparser design), a word the vocabulary cannot spell; beside it, with a
     `context`, its projected row of `encoded` (every token's: leaving function words out measured 0.576 against
-    0.579 on three inner folds of the TREC pool). No vectors, no columns."""
+    0.579 on three inner folds of the TREC pool); then its columns of `said` (`_said`). No vectors, no columns."""
     out = np.zeros((len(toks), DIMS if words is not None else 0), dtype=np.float32)
     if words is not None:
         for i, (word, _, _) in enumerate(toks):
@@ -391,7 +357,17 @@ def _meanings(
                 out[i] = vector
     if context is not None and encoded is not None:
         out = np.hstack([out, context(encoded)])
+    if said is not None:
+        out = np.hstack([out, said])
     return out
+
+
+def _said(toks: list[Token], told: Told | None) -> np.ndarray:
+    """How likely `told` says the answer is to hold each token's word, and whether it has a model of the word
+    (`AddedWords.of_tokens`); zeros where nothing was told."""
+    return (
+        told[0].of_tokens([t[0] for t in toks], told[1]) if told is not None else np.zeros((len(toks), 2), np.float32)
+    )
 
 
 def _design(rows: Any, meanings: np.ndarray) -> Any:

@@ -27,11 +27,11 @@ from slm_desk.errors import UsageError
 from slm_desk.judge.tiers import Scored
 from slm_desk.learn import novelty
 from slm_desk.learn.compress import KeepDrop, encode_words
-from slm_desk.learn.compress import tokens as compress_tokens
 from slm_desk.learn.features import Embed, FeatureSet, LabelHead, fit_labels
 from slm_desk.learn.head import MODEL_NAME, FeatureRow, Head, HeadReport, requirements
 from slm_desk.learn.retrieval import FEATURES
 from slm_desk.learn.spans import Featurize, SpanTagger, bio_tags, featurize, tokens
+from slm_desk.learn.tokenfeatures import tokens as compress_tokens
 from slm_desk.learn.wordvectors import Encoder, InContext, WordVectors
 
 if TYPE_CHECKING:
@@ -395,9 +395,14 @@ def _describe(task: Task, head: Head) -> str:
         meaning = f", its {reading} word vector" if reading else ""
         if head.reads_in_context:
             meaning += f"{',' if reading else ', its'} vector in context from {head.reads_in_context.reads()}"
+        told = next((c.adds for c in head.compressors if c.reads_told and c.adds is not None), None)
+        if told is not None:
+            meaning += f", how likely the answer is to hold it ({len(told.vocabulary)} common answer words)"
+        adding = next((c.add_at for c in head.compressors if c.adds is not None and c.add_at is not None), None)
+        added = f", then those words it lacks at p >= {adding:g} (measured better on inner folds)" if adding else ""
         parts.append(
             "text: each input word kept or dropped (logistic regression over the word, its rarity, position "
-            f"and neighbours{meaning}, and how often the pool kept it)"
+            f"and neighbours{meaning}, and how often the pool kept it){added}"
         )
     if head.familiarity is not None:
         space = {

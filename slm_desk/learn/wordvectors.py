@@ -65,10 +65,13 @@ class WordVectors:
         """The word's vector (float32), or None when the vocabulary cannot spell it. Lower-cased and its accents
         dropped, as an uncased BERT reads it ("über" -> "uber"); each word is split once."""
         seen: dict[str, np.ndarray | None] = self.__dict__.setdefault("_seen", {})
-        word = "".join(c for c in unicodedata.normalize("NFD", word.lower()) if not unicodedata.combining(c))
-        if word not in seen:
-            ids = self.split(word)
-            seen[word] = None if ids is None else self.table[ids].astype(np.float32).mean(axis=0)
+        if word in seen:  # as written: no accent to drop again (3,000 TREC descriptions' words, 0.14 -> 0.03 s)
+            return seen[word]
+        plain = "".join(c for c in unicodedata.normalize("NFD", word.lower()) if not unicodedata.combining(c))
+        if plain not in seen:
+            ids = self.split(plain)
+            seen[plain] = None if ids is None else self.table[ids].astype(np.float32).mean(axis=0)
+        seen[word] = seen[plain]
         return seen[word]
 
     def __getstate__(self) -> dict[str, object]:
