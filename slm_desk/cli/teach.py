@@ -49,8 +49,8 @@ review, and the reason says so.
 Text in the input's own words (a task's `compress` fields: rewrite-query, title-bug-report): each input word is
 kept or dropped. auto measures the tagger on inner folds reading nothing more, each word's static vector (a lookup
 in the encoder's table) and beside it each word as the encoder's first 2 layers read it in the input, and keeps
-the best; the last runs those layers on every input, once, for the novelty rule too (rewrite-query: token F1 0.559
-at about 400 inputs a second; --features tfidf keeps the static vectors: 0.535 at about 1,400 a second). On the
+the best; the last runs those layers on every input, once, for the novelty rule too (rewrite-query: token F1 0.565
+at about 400 inputs a second; --features tfidf keeps the static vectors: 0.543 at about 1,300 a second). On the
 same folds it measures adding the common answer words an input lacks (a bug title's "fix", "support", "S3A";
 never a number), with its keep rule, and adds them only where that scores better.
 
