@@ -87,7 +87,7 @@ class KeepDrop:
     share = False  # the threshold is a share of the likeliest token's probability (a head pickled before: never)
     words: WordVectors | None = None  # each word's vector among the features (a head pickled before: none)
     context: Context | None = None  # each word's vector in its text among the features (the same)
-    adds: AddedWords | None = None  # common answer words it may add (the same)
+    adds: AddedWords | None = None  # its models of common answer words, read and, where measured, added (the same)
     add_at: float | None = None  # the probability at or above which it adds one; None: it adds none
     reads_told: bool = False  # whether it reads its word models' probabilities of each token's word (the same)
 
