@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from slm_desk.contract.words import token_f1, words
+from slm_desk.learn.retrieval import FEATURES
 
 WORDS = 300  # answer words with a model each: 300 and 600 scored alike on bug titles (0.367)
 MIN_ANSWERS = 3  # a word fewer answers hold has too little to learn from
@@ -59,7 +60,7 @@ class AddedWords:
         common = [w for w in common if len({w in h for h in holds}) == 2]  # some answers hold it and some do not
         if not common:
             return None
-        vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2), max_features=MAX_FEATURES)
+        vectorizer = TfidfVectorizer(**FEATURES["word"], min_df=2, max_features=MAX_FEATURES)
         try:
             x = vectorizer.fit_transform(texts)
         except ValueError:  # no word in two inputs

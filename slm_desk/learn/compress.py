@@ -135,10 +135,10 @@ class KeepDrop:
         encoded = encode_words(texts, encoder.in_context) if encoder is not None else None
         told = addwords.out_of_fold(texts, targets, INNER_FOLDS)  # what the answer holds, by models blind to it
         judged: dict[tuple[float, bool, int], float] = {}
-        tagged: list[list[tuple[int, list[Token], np.ndarray]]] = []  # each reading's tokens and probabilities
+        tagged: list[list[tuple[int, list[Token], np.ndarray]]] = []  # each reading's pairs, tokens and probabilities
         if len(texts) >= 2 * INNER_FOLDS:
             for n, (static, reads) in enumerate(readings):
-                fold_probs: list[tuple[list[Token], np.ndarray, str]] = []
+                fold_probs: list[tuple[int, list[Token], np.ndarray]] = []
                 for fold in range(INNER_FOLDS):
                     kept = [i for i in range(len(texts)) if i % INNER_FOLDS != fold]
                     rows = [encoded[i] for i in kept] if reads is not None and encoded is not None else None
@@ -150,10 +150,10 @@ class KeepDrop:
                     toks = [tokens(texts[i]) for i in held]
                     own = [encoded[i] for i in held] if inner.context is not None and encoded is not None else None
                     probs = inner.keep_probabilities(toks, own, _by(told, held) if inner.reads_told else None)
-                    fold_probs += [(t, p, targets[i]) for t, p, i in zip(toks, probs, held, strict=True)]
-                tagged.append([(i, t, p) for i, (t, p, _) in zip(_folded(len(texts)), fold_probs, strict=True)])
+                    fold_probs += zip(held, toks, probs, strict=True)
+                tagged.append(fold_probs)
                 for rule in RULES:
-                    judged[(*rule, n)] = sum(token_f1(render(k, _kept(p, *rule)), g) for k, p, g in fold_probs)
+                    judged[(*rule, n)] = sum(token_f1(render(t, _kept(p, *rule)), targets[i]) for i, t, p in fold_probs)
         # the first of equals: the least read, the lowest absolute threshold (with no folds to judge by, those)
         threshold, share, n = max(judged, key=lambda r: judged[r]) if judged else (THRESHOLDS[0], False, 0)
         static, reads = readings[n]
@@ -326,11 +326,6 @@ class KeepDrop:
 def _by(told: dict[int, Told], pairs: Iterable[int]) -> list[Told | None]:
     """`out_of_fold`'s word probabilities of these pairs, in order; None for a pair it has none of."""
     return [told.get(i) for i in pairs]
-
-
-def _folded(n: int) -> list[int]:
-    """The order the inner folds visit n pairs in: the first fold's, then the second's, ..."""
-    return [i for fold in range(INNER_FOLDS) for i in range(fold, n, INNER_FOLDS)]
 
 
 def encode_words(texts: list[str], in_context: InContext) -> list[np.ndarray]:
